@@ -288,7 +288,7 @@ func TestSinceUntil(t *testing.T) {
 
 func TestFollowAcrossRotation(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.log")
-	w, err := NewWriter(path, 2000, 3)
+	w, err := NewWriter(path, 4000, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +313,8 @@ func TestFollowAcrossRotation(t *testing.T) {
 	}()
 	<-started // the follower holds the first file
 	// Write slowly enough that the follower sees each file, fast enough to
-	// rotate several times (each file holds ~40 records).
+	// rotate several times (each file holds ~80 records; a follower
+	// stalled for two whole files would lose data, as with any bounded log).
 	const n = 300
 	for i := 0; i < n; i++ {
 		w.WriteRecord(Stdout, []byte(fmt.Sprint("line ", i)), false)
