@@ -1,0 +1,17 @@
+//go:build !linux
+
+package cgroups
+
+import (
+	"fmt"
+
+	"github.com/berth/berth/internal/errdefs"
+)
+
+// Detect reports false: cgroups exist only on Linux.
+func Detect() bool { return false }
+
+// PrepareHost fails: containers run only on Linux.
+func PrepareHost() error {
+	return fmt.Errorf("cgroups: %w on this OS (Linux only)", errdefs.ErrNotImplemented)
+}
