@@ -1,0 +1,71 @@
+// Package archive owns unpacking image layers: it applies one OCI/Docker
+// layer tar into a directory that becomes an overlayfs lower dir,
+// translating OCI whiteouts into overlay whiteouts, and refuses every entry
+// that would write outside that directory.
+package archive
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+
+	"github.com/berth/berth/internal/errdefs"
+)
+
+// Compression names a layer's compression.
+type Compression string
+
+// The compressions Detect knows.
+const (
+	Uncompressed Compression = ""
+	Gzip         Compression = "gzip"
+	Zstd         Compression = "zstd"
+	Bzip2        Compression = "bzip2"
+	Xz           Compression = "xz"
+)
+
+var magics = []struct {
+	c Compression
+	m []byte
+}{
+	{Gzip, []byte{0x1f, 0x8b}},
+	{Zstd, []byte{0x28, 0xb5, 0x2f, 0xfd}},
+	{Bzip2, []byte{0x42, 0x5a, 0x68}},
+	{Xz, []byte{0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00}},
+}
+
+// Detect peeks at the start of br and names its compression.
+func Detect(br *bufio.Reader) Compression {
+	head, _ := br.Peek(6)
+	for _, m := range magics {
+		if bytes.HasPrefix(head, m.m) {
+			return m.c
+		}
+	}
+	return Uncompressed
+}
+
+type gzipReadCloser struct {
+	*gzip.Reader
+}
+
+// Decompress returns the uncompressed stream of r: gzip is detected by its
+// magic and decompressed, anything that is not compressed is returned as
+// is. zstd, bzip2 and xz are refused with errdefs.ErrNotImplemented.
+func Decompress(r io.Reader) (io.ReadCloser, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	switch c := Detect(br); c {
+	case Uncompressed:
+		return io.NopCloser(br), nil
+	case Gzip:
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("gzip stream: %w: %w", err, errdefs.ErrInvalidArgument)
+		}
+		return gzipReadCloser{zr}, nil
+	default:
+		return nil, fmt.Errorf("%s-compressed stream: only plain and gzip tars are supported: %w", c, errdefs.ErrNotImplemented)
+	}
+}
