@@ -253,3 +253,12 @@ func readKV(path string) (map[string]uint64, error) {
 	}
 	return m, sc.Err()
 }
+
+// OOMKills returns how many processes the OOM killer has killed in the
+// cgroup so far (v1 memory.oom_control "oom_kill", v2 memory.events).
+func OOMKills(cgroupsPath string) (uint64, error) {
+	if Detect() {
+		return oomKillsV2(filepath.Join(Root, cgroupsPath))
+	}
+	return oomKillsV1(filepath.Join(Root, "memory", cgroupsPath))
+}

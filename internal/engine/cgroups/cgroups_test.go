@@ -3,6 +3,7 @@ package cgroups
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -122,7 +123,7 @@ func TestPrepareHostAndRealStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(filepath.Join(Root, "unified", "cgroup.controllers")); err == nil {
-		for _, c := range splitFields(string(b)) {
+		for _, c := range strings.Fields(string(b)) {
 			if !have[c] {
 				t.Errorf("controller %q has no v1 hierarchy after PrepareHost", c)
 			}
@@ -152,21 +153,3 @@ func TestPrepareHostAndRealStats(t *testing.T) {
 	}
 }
 
-func splitFields(s string) []string {
-	var out []string
-	cur := ""
-	for _, c := range s {
-		if c == ' ' || c == '\n' || c == '\t' {
-			if cur != "" {
-				out = append(out, cur)
-			}
-			cur = ""
-			continue
-		}
-		cur += string(c)
-	}
-	if cur != "" {
-		out = append(out, cur)
-	}
-	return out
-}
