@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/berth/berth/internal/cluster/controlplane"
+)
+
+func runServer(args []string) error {
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	var o controlplane.Options
+	fs.StringVar(&o.DataDir, "data-dir", defaultDataDir, "data directory (CA, credentials, etcd data)")
+	fs.StringVar(&o.BindAddress, "bind-address", "0.0.0.0", "address the HTTPS API listens on")
+	fs.IntVar(&o.Port, "port", 6443, "HTTPS API port")
+	fs.StringVar(&o.AdvertiseAddress, "advertise-address", "", "address other servers and nodes reach this one at (default: bind address, or 127.0.0.1)")
+	fs.IntVar(&o.EtcdClientPort, "etcd-client-port", 2379, "embedded etcd client port (loopback)")
+	fs.IntVar(&o.EtcdPeerPort, "etcd-peer-port", 2380, "embedded etcd peer port (advertise address, mutual TLS)")
+	endpoints := fs.String("etcd-endpoints", "", "comma-separated external etcd endpoints (instead of the embedded member)")
+	fs.BoolVar(&o.ClusterInit, "cluster-init", false, "first server of a high-availability cluster")
+	fs.StringVar(&o.Join, "join", "", "join the HA cluster of the server at https://HOST:PORT")
+	fs.StringVar(&o.Token, "token", "", "join token (from `berth token` on the first server)")
+	fs.StringVar(&o.Name, "name", "", "etcd member name (default hostname-port)")
+	disableAgent := fs.Bool("disable-agent", false, "run a pure control plane (no node agent; the agent is not part of this build yet)")
+	debug := fs.Bool("debug", false, "log every request")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	_ = disableAgent
+	if *endpoints != "" {
+		o.EtcdEndpoints = strings.Split(*endpoints, ",")
+	}
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return controlplane.Run(ctx, o)
+}

@@ -1,0 +1,364 @@
+package apiserver
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/duration"
+)
+
+type col struct {
+	name, typ string
+	priority  int32
+}
+
+var nameCol = col{"Name", "string", 0}
+var ageCol = col{"Age", "string", 0}
+
+func age(t metav1.Time) string {
+	if t.IsZero() {
+		return "<unknown>"
+	}
+	return duration.HumanDuration(time.Since(t.Time))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+func podTemplateCells(t *corev1.PodTemplateSpec) (string, string) {
+	var names, images []string
+	for _, c := range t.Spec.Containers {
+		names = append(names, c.Name)
+		images = append(images, c.Image)
+	}
+	return strings.Join(names, ","), strings.Join(images, ",")
+}
+
+func selectorString(s *metav1.LabelSelector) string {
+	if s == nil {
+		return "<none>"
+	}
+	sel, err := metav1.LabelSelectorAsSelector(s)
+	if err != nil {
+		return "<error>"
+	}
+	return orNone(sel.String())
+}
+
+func i32(p *int32) int32 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// columnsFor returns the column definitions and the row cells function of a kind.
+func columnsFor(r *resource) ([]col, func(runtime.Object) []any) {
+	switch r.kind {
+	case "Pod":
+		return []col{nameCol, {"Ready", "string", 0}, {"Status", "string", 0}, {"Restarts", "string", 0}, ageCol, {"IP", "string", 1}, {"Node", "string", 1}, {"Nominated Node", "string", 1}, {"Readiness Gates", "string", 1}},
+			func(o runtime.Object) []any {
+				p := o.(*corev1.Pod)
+				ready, restarts := 0, int32(0)
+				for _, cs := range p.Status.ContainerStatuses {
+					if cs.Ready {
+						ready++
+					}
+					restarts += cs.RestartCount
+				}
+				status := string(p.Status.Phase)
+				if p.Status.Reason != "" {
+					status = p.Status.Reason
+				}
+				for _, cs := range p.Status.ContainerStatuses {
+					if cs.State.Waiting != nil && cs.State.Waiting.Reason != "" {
+						status = cs.State.Waiting.Reason
+					}
+				}
+				if p.DeletionTimestamp != nil {
+					status = "Terminating"
+				}
+				return []any{p.Name, fmt.Sprintf("%d/%d", ready, len(p.Spec.Containers)), status, fmt.Sprint(restarts), age(p.CreationTimestamp), orNone(p.Status.PodIP), orNone(p.Spec.NodeName), orNone(p.Status.NominatedNodeName), "<none>"}
+			}
+	case "Deployment":
+		return []col{nameCol, {"Ready", "string", 0}, {"Up-to-date", "integer", 0}, {"Available", "integer", 0}, ageCol, {"Containers", "string", 1}, {"Images", "string", 1}, {"Selector", "string", 1}},
+			func(o runtime.Object) []any {
+				d := o.(*appsv1.Deployment)
+				c, im := podTemplateCells(&d.Spec.Template)
+				return []any{d.Name, fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, i32(d.Spec.Replicas)), d.Status.UpdatedReplicas, d.Status.AvailableReplicas, age(d.CreationTimestamp), c, im, selectorString(d.Spec.Selector)}
+			}
+	case "ReplicaSet":
+		return []col{nameCol, {"Desired", "integer", 0}, {"Current", "integer", 0}, {"Ready", "integer", 0}, ageCol, {"Containers", "string", 1}, {"Images", "string", 1}, {"Selector", "string", 1}},
+			func(o runtime.Object) []any {
+				d := o.(*appsv1.ReplicaSet)
+				c, im := podTemplateCells(&d.Spec.Template)
+				return []any{d.Name, i32(d.Spec.Replicas), d.Status.Replicas, d.Status.ReadyReplicas, age(d.CreationTimestamp), c, im, selectorString(d.Spec.Selector)}
+			}
+	case "StatefulSet":
+		return []col{nameCol, {"Ready", "string", 0}, ageCol, {"Containers", "string", 1}, {"Images", "string", 1}},
+			func(o runtime.Object) []any {
+				d := o.(*appsv1.StatefulSet)
+				c, im := podTemplateCells(&d.Spec.Template)
+				return []any{d.Name, fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, i32(d.Spec.Replicas)), age(d.CreationTimestamp), c, im}
+			}
+	case "DaemonSet":
+		return []col{nameCol, {"Desired", "integer", 0}, {"Current", "integer", 0}, {"Ready", "integer", 0}, {"Up-to-date", "integer", 0}, {"Available", "integer", 0}, {"Node Selector", "string", 0}, ageCol, {"Containers", "string", 1}, {"Images", "string", 1}, {"Selector", "string", 1}},
+			func(o runtime.Object) []any {
+				d := o.(*appsv1.DaemonSet)
+				c, im := podTemplateCells(&d.Spec.Template)
+				var ns []string
+				for k, v := range d.Spec.Template.Spec.NodeSelector {
+					ns = append(ns, k+"="+v)
+				}
+				sort.Strings(ns)
+				return []any{d.Name, d.Status.DesiredNumberScheduled, d.Status.CurrentNumberScheduled, d.Status.NumberReady, d.Status.UpdatedNumberScheduled, d.Status.NumberAvailable, orNone(strings.Join(ns, ",")), age(d.CreationTimestamp), c, im, selectorString(d.Spec.Selector)}
+			}
+	case "Service":
+		return []col{nameCol, {"Type", "string", 0}, {"Cluster-IP", "string", 0}, {"External-IP", "string", 0}, {"Port(s)", "string", 0}, ageCol, {"Selector", "string", 1}},
+			func(o runtime.Object) []any {
+				s := o.(*corev1.Service)
+				var ports []string
+				for _, p := range s.Spec.Ports {
+					if p.NodePort != 0 {
+						ports = append(ports, fmt.Sprintf("%d:%d/%s", p.Port, p.NodePort, p.Protocol))
+					} else {
+						ports = append(ports, fmt.Sprintf("%d/%s", p.Port, p.Protocol))
+					}
+				}
+				var sel []string
+				for k, v := range s.Spec.Selector {
+					sel = append(sel, k+"="+v)
+				}
+				sort.Strings(sel)
+				ext := strings.Join(s.Spec.ExternalIPs, ",")
+				if s.Spec.Type == corev1.ServiceTypeExternalName {
+					ext = s.Spec.ExternalName
+				}
+				return []any{s.Name, string(s.Spec.Type), orNone(s.Spec.ClusterIP), orNone(ext), orNone(strings.Join(ports, ",")), age(s.CreationTimestamp), orNone(strings.Join(sel, ","))}
+			}
+	case "Namespace":
+		return []col{nameCol, {"Status", "string", 0}, ageCol}, func(o runtime.Object) []any {
+			n := o.(*corev1.Namespace)
+			return []any{n.Name, string(n.Status.Phase), age(n.CreationTimestamp)}
+		}
+	case "Node":
+		return []col{nameCol, {"Status", "string", 0}, {"Roles", "string", 0}, ageCol, {"Version", "string", 0}, {"Internal-IP", "string", 1}, {"OS-Image", "string", 1}, {"Kernel-Version", "string", 1}, {"Container-Runtime", "string", 1}},
+			func(o runtime.Object) []any {
+				n := o.(*corev1.Node)
+				status := "Unknown"
+				for _, c := range n.Status.Conditions {
+					if c.Type == corev1.NodeReady {
+						status = map[bool]string{true: "Ready", false: "NotReady"}[c.Status == corev1.ConditionTrue]
+					}
+				}
+				if n.Spec.Unschedulable {
+					status += ",SchedulingDisabled"
+				}
+				var roles []string
+				for k := range n.Labels {
+					if r, ok := strings.CutPrefix(k, "node-role.kubernetes.io/"); ok {
+						roles = append(roles, r)
+					}
+				}
+				sort.Strings(roles)
+				ip := ""
+				for _, a := range n.Status.Addresses {
+					if a.Type == corev1.NodeInternalIP {
+						ip = a.Address
+					}
+				}
+				ni := n.Status.NodeInfo
+				return []any{n.Name, status, orNone(strings.Join(roles, ",")), age(n.CreationTimestamp), ni.KubeletVersion, orNone(ip), orNone(ni.OSImage), orNone(ni.KernelVersion), orNone(ni.ContainerRuntimeVersion)}
+			}
+	case "ConfigMap":
+		return []col{nameCol, {"Data", "integer", 0}, ageCol}, func(o runtime.Object) []any {
+			c := o.(*corev1.ConfigMap)
+			return []any{c.Name, len(c.Data) + len(c.BinaryData), age(c.CreationTimestamp)}
+		}
+	case "Secret":
+		return []col{nameCol, {"Type", "string", 0}, {"Data", "integer", 0}, ageCol}, func(o runtime.Object) []any {
+			c := o.(*corev1.Secret)
+			return []any{c.Name, string(c.Type), len(c.Data), age(c.CreationTimestamp)}
+		}
+	case "Job":
+		return []col{nameCol, {"Status", "string", 0}, {"Completions", "string", 0}, {"Duration", "string", 0}, ageCol, {"Containers", "string", 1}, {"Images", "string", 1}},
+			func(o runtime.Object) []any {
+				j := o.(*batchv1.Job)
+				c, im := podTemplateCells(&j.Spec.Template)
+				status := "Running"
+				for _, cond := range j.Status.Conditions {
+					if cond.Status == corev1.ConditionTrue && (cond.Type == batchv1.JobComplete || cond.Type == batchv1.JobFailed) {
+						status = string(cond.Type)
+					}
+				}
+				dur := ""
+				if j.Status.StartTime != nil {
+					end := time.Now()
+					if j.Status.CompletionTime != nil {
+						end = j.Status.CompletionTime.Time
+					}
+					dur = duration.HumanDuration(end.Sub(j.Status.StartTime.Time))
+				}
+				return []any{j.Name, status, fmt.Sprintf("%d/%d", j.Status.Succeeded, i32(j.Spec.Completions)), dur, age(j.CreationTimestamp), c, im}
+			}
+	case "CronJob":
+		return []col{nameCol, {"Schedule", "string", 0}, {"Timezone", "string", 0}, {"Suspend", "boolean", 0}, {"Active", "integer", 0}, {"Last Schedule", "string", 0}, ageCol},
+			func(o runtime.Object) []any {
+				c := o.(*batchv1.CronJob)
+				last := "<none>"
+				if c.Status.LastScheduleTime != nil {
+					last = age(*c.Status.LastScheduleTime)
+				}
+				tz := "<none>"
+				if c.Spec.TimeZone != nil {
+					tz = *c.Spec.TimeZone
+				}
+				return []any{c.Name, c.Spec.Schedule, tz, c.Spec.Suspend != nil && *c.Spec.Suspend, len(c.Status.Active), last, age(c.CreationTimestamp)}
+			}
+	case "Event":
+		if r.group == "" {
+			return []col{{"Last Seen", "string", 0}, {"Type", "string", 0}, {"Reason", "string", 0}, {"Object", "string", 0}, {"Message", "string", 0}},
+				func(o runtime.Object) []any {
+					e := o.(*corev1.Event)
+					t := e.LastTimestamp
+					if t.IsZero() {
+						t = metav1.NewTime(e.EventTime.Time)
+					}
+					if t.IsZero() {
+						t = e.CreationTimestamp
+					}
+					return []any{age(t), e.Type, e.Reason, strings.ToLower(e.InvolvedObject.Kind) + "/" + e.InvolvedObject.Name, e.Message}
+				}
+		}
+		return []col{{"Last Seen", "string", 0}, {"Type", "string", 0}, {"Reason", "string", 0}, {"Object", "string", 0}, {"Message", "string", 0}},
+			func(o runtime.Object) []any {
+				e := o.(*eventsv1.Event)
+				return []any{age(e.CreationTimestamp), e.Type, e.Reason, strings.ToLower(e.Regarding.Kind) + "/" + e.Regarding.Name, e.Note}
+			}
+	case "Lease":
+		return []col{nameCol, {"Holder", "string", 0}, ageCol}, func(o runtime.Object) []any {
+			l := o.(*coordinationv1.Lease)
+			h := ""
+			if l.Spec.HolderIdentity != nil {
+				h = *l.Spec.HolderIdentity
+			}
+			return []any{l.Name, h, age(l.CreationTimestamp)}
+		}
+	case "Endpoints":
+		return []col{nameCol, {"Endpoints", "string", 0}, ageCol}, func(o runtime.Object) []any {
+			e := o.(*corev1.Endpoints)
+			var eps []string
+			for _, s := range e.Subsets {
+				for _, a := range s.Addresses {
+					for _, p := range s.Ports {
+						eps = append(eps, fmt.Sprintf("%s:%d", a.IP, p.Port))
+					}
+				}
+			}
+			return []any{e.Name, orNone(strings.Join(eps, ",")), age(e.CreationTimestamp)}
+		}
+	case "EndpointSlice":
+		return []col{nameCol, {"AddressType", "string", 0}, {"Ports", "string", 0}, {"Endpoints", "string", 0}, ageCol}, func(o runtime.Object) []any {
+			e := o.(*discoveryv1.EndpointSlice)
+			var ports, eps []string
+			for _, p := range e.Ports {
+				if p.Port != nil {
+					ports = append(ports, fmt.Sprint(*p.Port))
+				}
+			}
+			for _, ep := range e.Endpoints {
+				eps = append(eps, ep.Addresses...)
+			}
+			return []any{e.Name, string(e.AddressType), orNone(strings.Join(ports, ",")), orNone(strings.Join(eps, ",")), age(e.CreationTimestamp)}
+		}
+	case "ServiceAccount":
+		return []col{nameCol, {"Secrets", "integer", 0}, ageCol}, func(o runtime.Object) []any {
+			s := o.(*corev1.ServiceAccount)
+			return []any{s.Name, len(s.Secrets), age(s.CreationTimestamp)}
+		}
+	case "PersistentVolumeClaim":
+		return []col{nameCol, {"Status", "string", 0}, {"Volume", "string", 0}, {"Capacity", "string", 0}, {"Access Modes", "string", 0}, {"StorageClass", "string", 0}, ageCol},
+			func(o runtime.Object) []any {
+				p := o.(*corev1.PersistentVolumeClaim)
+				capacity := ""
+				if q, ok := p.Status.Capacity[corev1.ResourceStorage]; ok {
+					capacity = q.String()
+				}
+				var am []string
+				for _, m := range p.Spec.AccessModes {
+					am = append(am, string(m))
+				}
+				sc := "<unset>"
+				if p.Spec.StorageClassName != nil {
+					sc = *p.Spec.StorageClassName
+				}
+				return []any{p.Name, string(p.Status.Phase), p.Spec.VolumeName, capacity, strings.Join(am, ","), sc, age(p.CreationTimestamp)}
+			}
+	case "HorizontalPodAutoscaler":
+		return []col{nameCol, {"Reference", "string", 0}, {"MinPods", "string", 0}, {"MaxPods", "integer", 0}, {"Replicas", "integer", 0}, ageCol}, func(o runtime.Object) []any {
+			switch h := o.(type) {
+			case *autoscalingv2.HorizontalPodAutoscaler:
+				return []any{h.Name, h.Spec.ScaleTargetRef.Kind + "/" + h.Spec.ScaleTargetRef.Name, fmt.Sprint(i32(h.Spec.MinReplicas)), h.Spec.MaxReplicas, h.Status.CurrentReplicas, age(h.CreationTimestamp)}
+			case *autoscalingv1.HorizontalPodAutoscaler:
+				return []any{h.Name, h.Spec.ScaleTargetRef.Kind + "/" + h.Spec.ScaleTargetRef.Name, fmt.Sprint(i32(h.Spec.MinReplicas)), h.Spec.MaxReplicas, h.Status.CurrentReplicas, age(h.CreationTimestamp)}
+			}
+			return nil
+		}
+	}
+	return []col{nameCol, {"Created At", "date", 0}}, func(o runtime.Object) []any {
+		a := accessor(o)
+		return []any{a.GetName(), a.GetCreationTimestamp().UTC().Format(time.RFC3339)}
+	}
+}
+
+// table renders objects as a meta.k8s.io Table.
+func (s *Server) table(r *resource, objs []runtime.Object, rv, cont, version, includeObject string) *metav1.Table {
+	cols, cells := columnsFor(r)
+	t := &metav1.Table{TypeMeta: metav1.TypeMeta{Kind: "Table", APIVersion: "meta.k8s.io/" + version}}
+	t.ResourceVersion, t.Continue = rv, cont
+	for _, c := range cols {
+		cd := metav1.TableColumnDefinition{Name: c.name, Type: c.typ, Priority: c.priority}
+		if c.name == "Name" {
+			cd.Format = "name"
+			cd.Description = "Name must be unique within a namespace."
+		}
+		t.ColumnDefinitions = append(t.ColumnDefinitions, cd)
+	}
+	t.Rows = []metav1.TableRow{}
+	for _, o := range objs {
+		row := metav1.TableRow{Cells: cells(o)}
+		switch includeObject {
+		case "None":
+		case "Object":
+			setTypeMeta(r, o)
+			b, _ := json.Marshal(o)
+			row.Object.Raw = b
+		default:
+			a := accessor(o)
+			pm := metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"}}
+			pm.ObjectMeta = metav1.ObjectMeta{Name: a.GetName(), Namespace: a.GetNamespace(), UID: a.GetUID(), ResourceVersion: a.GetResourceVersion(), Generation: a.GetGeneration(),
+				CreationTimestamp: a.GetCreationTimestamp(), DeletionTimestamp: a.GetDeletionTimestamp(), Labels: a.GetLabels(), Annotations: a.GetAnnotations(), OwnerReferences: a.GetOwnerReferences(), Finalizers: a.GetFinalizers()}
+			b, _ := json.Marshal(pm)
+			row.Object.Raw = b
+		}
+		t.Rows = append(t.Rows, row)
+	}
+	return t
+}

@@ -1,0 +1,434 @@
+package apiserver
+
+import (
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiresource "k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+// applyDefaults fills the defaults Kubernetes applies to the common types.
+func applyDefaults(obj runtime.Object) {
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		defaultPodSpec(&o.Spec)
+	case *corev1.Service:
+		if o.Spec.Type == "" {
+			o.Spec.Type = corev1.ServiceTypeClusterIP
+		}
+		if o.Spec.SessionAffinity == "" {
+			o.Spec.SessionAffinity = corev1.ServiceAffinityNone
+		}
+		for i := range o.Spec.Ports {
+			p := &o.Spec.Ports[i]
+			if p.Protocol == "" {
+				p.Protocol = corev1.ProtocolTCP
+			}
+			if p.TargetPort == (intstr.IntOrString{}) {
+				p.TargetPort = intstr.FromInt32(p.Port)
+			}
+		}
+		if o.Spec.Type != corev1.ServiceTypeExternalName && o.Spec.InternalTrafficPolicy == nil {
+			o.Spec.InternalTrafficPolicy = ptr(corev1.ServiceInternalTrafficPolicyCluster)
+		}
+	case *corev1.Secret:
+		if o.Type == "" {
+			o.Type = corev1.SecretTypeOpaque
+		}
+	case *corev1.Namespace:
+		if o.Labels == nil {
+			o.Labels = map[string]string{}
+		}
+		o.Labels["kubernetes.io/metadata.name"] = o.Name
+	case *appsv1.Deployment:
+		if o.Spec.Replicas == nil {
+			o.Spec.Replicas = ptr(int32(1))
+		}
+		if o.Spec.Strategy.Type == "" {
+			o.Spec.Strategy.Type = appsv1.RollingUpdateDeploymentStrategyType
+		}
+		if o.Spec.Strategy.Type == appsv1.RollingUpdateDeploymentStrategyType && o.Spec.Strategy.RollingUpdate == nil {
+			q := intstr.FromString("25%")
+			o.Spec.Strategy.RollingUpdate = &appsv1.RollingUpdateDeployment{MaxUnavailable: &q, MaxSurge: &q}
+		}
+		if o.Spec.RevisionHistoryLimit == nil {
+			o.Spec.RevisionHistoryLimit = ptr(int32(10))
+		}
+		if o.Spec.ProgressDeadlineSeconds == nil {
+			o.Spec.ProgressDeadlineSeconds = ptr(int32(600))
+		}
+		defaultPodSpec(&o.Spec.Template.Spec)
+	case *appsv1.ReplicaSet:
+		if o.Spec.Replicas == nil {
+			o.Spec.Replicas = ptr(int32(1))
+		}
+		defaultPodSpec(&o.Spec.Template.Spec)
+	case *appsv1.StatefulSet:
+		if o.Spec.Replicas == nil {
+			o.Spec.Replicas = ptr(int32(1))
+		}
+		if o.Spec.PodManagementPolicy == "" {
+			o.Spec.PodManagementPolicy = appsv1.OrderedReadyPodManagement
+		}
+		if o.Spec.UpdateStrategy.Type == "" {
+			o.Spec.UpdateStrategy.Type = appsv1.RollingUpdateStatefulSetStrategyType
+		}
+		if o.Spec.RevisionHistoryLimit == nil {
+			o.Spec.RevisionHistoryLimit = ptr(int32(10))
+		}
+		defaultPodSpec(&o.Spec.Template.Spec)
+	case *appsv1.DaemonSet:
+		if o.Spec.UpdateStrategy.Type == "" {
+			o.Spec.UpdateStrategy.Type = appsv1.RollingUpdateDaemonSetStrategyType
+		}
+		if o.Spec.RevisionHistoryLimit == nil {
+			o.Spec.RevisionHistoryLimit = ptr(int32(10))
+		}
+		defaultPodSpec(&o.Spec.Template.Spec)
+	case *batchv1.Job:
+		if o.Spec.Completions == nil {
+			o.Spec.Completions = ptr(int32(1))
+		}
+		if o.Spec.Parallelism == nil {
+			o.Spec.Parallelism = ptr(int32(1))
+		}
+		if o.Spec.BackoffLimit == nil {
+			o.Spec.BackoffLimit = ptr(int32(6))
+		}
+		defaultPodSpec(&o.Spec.Template.Spec)
+	case *batchv1.CronJob:
+		if o.Spec.ConcurrencyPolicy == "" {
+			o.Spec.ConcurrencyPolicy = batchv1.AllowConcurrent
+		}
+		if o.Spec.Suspend == nil {
+			o.Spec.Suspend = ptr(false)
+		}
+		if o.Spec.SuccessfulJobsHistoryLimit == nil {
+			o.Spec.SuccessfulJobsHistoryLimit = ptr(int32(3))
+		}
+		if o.Spec.FailedJobsHistoryLimit == nil {
+			o.Spec.FailedJobsHistoryLimit = ptr(int32(1))
+		}
+		defaultPodSpec(&o.Spec.JobTemplate.Spec.Template.Spec)
+	}
+}
+
+func defaultPodSpec(s *corev1.PodSpec) {
+	if s.RestartPolicy == "" {
+		s.RestartPolicy = corev1.RestartPolicyAlways
+	}
+	if s.DNSPolicy == "" {
+		s.DNSPolicy = corev1.DNSClusterFirst
+	}
+	if s.SchedulerName == "" {
+		s.SchedulerName = corev1.DefaultSchedulerName
+	}
+	if s.TerminationGracePeriodSeconds == nil {
+		s.TerminationGracePeriodSeconds = ptr(int64(30))
+	}
+	if s.SecurityContext == nil {
+		s.SecurityContext = &corev1.PodSecurityContext{}
+	}
+	for _, cs := range [][]corev1.Container{s.InitContainers, s.Containers} {
+		for i := range cs {
+			c := &cs[i]
+			if c.ImagePullPolicy == "" {
+				c.ImagePullPolicy = corev1.PullIfNotPresent
+				if !strings.Contains(c.Image, "@") && (!strings.Contains(lastSegment(c.Image), ":") || strings.HasSuffix(c.Image, ":latest")) {
+					c.ImagePullPolicy = corev1.PullAlways
+				}
+			}
+			if c.TerminationMessagePath == "" {
+				c.TerminationMessagePath = corev1.TerminationMessagePathDefault
+			}
+			if c.TerminationMessagePolicy == "" {
+				c.TerminationMessagePolicy = corev1.TerminationMessageReadFile
+			}
+			for j := range c.Ports {
+				if c.Ports[j].Protocol == "" {
+					c.Ports[j].Protocol = corev1.ProtocolTCP
+				}
+			}
+		}
+	}
+}
+
+func lastSegment(image string) string {
+	if i := strings.LastIndexByte(image, '/'); i >= 0 {
+		return image[i+1:]
+	}
+	return image
+}
+
+// validateObject checks names, labels and the required fields of the common types.
+func validateObject(r *resource, obj runtime.Object) []fieldErr {
+	a := accessor(obj)
+	var errs []fieldErr
+	name := a.GetName()
+	switch r.name {
+	case "namespaces", "services":
+		for _, m := range validation.IsDNS1123Label(name) {
+			errs = append(errs, invalid("metadata.name", name, m))
+		}
+	case "pods", "configmaps", "secrets", "deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "cronjobs", "nodes", "serviceaccounts", "endpoints", "leases", "endpointslices", "persistentvolumes", "persistentvolumeclaims", "resourcequotas", "limitranges", "controllerrevisions", "horizontalpodautoscalers":
+		for _, m := range validation.IsDNS1123Subdomain(name) {
+			errs = append(errs, invalid("metadata.name", name, m))
+		}
+	default:
+		if name == "" || strings.ContainsAny(name, "/%") || name == "." || name == ".." {
+			errs = append(errs, invalid("metadata.name", name, "may not be empty, '.', '..' or contain '/' or '%'"))
+		}
+	}
+	if r.name == "statefulsets" || r.name == "cronjobs" {
+		if len(name) > 52 {
+			errs = append(errs, invalid("metadata.name", name, "must be no more than 52 characters"))
+		}
+	}
+	for k, v := range a.GetLabels() {
+		for _, m := range validation.IsQualifiedName(k) {
+			errs = append(errs, invalid("metadata.labels", k, m))
+		}
+		for _, m := range validation.IsValidLabelValue(v) {
+			errs = append(errs, invalid("metadata.labels", v, m))
+		}
+	}
+	var annSize int
+	for k, v := range a.GetAnnotations() {
+		annSize += len(k) + len(v)
+		for _, m := range validation.IsQualifiedName(strings.ToLower(k)) {
+			errs = append(errs, invalid("metadata.annotations", k, m))
+		}
+	}
+	if annSize > 256*1024 {
+		errs = append(errs, fieldErr{causeTooLong, "metadata.annotations", fmt.Sprintf("Too long: must have at most %d bytes", 256*1024)})
+	}
+	for i, f := range a.GetFinalizers() {
+		if !strings.Contains(f, "/") && f != metav1.FinalizerOrphanDependents && f != metav1.FinalizerDeleteDependents && f != "kubernetes" {
+			errs = append(errs, invalid(fmt.Sprintf("metadata.finalizers[%d]", i), f, "name is neither a standard finalizer name nor is it fully qualified"))
+		}
+	}
+	for i, o := range a.GetOwnerReferences() {
+		p := fmt.Sprintf("metadata.ownerReferences[%d]", i)
+		if o.APIVersion == "" {
+			errs = append(errs, required(p+".apiVersion", ""))
+		}
+		if o.Kind == "" {
+			errs = append(errs, required(p+".kind", ""))
+		}
+		if o.Name == "" {
+			errs = append(errs, required(p+".name", ""))
+		}
+		if o.UID == "" {
+			errs = append(errs, required(p+".uid", ""))
+		}
+	}
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		errs = append(errs, validatePodSpec("spec", &o.Spec)...)
+	case *corev1.ConfigMap:
+		size := 0
+		for k, v := range o.Data {
+			size += len(v)
+			for _, m := range validation.IsConfigMapKey(k) {
+				errs = append(errs, invalid("data", k, m))
+			}
+			if _, dup := o.BinaryData[k]; dup {
+				errs = append(errs, duplicate("data", k))
+			}
+		}
+		for k, v := range o.BinaryData {
+			size += len(v)
+			for _, m := range validation.IsConfigMapKey(k) {
+				errs = append(errs, invalid("binaryData", k, m))
+			}
+		}
+		if size > 1024*1024 {
+			errs = append(errs, fieldErr{causeTooLong, "data", "Too long: must have at most 1048576 bytes"})
+		}
+	case *corev1.Secret:
+		size := 0
+		for k, v := range o.Data {
+			size += len(v)
+			for _, m := range validation.IsConfigMapKey(k) {
+				errs = append(errs, invalid("data", k, m))
+			}
+		}
+		if size > 1024*1024 {
+			errs = append(errs, fieldErr{causeTooLong, "data", "Too long: must have at most 1048576 bytes"})
+		}
+	case *corev1.Service:
+		if o.Spec.Type != corev1.ServiceTypeExternalName && len(o.Spec.Ports) == 0 && o.Spec.ClusterIP != corev1.ClusterIPNone {
+			errs = append(errs, required("spec.ports", ""))
+		}
+		names := map[string]bool{}
+		for i, p := range o.Spec.Ports {
+			fp := fmt.Sprintf("spec.ports[%d]", i)
+			if p.Port < 1 || p.Port > 65535 {
+				errs = append(errs, invalid(fp+".port", p.Port, "must be between 1 and 65535, inclusive"))
+			}
+			if len(o.Spec.Ports) > 1 && p.Name == "" {
+				errs = append(errs, required(fp+".name", "when more than one port is defined"))
+			}
+			if p.Name != "" && names[p.Name] {
+				errs = append(errs, duplicate(fp+".name", p.Name))
+			}
+			names[p.Name] = true
+			if p.Protocol != corev1.ProtocolTCP && p.Protocol != corev1.ProtocolUDP && p.Protocol != corev1.ProtocolSCTP {
+				errs = append(errs, fieldErr{causeNotSupported, fp + ".protocol", fmt.Sprintf("Unsupported value: %q: supported values: \"SCTP\", \"TCP\", \"UDP\"", p.Protocol)})
+			}
+		}
+		switch o.Spec.Type {
+		case corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer, corev1.ServiceTypeExternalName:
+		default:
+			errs = append(errs, fieldErr{causeNotSupported, "spec.type", fmt.Sprintf("Unsupported value: %q: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"", o.Spec.Type)})
+		}
+	case *appsv1.Deployment:
+		errs = append(errs, validateWorkload(o.Spec.Replicas, o.Spec.Selector, &o.Spec.Template)...)
+	case *appsv1.ReplicaSet:
+		errs = append(errs, validateWorkload(o.Spec.Replicas, o.Spec.Selector, &o.Spec.Template)...)
+	case *appsv1.StatefulSet:
+		errs = append(errs, validateWorkload(o.Spec.Replicas, o.Spec.Selector, &o.Spec.Template)...)
+	case *appsv1.DaemonSet:
+		errs = append(errs, validateWorkload(nil, o.Spec.Selector, &o.Spec.Template)...)
+	case *batchv1.Job:
+		errs = append(errs, validatePodSpec("spec.template.spec", &o.Spec.Template.Spec)...)
+		if rp := o.Spec.Template.Spec.RestartPolicy; rp != corev1.RestartPolicyNever && rp != corev1.RestartPolicyOnFailure {
+			errs = append(errs, fieldErr{causeNotSupported, "spec.template.spec.restartPolicy", fmt.Sprintf("Unsupported value: %q: supported values: \"OnFailure\", \"Never\"", rp)})
+		}
+	case *batchv1.CronJob:
+		if strings.TrimSpace(o.Spec.Schedule) == "" {
+			errs = append(errs, required("spec.schedule", ""))
+		} else if n := len(strings.Fields(o.Spec.Schedule)); n != 5 && !strings.HasPrefix(o.Spec.Schedule, "@") {
+			errs = append(errs, invalid("spec.schedule", o.Spec.Schedule, "want a cron expression of 5 fields or @hourly/@daily/…"))
+		}
+		errs = append(errs, validatePodSpec("spec.jobTemplate.spec.template.spec", &o.Spec.JobTemplate.Spec.Template.Spec)...)
+	case *coordinationv1.Lease:
+		if d := o.Spec.LeaseDurationSeconds; d != nil && *d <= 0 {
+			errs = append(errs, invalid("spec.leaseDurationSeconds", *d, "must be greater than 0"))
+		}
+	case *corev1.PersistentVolumeClaim:
+		if len(o.Spec.AccessModes) == 0 {
+			errs = append(errs, required("spec.accessModes", "at least 1 access mode is required"))
+		}
+		if q, ok := o.Spec.Resources.Requests[corev1.ResourceStorage]; !ok || q.Cmp(apiresource.Quantity{}) <= 0 {
+			errs = append(errs, required("spec.resources.requests[storage]", "a positive storage request is required"))
+		}
+	}
+	return errs
+}
+
+func validateWorkload(replicas *int32, sel *metav1.LabelSelector, tmpl *corev1.PodTemplateSpec) []fieldErr {
+	var errs []fieldErr
+	if replicas != nil && *replicas < 0 {
+		errs = append(errs, invalid("spec.replicas", *replicas, "must be greater than or equal to 0"))
+	}
+	if sel == nil || (len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0) {
+		errs = append(errs, required("spec.selector", ""))
+	} else if s, err := metav1.LabelSelectorAsSelector(sel); err != nil {
+		errs = append(errs, invalid("spec.selector", sel, err.Error()))
+	} else if !s.Matches(labels.Set(tmpl.Labels)) {
+		errs = append(errs, invalid("spec.template.metadata.labels", tmpl.Labels, "`selector` does not match template `labels`"))
+	}
+	if tmpl.Spec.RestartPolicy != "" && tmpl.Spec.RestartPolicy != corev1.RestartPolicyAlways {
+		errs = append(errs, fieldErr{causeNotSupported, "spec.template.spec.restartPolicy", fmt.Sprintf("Unsupported value: %q: supported values: \"Always\"", tmpl.Spec.RestartPolicy)})
+	}
+	return append(errs, validatePodSpec("spec.template.spec", &tmpl.Spec)...)
+}
+
+func validatePodSpec(path string, s *corev1.PodSpec) []fieldErr {
+	var errs []fieldErr
+	if len(s.Containers) == 0 {
+		errs = append(errs, required(path+".containers", ""))
+	}
+	seen := map[string]bool{}
+	check := func(kind string, cs []corev1.Container) {
+		for i, c := range cs {
+			p := fmt.Sprintf("%s.%s[%d]", path, kind, i)
+			if c.Name == "" {
+				errs = append(errs, required(p+".name", ""))
+			} else {
+				for _, m := range validation.IsDNS1123Label(c.Name) {
+					errs = append(errs, invalid(p+".name", c.Name, m))
+				}
+				if seen[c.Name] {
+					errs = append(errs, duplicate(p+".name", c.Name))
+				}
+				seen[c.Name] = true
+			}
+			if strings.TrimSpace(c.Image) == "" {
+				errs = append(errs, required(p+".image", ""))
+			} else if c.Image != strings.TrimSpace(c.Image) {
+				errs = append(errs, invalid(p+".image", c.Image, "must not have leading or trailing whitespace"))
+			}
+			for j, port := range c.Ports {
+				if port.ContainerPort < 1 || port.ContainerPort > 65535 {
+					errs = append(errs, invalid(fmt.Sprintf("%s.ports[%d].containerPort", p, j), port.ContainerPort, "must be between 1 and 65535, inclusive"))
+				}
+			}
+			for j, e := range c.Env {
+				if e.Name == "" {
+					errs = append(errs, required(fmt.Sprintf("%s.env[%d].name", p, j), ""))
+				}
+			}
+		}
+	}
+	check("initContainers", s.InitContainers)
+	check("containers", s.Containers)
+	switch s.RestartPolicy {
+	case corev1.RestartPolicyAlways, corev1.RestartPolicyOnFailure, corev1.RestartPolicyNever, "":
+	default:
+		errs = append(errs, fieldErr{causeNotSupported, path + ".restartPolicy", fmt.Sprintf("Unsupported value: %q: supported values: \"Always\", \"OnFailure\", \"Never\"", s.RestartPolicy)})
+	}
+	return errs
+}
+
+// validateUpdate checks immutable fields.
+func validateUpdate(r *resource, old, next runtime.Object) []fieldErr {
+	switch o := old.(type) {
+	case *appsv1.Deployment:
+		n := next.(*appsv1.Deployment)
+		if o.Spec.Selector != nil && n.Spec.Selector != nil && !equalSelector(o.Spec.Selector, n.Spec.Selector) {
+			return []fieldErr{invalid("spec.selector", n.Spec.Selector, "field is immutable")}
+		}
+	case *corev1.ConfigMap:
+		if o.Immutable != nil && *o.Immutable {
+			n := next.(*corev1.ConfigMap)
+			if fmt.Sprint(o.Data) != fmt.Sprint(n.Data) || fmt.Sprint(o.BinaryData) != fmt.Sprint(n.BinaryData) {
+				return []fieldErr{{metav1.CauseTypeForbidden, "data", "Forbidden: field is immutable when `immutable` is set"}}
+			}
+		}
+	case *corev1.Secret:
+		n := next.(*corev1.Secret)
+		if o.Type != n.Type {
+			return []fieldErr{invalid("type", n.Type, "field is immutable")}
+		}
+	case *corev1.Pod:
+		n := next.(*corev1.Pod)
+		if o.Spec.NodeName != "" && n.Spec.NodeName != o.Spec.NodeName {
+			return []fieldErr{invalid("spec.nodeName", n.Spec.NodeName, "field is immutable once set")}
+		}
+	}
+	return nil
+}
+
+func equalSelector(a, b *metav1.LabelSelector) bool {
+	sa, err1 := metav1.LabelSelectorAsSelector(a)
+	sb, err2 := metav1.LabelSelectorAsSelector(b)
+	return err1 == nil && err2 == nil && sa.String() == sb.String()
+}
+
+const (
+	causeTooLong      metav1.CauseType = "FieldValueTooLong"
+	causeNotSupported metav1.CauseType = "FieldValueNotSupported"
+)

@@ -1,0 +1,233 @@
+// Package controlplane is the composition root of `berth server`: it
+// prepares the data directory (CA, certificates, tokens, kubeconfig),
+// starts or joins etcd, and serves the API over HTTPS until stopped. It also
+// implements the HA join protocol (server side and client side).
+package controlplane
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berth/berth/internal/cluster/apiserver"
+	"github.com/berth/berth/internal/cluster/pki"
+	"github.com/berth/berth/internal/cluster/store"
+	"github.com/berth/berth/internal/errdefs"
+)
+
+// Options are the flags of `berth server`.
+type Options struct {
+	DataDir          string
+	BindAddress      string
+	Port             int
+	AdvertiseAddress string
+	EtcdClientPort   int
+	EtcdPeerPort     int
+	EtcdEndpoints    []string
+	ClusterInit      bool
+	Join             string // https://FIRST:PORT
+	Token            string
+	Name             string // etcd member name
+	Logger           *slog.Logger
+	// Ready, if set, is closed once the API serves.
+	Ready chan<- struct{}
+}
+
+func (o *Options) defaults() error {
+	if o.DataDir == "" {
+		return fmt.Errorf("--data-dir is required: %w", errdefs.ErrInvalidArgument)
+	}
+	if o.BindAddress == "" {
+		o.BindAddress = "0.0.0.0"
+	}
+	if net.ParseIP(o.BindAddress) == nil {
+		return fmt.Errorf("--bind-address %q: want an IP address: %w", o.BindAddress, errdefs.ErrInvalidArgument)
+	}
+	if o.Port <= 0 || o.Port > 65535 {
+		return fmt.Errorf("--port %d: want 1-65535: %w", o.Port, errdefs.ErrInvalidArgument)
+	}
+	if o.EtcdClientPort <= 0 || o.EtcdClientPort > 65535 || o.EtcdPeerPort <= 0 || o.EtcdPeerPort > 65535 {
+		return fmt.Errorf("--etcd-client-port/--etcd-peer-port %d/%d: want 1-65535: %w", o.EtcdClientPort, o.EtcdPeerPort, errdefs.ErrInvalidArgument)
+	}
+	if o.AdvertiseAddress == "" {
+		o.AdvertiseAddress = o.BindAddress
+		if ip := net.ParseIP(o.BindAddress); ip.IsUnspecified() {
+			o.AdvertiseAddress = "127.0.0.1"
+		}
+	}
+	if (o.Join == "") != (o.Token == "") {
+		return fmt.Errorf("--join and --token go together: %w", errdefs.ErrInvalidArgument)
+	}
+	if o.Join != "" && !strings.HasPrefix(o.Join, "https://") {
+		return fmt.Errorf("--join %q: want https://HOST:PORT: %w", o.Join, errdefs.ErrInvalidArgument)
+	}
+	if o.Name == "" {
+		h, _ := os.Hostname()
+		o.Name = h + "-" + strconv.Itoa(o.Port)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
+
+func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
+// caFingerprint is the first 16 hex digits of the CA certificate's SHA-256;
+// join tokens start with it so joiners can pin the CA.
+func caFingerprint(caPEM []byte) string {
+	s := sha256.Sum256(caPEM)
+	return hex.EncodeToString(s[:])[:16]
+}
+
+// Run serves the control plane until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	if err := o.defaults(); err != nil {
+		return err
+	}
+	dir := pki.Dir{Root: o.DataDir}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	etcdDir := dir.Path("etcd")
+	_, statErr := os.Stat(etcdDir + "/member")
+	fresh := errors.Is(statErr, os.ErrNotExist)
+	peerURL := "https://" + hostPort(o.AdvertiseAddress, o.EtcdPeerPort)
+	var initialCluster string
+	if o.Join != "" && fresh && len(o.EtcdEndpoints) == 0 {
+		resp, err := joinCluster(ctx, o.Join, o.Token, o.Name, peerURL)
+		if err != nil {
+			return err
+		}
+		ca, err := pki.ParseCA([]byte(resp.CACert), []byte(resp.CAKey))
+		if err != nil {
+			return err
+		}
+		if err := dir.SaveCA(ca); err != nil {
+			return err
+		}
+		initialCluster = resp.InitialCluster
+		if err := dir.AddTokenHash(pki.TokenRecord{Hash: pki.HashToken(o.Token), Role: pki.RoleJoin, Name: "join", Created: time.Now().UTC()}); err != nil {
+			return err
+		}
+		if err := writeSecret(dir.Path("token"), o.Token+"\n"); err != nil {
+			return err
+		}
+	}
+	ca, err := dir.EnsureCA()
+	if err != nil {
+		return err
+	}
+	serverCert, serverKey, err := dir.EnsureCert(ca, "server", pki.ServingRequest("berth-server", []string{o.AdvertiseAddress, o.BindAddress}))
+	if err != nil {
+		return err
+	}
+	peerCert, peerKey, err := dir.EnsureCert(ca, "peer", pki.ServingRequest("berth-etcd-peer", []string{o.AdvertiseAddress}))
+	if err != nil {
+		return err
+	}
+	adminCert, adminKey, err := dir.EnsureCert(ca, "admin", pki.CertRequest{CommonName: "admin", Organization: []string{"system:masters"}, Client: true})
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(dir.Path("token")); errors.Is(err, os.ErrNotExist) {
+		tok := "K" + caFingerprint(ca.CertPEM) + "." + strings.TrimPrefix(pki.NewToken(), "berth-")
+		if err := dir.AddTokenHash(pki.TokenRecord{Hash: pki.HashToken(tok), Role: pki.RoleJoin, Name: "join", Created: time.Now().UTC()}); err != nil {
+			return err
+		}
+		if err := writeSecret(dir.Path("token"), tok+"\n"); err != nil {
+			return err
+		}
+	}
+	certPEM, _ := os.ReadFile(adminCert)
+	keyPEM, _ := os.ReadFile(adminKey)
+	kcHost := o.AdvertiseAddress
+	if ip := net.ParseIP(kcHost); ip != nil && ip.IsUnspecified() {
+		kcHost = "127.0.0.1"
+	}
+	if err := writeSecret(dir.Path("kubeconfig"), string(pki.Kubeconfig("https://"+hostPort(kcHost, o.Port), ca.CertPEM, certPEM, keyPEM, ""))); err != nil {
+		return err
+	}
+
+	st, err := store.Open(ctx, store.Config{
+		Endpoints: o.EtcdEndpoints, DataDir: etcdDir, Name: o.Name,
+		ClientURL: "http://" + hostPort("127.0.0.1", o.EtcdClientPort), PeerURL: peerURL,
+		InitialCluster: initialCluster, Existing: initialCluster != "",
+		CertFile: peerCert, KeyFile: peerKey, CAFile: dir.Path("pki", "ca.crt"),
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	api := apiserver.New(apiserver.Config{
+		Client: st.Client,
+		Auth:   &apiserver.CredentialAuth{Tokens: pki.NewTokenStore(dir)},
+		Logger: o.Logger,
+		Extra:  joinHandler(st, ca),
+	})
+	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = api.Bootstrap(bctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("bootstrap namespaces: %w", err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go api.Run(runCtx)
+
+	cert, err := tls.LoadX509KeyPair(serverCert, serverKey)
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	ln, err := net.Listen("tcp", hostPort(o.BindAddress, o.Port))
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", hostPort(o.BindAddress, o.Port), err)
+	}
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}},
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          log.New(io.Discard, "", 0),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	o.Logger.Info("berth server ready", "api", "https://"+hostPort(o.BindAddress, o.Port), "kubeconfig", dir.Path("kubeconfig"), "etcd-member", o.Name, "embedded-etcd", st.Embedded())
+	if o.Ready != nil {
+		close(o.Ready)
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	case err := <-st.Err():
+		return fmt.Errorf("etcd: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	return nil
+}
+
+func writeSecret(path, data string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
