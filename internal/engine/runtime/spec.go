@@ -67,6 +67,11 @@ type SpecOpts struct {
 // DefaultPath is the PATH given to containers whose image sets none.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+// SpecVersion is the ociVersion written into specs. crun 1.8 rejects
+// versions above 1.1 ("unknown version specified") although it implements
+// every field berth uses; runc accepts it too.
+const SpecVersion = "1.1.0"
+
 // MinMemory is the smallest memory limit accepted (Docker's).
 const MinMemory = 6 << 20
 
@@ -116,7 +121,7 @@ func Generate(o SpecOpts) (*specs.Spec, error) {
 		return nil, err
 	}
 	s := &specs.Spec{
-		Version:  specs.Version,
+		Version:  SpecVersion,
 		Root:     &specs.Root{Path: o.Rootfs, Readonly: o.ReadonlyRootfs},
 		Hostname: o.Hostname,
 		Process: &specs.Process{

@@ -345,7 +345,18 @@ func (s *server) start() wire.Response {
 	if s.cgr != "" {
 		s.oom0, _ = cgroups.OOMKills(s.cgr)
 	}
-	runErr := s.runtimeCmd(cmd)
+	// Hold the reaper off until the pid is recorded: a process that exits
+	// at once must not be reaped before we know it is ours.
+	s.reapM.Lock()
+	locked := true
+	unlock := func() {
+		if locked {
+			locked = false
+			s.reapM.Unlock()
+		}
+	}
+	defer unlock()
+	runErr := cmd.Run()
 	for _, f := range closeAfter {
 		f.Close()
 	}
@@ -389,6 +400,7 @@ func (s *server) start() wire.Response {
 		}
 	}
 	s.mu.Unlock()
+	unlock()
 	if s.master != nil {
 		s.copy(s.master, logs.Stdout, wire.StreamStdout)
 	} else {
