@@ -70,7 +70,9 @@ func dir(name string, mode int64) entry { return entry{name: name, typ: tar.Type
 func reg(name string, mode int64, body []byte) entry {
 	return entry{name: name, typ: tar.TypeReg, mode: mode, body: body}
 }
-func sym(name, target string) entry { return entry{name: name, typ: tar.TypeSymlink, link: target, mode: 0o777} }
+func sym(name, target string) entry {
+	return entry{name: name, typ: tar.TypeSymlink, link: target, mode: 0o777}
+}
 
 func mktar(ents []entry) []byte {
 	var buf bytes.Buffer

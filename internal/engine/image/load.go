@@ -377,8 +377,8 @@ func parseOCIManifest(st *staged, d ocispec.Descriptor, where string) (pending, 
 // verifyReader passes r through, hashing it, and at its end fails unless
 // the hash is want.
 type verifyReader struct {
-	r     io.Reader
-	h     hash.Hash
+	r    io.Reader
+	h    hash.Hash
 	want digest.Digest
 }
 

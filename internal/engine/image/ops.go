@@ -259,9 +259,10 @@ type RemoveOptions struct {
 	UsedBy func(imageID string) (containerID string, running bool)
 }
 
+// short truncates an ID to Docker's 12 hex digits.
 func short(id string) string {
 	h := strings.TrimPrefix(id, "sha256:")
-	if len(h) > 12 {
+	if len(h) > 12 && hexPrefixRe.MatchString(h) {
 		h = h[:12]
 	}
 	return h
