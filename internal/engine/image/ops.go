@@ -123,6 +123,9 @@ func (s *Store) Save(w io.Writer, refsOrIDs []string) error {
 	}
 	var items []*item
 	byID := map[string]*item{}
+	// Hold off Remove (not readers) so the blobs stay while they are copied.
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	s.mu.RLock()
 	for _, ref := range refsOrIDs {
 		r, byName, err := s.resolveLocked(ref)
