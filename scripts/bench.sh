@@ -67,10 +67,11 @@ work=$(mktemp -d /var/tmp/berth-bench.XXXXXX)
 # mounts under it are detached and the directory is removed.
 cleanup() {
 	local rc=$? pids=() p
+	set +e # a cleanup step that finds nothing to do must not stop the rest
 	for p in /proc/[0-9]*; do
 		p=${p#/proc/}
 		[ "$p" = $$ ] && continue
-		tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$work" && pids+=("$p")
+		tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF "$work" && pids+=("$p")
 	done
 	if [ ${#pids[@]} -gt 0 ]; then
 		echo "bench: stopping leftover processes ${pids[*]}" >&2

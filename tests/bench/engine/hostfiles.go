@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // hostPaths are places outside the work directory that dockerd, containerd
@@ -19,12 +20,16 @@ var hostPaths = []string{
 
 var cgroupParents = []string{"docker", "libpod_parent"}
 
+// runtimeDirs are the default state roots of crun and runc, which podman's
+// and docker's runtimes may create; they are removed only when empty.
+var runtimeDirs = []string{"/run/crun", "/run/runc"}
+
 // hostState remembers which of those paths existed before the benchmark, so
 // that it removes only what it created.
 type hostState struct{ existed map[string]bool }
 
 func hostCandidates() []string {
-	paths := append([]string{}, hostPaths...)
+	paths := append(append([]string{}, hostPaths...), runtimeDirs...)
 	hier, _ := filepath.Glob("/sys/fs/cgroup/*")
 	for _, h := range hier {
 		for _, p := range cgroupParents {
@@ -54,6 +59,10 @@ func (s hostState) restore() []error {
 			continue
 		}
 		if _, err := os.Lstat(p); err != nil {
+			continue
+		}
+		if slices.Contains(runtimeDirs, p) {
+			os.Remove(p) // fails, and stays, when not empty
 			continue
 		}
 		if filepath.Dir(filepath.Dir(p)) == "/sys/fs/cgroup" {
