@@ -314,7 +314,7 @@ func (s *Server) serveOpenAPI(w http.ResponseWriter, req *http.Request) {
 		writeRaw(w, 200, "application/json", doc)
 	case p == "/openapi/v2" || p == "/swagger-2.0.0.pb-v1" || p == "/swagger.json":
 		if strings.Contains(req.Header.Get("Accept"), "protobuf") && s.openapiV2pb != nil {
-			writeRaw(w, 200, "application/com.github.proto-openapi.spec.v2@v1.0+protobuf", s.openapiV2pb)
+			writeRaw(w, 200, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf", s.openapiV2pb)
 			return
 		}
 		writeRaw(w, 200, "application/json", s.openapiV2)

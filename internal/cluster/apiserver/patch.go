@@ -414,6 +414,10 @@ func (s *Server) apply(w http.ResponseWriter, req *http.Request, ri *reqInfo, bo
 			return err
 		}
 		curMap := toMap(cur)
+		var lastApplied map[string]any
+		if la := accessor(cur).GetAnnotations()["kubectl.kubernetes.io/last-applied-configuration"]; la != "" {
+			_ = json.Unmarshal([]byte(la), &lastApplied)
+		}
 		var paths [][]string
 		leaves(applied, nil, &paths)
 		var conflicts []string
@@ -435,7 +439,12 @@ func (s *Server) apply(w http.ResponseWriter, req *http.Request, ri *reqInfo, bo
 				if subsetEqual(normalizeJSON(cv), normalizeJSON(lv)) {
 					continue // shared ownership of an equal value
 				}
-				if force || e.Operation == metav1.ManagedFieldsOperationUpdate && e.Manager == manager {
+				// Client-side apply to server-side apply upgrade: fields
+				// kubectl applied client-side (recorded in the last-applied
+				// annotation) move to the applier without conflict, as the
+				// Kubernetes API server's last-applied manager does.
+				csaUpgrade := e.Manager == "kubectl-client-side-apply" && lastApplied != nil && hasPath(lastApplied, p)
+				if force || csaUpgrade || e.Operation == metav1.ManagedFieldsOperationUpdate && e.Manager == manager {
 					removePath(fs, p)
 					continue
 				}
@@ -538,4 +547,9 @@ func subsetEqual(cfg, live any) bool {
 		return true
 	}
 	return reflect.DeepEqual(cfg, live)
+}
+
+func hasPath(m map[string]any, path []string) bool {
+	_, ok := valueAt(m, path)
+	return ok
 }

@@ -528,7 +528,10 @@ func (s *Server) updateObject(ctx context.Context, ri *reqInfo, cur, next runtim
 			return nil, errInvalid(r, ri.name, errs)
 		}
 	}
-	if op != "" {
+	// A request that sets managedFields itself (kubectl's client-side to
+	// server-side apply migration does) gets them as sent.
+	userFields := next != nil && accessor(next).GetManagedFields() != nil && !reflect.DeepEqual(accessor(next).GetManagedFields(), ca.GetManagedFields())
+	if op != "" && !userFields {
 		ra.SetManagedFields(ca.GetManagedFields())
 		if op == metav1.ManagedFieldsOperationUpdate {
 			setManagedFields(result, manager, op, cur)

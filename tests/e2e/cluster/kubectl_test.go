@@ -1,0 +1,282 @@
+package cluster
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const deployYAML = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: c
+        image: IMAGE
+        ports:
+        - containerPort: 80
+`
+
+func deploy(image string) string { return strings.Replace(deployYAML, "IMAGE", image, 1) }
+
+const extraYAML = `apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: once}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox, command: ["true"]}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: "*/5 * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: c, image: busybox}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: solo, labels: {app: solo}}
+spec:
+  containers: [{name: c, image: busybox}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: c, image: postgres}]
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers: [{name: c, image: busybox}]
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 4
+---
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: l1}
+spec: {holderIdentity: me}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: sa1}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-abc}
+addressType: IPv4
+endpoints: [{addresses: ["10.0.0.1"]}]
+ports: [{port: 80}]
+`
+
+// TestKubectl drives the preinstalled /usr/bin/kubectl through the
+// commands users run day to day.
+func TestKubectl(t *testing.T) {
+	k := newKubectl(t, "/usr/bin/kubectl", shared)
+	ns := "e2e-main"
+	mustContain(t, k.ok(t, "create", "namespace", ns), "namespace/"+ns+" created")
+	n := []string{"-n", ns}
+	K := func(args ...string) string { t.Helper(); return k.ok(t, append(n, args...)...) }
+	Kin := func(stdin string, args ...string) string { t.Helper(); return k.okIn(t, stdin, append(n, args...)...) }
+
+	t.Run("version and api-resources", func(t *testing.T) {
+		mustContain(t, k.ok(t, "version", "-o", "json"), `"serverVersion"`, `"gitVersion"`)
+		out := k.ok(t, "api-resources")
+		mustContain(t, out, "deployments", "deploy", "apps/v1", "horizontalpodautoscalers", "leases", "endpointslices", "cronjobs")
+	})
+	t.Run("apply create unchanged configured server-side", func(t *testing.T) {
+		mustContain(t, Kin(deploy("nginx:1.25"), "apply", "-f", "-"), "deployment.apps/web created")
+		mustContain(t, Kin(deploy("nginx:1.25"), "apply", "-f", "-"), "deployment.apps/web unchanged")
+		mustContain(t, Kin(deploy("nginx:1.26"), "apply", "-f", "-"), "deployment.apps/web configured")
+		mustContain(t, Kin(deploy("nginx:1.27"), "apply", "--server-side", "-f", "-"), "deployment.apps/web serverside-applied")
+		if got := K("get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}"); got != "nginx:1.27" {
+			t.Errorf("image after server-side apply: got %q, want nginx:1.27", got)
+		}
+		mustContain(t, Kin(extraYAML, "apply", "-f", "-"), "service/web created", "job.batch/once created", "cronjob.batch/tick created", "pod/solo created", "statefulset.apps/db created", "daemonset.apps/agent created", "horizontalpodautoscaler.autoscaling/web created", "lease.coordination.k8s.io/l1 created", "endpointslice.discovery.k8s.io/web-abc created")
+	})
+	t.Run("diff", func(t *testing.T) {
+		out, err := k.run(t, deploy("nginx:1.28"), append(n, "diff", "-f", "-")...)
+		if err == nil || !strings.Contains(out, "-      - image: nginx:1.27") || !strings.Contains(out, "+      - image: nginx:1.28") {
+			t.Errorf("diff: want exit 1 and an image change, got err=%v\n%s", err, out)
+		}
+	})
+	t.Run("get output formats", func(t *testing.T) {
+		out := K("get", "deploy")
+		mustContain(t, out, "NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "web", "0/2")
+		mustContain(t, K("get", "deploy", "-o", "wide"), "CONTAINERS", "IMAGES", "SELECTOR", "nginx:1.27", "app=web")
+		mustContain(t, K("get", "deploy", "web", "-o", "yaml"), "kind: Deployment", "resourceVersion:", "uid:")
+		mustContain(t, K("get", "deploy", "web", "-o", "json"), `"kind": "Deployment"`)
+		if got := K("get", "svc", "web", "-o", "jsonpath={.spec.ports[0].targetPort}"); got != "8080" {
+			t.Errorf("jsonpath targetPort: got %q, want 8080", got)
+		}
+		mustContain(t, K("get", "pods", "-o", "wide"), "solo", "Pending", "NODE")
+		mustContain(t, K("get", "all"), "pod/solo", "service/web", "deployment.apps/web", "statefulset.apps/db", "daemonset.apps/agent", "job.batch/once", "cronjob.batch/tick")
+		all := "pods,services,endpoints,configmaps,secrets,events,serviceaccounts,persistentvolumeclaims,resourcequotas,limitranges,deployments,replicasets,statefulsets,daemonsets,controllerrevisions,jobs,cronjobs,horizontalpodautoscalers,leases,endpointslices,events.events.k8s.io"
+		mustContain(t, K("get", all), "serviceaccount/sa1", "lease.coordination.k8s.io/l1")
+		mustContain(t, k.ok(t, "get", "nodes,namespaces,persistentvolumes"), "namespace/default")
+		mustContain(t, k.ok(t, "get", "pods", "-A"), ns, "solo")
+	})
+	t.Run("describe", func(t *testing.T) {
+		mustContain(t, K("describe", "deployment", "web"), "Name:", "web", "Replicas:", "nginx:1.27")
+		mustContain(t, K("describe", "pod", "solo"), "Name:", "solo", "busybox")
+	})
+	t.Run("label annotate patch scale", func(t *testing.T) {
+		mustContain(t, K("label", "deploy", "web", "tier=fe"), "labeled")
+		mustContain(t, K("annotate", "deploy", "web", "note=hello"), "annotated")
+		mustContain(t, K("get", "deploy", "-l", "tier=fe", "--show-labels"), "tier=fe")
+		K("patch", "deploy", "web", "--type=json", "-p", `[{"op":"replace","path":"/spec/replicas","value":4}]`)
+		K("patch", "deploy", "web", "--type=merge", "-p", `{"metadata":{"labels":{"merged":"yes"}}}`)
+		K("patch", "deploy", "web", "-p", `{"spec":{"template":{"spec":{"containers":[{"name":"side","image":"busybox"}]}}}}`)
+		got := K("get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.metadata.labels.merged} {.metadata.annotations.note} {.spec.template.spec.containers[*].name}")
+		if got != "4 yes hello side c" && got != "4 yes hello c side" {
+			t.Errorf("after patches: got %q", got)
+		}
+		mustContain(t, K("scale", "deploy", "web", "--replicas=3"), "scaled")
+		if got := K("get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"); got != "3" {
+			t.Errorf("replicas after scale: got %q, want 3", got)
+		}
+	})
+	t.Run("create typed objects", func(t *testing.T) {
+		mustContain(t, K("create", "secret", "generic", "s1", "--from-literal=a=b"), "secret/s1 created")
+		mustContain(t, K("create", "configmap", "c1", "--from-literal=a=b"), "configmap/c1 created")
+		mustContain(t, K("create", "deployment", "d2", "--image=busybox"), "deployment.apps/d2 created")
+		if got := K("get", "cm", "c1", "-o", "jsonpath={.data.a}"); got != "b" {
+			t.Errorf("configmap data: got %q, want b", got)
+		}
+		if got := K("get", "secret", "s1", "-o", "jsonpath={.data.a}"); got != "Yg==" {
+			t.Errorf("secret data: got %q, want Yg==", got)
+		}
+		out, err := k.run(t, "", append(n, "create", "configmap", "c1", "--from-literal=a=b")...)
+		if err == nil || !strings.Contains(out, "already exists") {
+			t.Errorf("duplicate create: want AlreadyExists, got %v %s", err, out)
+		}
+	})
+	t.Run("wait for condition", func(t *testing.T) {
+		K("patch", "deploy", "web", "--subresource=status", "--type=merge", "-p", `{"status":{"conditions":[{"type":"Available","status":"True","reason":"Test","message":"ok"}]}}`)
+		mustContain(t, K("wait", "--for=condition=Available", "deploy/web", "--timeout=20s"), "condition met")
+	})
+	t.Run("watch", func(t *testing.T) {
+		done := make(chan string, 1)
+		go func() {
+			out, _ := k.run(t, "", append(n, "get", "cm", "-w", "--request-timeout=4s")...)
+			done <- out
+		}()
+		time.Sleep(1500 * time.Millisecond)
+		K("create", "configmap", "watched", "--from-literal=x=y")
+		out := <-done
+		mustContain(t, out, "c1", "watched")
+	})
+	t.Run("delete cascade and wait", func(t *testing.T) {
+		// An owner and a dependent: orphan keeps the dependent, background removes it.
+		for _, c := range []struct{ cascade, dep string; kept bool }{{"orphan", "dep-o", true}, {"background", "dep-b", false}, {"foreground", "dep-f", false}} {
+			K("create", "configmap", "owner-"+c.dep, "--from-literal=a=b")
+			uid := K("get", "cm", "owner-"+c.dep, "-o", "jsonpath={.metadata.uid}")
+			Kin(fmt.Sprintf(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":%q,"ownerReferences":[{"apiVersion":"v1","kind":"ConfigMap","name":"owner-%s","uid":%q}]}}`, c.dep, c.dep, uid), "create", "-f", "-")
+			K("delete", "cm", "owner-"+c.dep, "--cascade="+c.cascade, "--timeout=30s")
+			if c.kept {
+				time.Sleep(500 * time.Millisecond)
+				K("get", "cm", c.dep)
+				continue
+			}
+			K("wait", "--for=delete", "cm/"+c.dep, "--timeout=20s")
+		}
+		K("delete", "deploy", "d2")
+		out, err := k.run(t, "", append(n, "get", "deploy", "d2")...)
+		if err == nil || !strings.Contains(out, "NotFound") {
+			t.Errorf("get after delete: want NotFound, got %v %s", err, out)
+		}
+	})
+	t.Run("explain", func(t *testing.T) {
+		mustContain(t, k.ok(t, "explain", "pods"), "KIND:", "Pod", "FIELDS:", "spec")
+		mustContain(t, k.ok(t, "explain", "pods.spec.containers.image"), "image")
+	})
+	t.Run("errors", func(t *testing.T) {
+		out, err := k.run(t, `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}`, append(n, "create", "-f", "-")...)
+		if err == nil || !strings.Contains(out, "is invalid") || !strings.Contains(out, "metadata.name") {
+			t.Errorf("invalid name: got %v %s", err, out)
+		}
+		out, err = k.run(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nbogus: 1\n", append(n, "apply", "-f", "-")...)
+		if err == nil || !strings.Contains(out, "unknown field") {
+			t.Errorf("unknown field with strict validation: got %v %s", err, out)
+		}
+	})
+	t.Run("namespace deletion", func(t *testing.T) {
+		mustContain(t, k.ok(t, "delete", "namespace", ns, "--timeout=60s"), "deleted")
+		out, err := k.run(t, "", "get", "namespace", ns)
+		if err == nil || !strings.Contains(out, "NotFound") {
+			t.Errorf("namespace still there: %v %s", err, out)
+		}
+	})
+}
+
+// TestKubectlVersions runs a core scenario with every installed kubectl
+// version: discovery (v2beta1 vs v2), OpenAPI (v2 protobuf vs v3), JSON vs
+// protobuf create bodies.
+func TestKubectlVersions(t *testing.T) {
+	vs := kubectlVersions()
+	if len(vs) == 0 {
+		t.Skip("no versioned kubectl binaries in /usr/lib/google-cloud-sdk/bin")
+	}
+	for _, bin := range vs {
+		ver := strings.TrimPrefix(filepath.Base(bin), "kubectl.")
+		t.Run(ver, func(t *testing.T) {
+			t.Parallel()
+			k := newKubectl(t, bin, shared)
+			ns := "v" + strings.ReplaceAll(ver, ".", "-")
+			k.ok(t, "create", "namespace", ns)
+			n := []string{"-n", ns}
+			mustContain(t, k.okIn(t, deploy("nginx:1"), append(n, "apply", "-f", "-")...), "created")
+			mustContain(t, k.okIn(t, deploy("nginx:1"), append(n, "apply", "-f", "-")...), "unchanged")
+			mustContain(t, k.okIn(t, deploy("nginx:2"), append(n, "apply", "-f", "-")...), "configured")
+			mustContain(t, k.okIn(t, deploy("nginx:3"), append(n, "apply", "--server-side", "-f", "-")...), "serverside-applied")
+			mustContain(t, k.ok(t, append(n, "get", "deploy")...), "READY", "web")
+			mustContain(t, k.ok(t, append(n, "create", "configmap", "c", "--from-literal=a=b")...), "created")
+			mustContain(t, k.ok(t, append(n, "create", "secret", "generic", "s", "--from-literal=a=b")...), "created")
+			mustContain(t, k.ok(t, append(n, "scale", "deploy", "web", "--replicas=2")...), "scaled")
+			mustContain(t, k.ok(t, "explain", "deployment.spec.replicas"), "replicas")
+			mustContain(t, k.ok(t, append(n, "delete", "deploy", "web")...), "deleted")
+			k.ok(t, "delete", "namespace", ns, "--wait=false")
+		})
+	}
+}
