@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/berth/berth/internal/engine/cgroups"
 	"github.com/berth/berth/internal/engine/logs"
 	"github.com/berth/berth/internal/engine/runtime"
+	"golang.org/x/sys/unix"
 )
 
 var shimBin string
@@ -571,5 +573,70 @@ func TestNoLeaks(t *testing.T) {
 				t.Errorf("runtime state for %s left behind", id)
 			}
 		}
+	})
+}
+
+// shimPid finds the shim process serving id.
+func shimPid(t *testing.T, id string) int {
+	t.Helper()
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 2 && filepath.Base(args[0]) == "berth-shim" && args[1] == "--id" && args[2] == id {
+			return pid
+		}
+	}
+	t.Fatalf("no berth-shim process for %s", id)
+	return 0
+}
+
+func vmRSS(t *testing.T, pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return n
+		}
+	}
+	return 0
+}
+
+// TestShimRSS measures the monitor's memory while its container logs, and
+// checks it lives in its own session (it must survive the daemon's).
+func TestShimRSS(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, e *env) {
+		c := e.bundle([]string{"sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done; sleep 100"}, nil)
+		h := e.startShim(c)
+		a, err := h.Attach(nil, io.Discard, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		if _, err := h.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pid := shimPid(t, c.id)
+		if sid, _ := unix.Getsid(pid); sid != pid {
+			t.Errorf("shim session %d, want its own (%d)", sid, pid)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) && len(readLog(t, c.log)) < 3000 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		rss := vmRSS(t, pid)
+		t.Logf("%s: berth-shim VmRSS %d kB with a running container after 3000 log lines", e.rt.Name, rss)
+		if rss > 4096 {
+			t.Errorf("shim RSS %d kB, want <= 4096 kB (target 2048)", rss)
+		}
+		e.rt.Kill(context.Background(), c.id, syscall.SIGKILL, false)
+		wait(t, h)
 	})
 }

@@ -15,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -104,7 +103,7 @@ func Main(args []string) int {
 
 type server struct {
 	c     config
-	ln    *net.UnixListener
+	ln    *os.File
 	logw  *logs.Writer
 	cgr   string // container cgroups path, for the OOM record
 	oom0  uint64 // OOM kills before start
@@ -128,7 +127,7 @@ type server struct {
 }
 
 type attachment struct {
-	conn   *net.UnixConn
+	conn   *os.File
 	stdout bool
 	stderr bool
 	ch     chan []byte
@@ -162,11 +161,10 @@ func newServer(c config) (*server, error) {
 	s.cgr = readCgroupsPath("config.json")
 	name := wire.SockName(c.execID)
 	os.Remove(name)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
+	ln, err := listenUnix(name)
 	if err != nil {
 		return nil, fmt.Errorf("berth-shim: listen %s/%s: %w", c.bundle, name, err)
 	}
-	ln.SetUnlinkOnClose(false)
 	s.ln = ln
 	return s, nil
 }
@@ -196,9 +194,12 @@ func (s *server) serve() int {
 	go s.reaper(sigc)
 	go func() {
 		for {
-			conn, err := s.ln.AcceptUnix()
+			conn, err := accept(s.ln)
 			if err != nil {
-				return
+				if errors.Is(err, os.ErrClosed) {
+					return
+				}
+				continue // EMFILE, ECONNABORTED…: keep serving
 			}
 			go s.handle(conn)
 		}
@@ -209,7 +210,7 @@ func (s *server) serve() int {
 	return 0
 }
 
-func (s *server) handle(conn *net.UnixConn) {
+func (s *server) handle(conn *os.File) {
 	br := bufio.NewReaderSize(conn, 4096)
 	line, err := br.ReadBytes('\n')
 	if err != nil {
@@ -264,7 +265,7 @@ func (s *server) handle(conn *net.UnixConn) {
 	conn.Close()
 }
 
-func reply(conn net.Conn, r wire.Response) {
+func reply(conn io.Writer, r wire.Response) {
 	b, _ := json.Marshal(r)
 	conn.Write(append(b, '\n'))
 }
@@ -295,11 +296,11 @@ func (s *server) start() wire.Response {
 	} else {
 		args = append(args, "exec", "--process", s.c.processFile, "--detach", "--pid-file", pidFile)
 	}
-	var consoleLn *net.UnixListener
+	var consoleLn *os.File
 	if s.c.tty {
 		name := "console-" + strconv.Itoa(os.Getpid()) + ".sock"
 		os.Remove(name)
-		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
+		ln, err := listenUnix(name)
 		if err != nil {
 			return s.startFailed("console socket: " + err.Error())
 		}
@@ -340,7 +341,7 @@ func (s *server) start() wire.Response {
 	var masterc chan *os.File
 	if consoleLn != nil {
 		masterc = make(chan *os.File, 1)
-		go func() { masterc <- recvFd(consoleLn) }()
+		go func() { masterc <- acceptFd(consoleLn) }()
 	}
 	if s.cgr != "" {
 		s.oom0, _ = cgroups.OOMKills(s.cgr)
@@ -435,36 +436,19 @@ func readPid(path string) (int, error) {
 	return pid, nil
 }
 
-// recvFd accepts one connection on ln and returns the fd it carries.
-func recvFd(ln *net.UnixListener) *os.File {
-	ln.SetDeadline(time.Now().Add(30 * time.Second))
-	conn, err := ln.AcceptUnix()
+// acceptFd accepts one connection on ln and returns the fd it carries, or
+// nil (closing ln ends the wait).
+func acceptFd(ln *os.File) *os.File {
+	conn, err := accept(ln)
 	if err != nil {
 		return nil
 	}
 	defer conn.Close()
-	buf := make([]byte, 4096)
-	oob := make([]byte, unix.CmsgSpace(4*4))
-	_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	f, err := recvFd(conn)
 	if err != nil {
 		return nil
 	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil {
-		return nil
-	}
-	for _, m := range msgs {
-		fds, err := unix.ParseUnixRights(&m)
-		if err != nil || len(fds) == 0 {
-			continue
-		}
-		for _, extra := range fds[1:] {
-			unix.Close(extra)
-		}
-		unix.CloseOnExec(fds[0])
-		return os.NewFile(uintptr(fds[0]), "pty-master")
-	}
-	return nil
+	return f
 }
 
 // copy pumps one output of the container into the log and the attachments.
@@ -518,7 +502,7 @@ func (s *server) fanout(id byte, p []byte) {
 	}
 }
 
-func (s *server) attach(conn *net.UnixConn, br *bufio.Reader, req wire.Request) {
+func (s *server) attach(conn *os.File, br *bufio.Reader, req wire.Request) {
 	s.mu.Lock()
 	if s.status == wire.StatusExited {
 		s.mu.Unlock()
