@@ -1,0 +1,50 @@
+# berth: `make run` sets up, builds and starts the engine with a demo;
+# `make test` sets up, builds and runs every test. Both run as root on Debian.
+
+export PATH := /usr/local/go/bin:$(PATH)
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/berth/berth/internal/cli.Version=$(VERSION) -X github.com/berth/berth/internal/engine/daemon.BuildVersion=$(VERSION)
+BIN     := $(CURDIR)/bin
+ROOT    ?= /var/lib/berth
+SOCK    ?= /run/berth/berth.sock
+TESTIMG := $(BIN)/testimages
+
+.PHONY: all deps build run stop test test-unit test-e2e bench clean testimages
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/berth ./cmd/berth
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/berth-shim ./cmd/berth-shim
+	@if [ -d cmd/berth-server ] && ls cmd/berth-server/*.go >/dev/null 2>&1; then \
+		echo "CGO_ENABLED=0 $(GO) build -o $(BIN)/berth-server ./cmd/berth-server"; \
+		CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/berth-server ./cmd/berth-server; fi
+
+testimages:
+	@mkdir -p $(TESTIMG)
+	$(GO) run ./tests/testimages -out $(TESTIMG)
+
+run: deps build testimages
+	@scripts/run-demo.sh $(BIN) $(TESTIMG) $(ROOT) $(SOCK)
+
+stop:
+	@pkill -f "$(BIN)/berth daemon" || true
+
+test: deps build testimages test-unit test-e2e
+
+test-unit:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./internal/... ./cmd/...
+
+test-e2e:
+	BERTH_BIN_DIR=$(BIN) BERTH_TESTIMAGES=$(TESTIMG) $(GO) test -count=1 -timeout 20m ./tests/e2e/...
+
+bench: deps build testimages
+	scripts/bench.sh $(BIN) $(TESTIMG)
+
+clean:
+	rm -rf $(BIN)

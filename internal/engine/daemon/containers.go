@@ -1,0 +1,817 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berth/berth/internal/engine/api"
+	"github.com/berth/berth/internal/engine/container"
+	"github.com/berth/berth/internal/engine/image"
+	"github.com/berth/berth/internal/engine/runtime"
+	"github.com/berth/berth/internal/errdefs"
+	"github.com/berth/berth/internal/units"
+)
+
+// minMemory is the smallest memory limit accepted, as Docker's.
+const minMemory = 6 << 20
+
+// CreateContainer validates req, merges it with the image's configuration
+// and records a new container. Nothing runs until StartContainer.
+func (d *Daemon) CreateContainer(name string, req api.CreateRequest) (*container.Container, error) {
+	if req.Image == "" {
+		return nil, fmt.Errorf("no image given (usage: berth create IMAGE [COMMAND]): %w", errdefs.ErrInvalidArgument)
+	}
+	img, err := d.images.Get(req.Image)
+	if err != nil {
+		if errdefs.Is(err, errdefs.ErrNotFound) {
+			return nil, fmt.Errorf("No such image: %s: %w", req.Image, errdefs.ErrNotFound)
+		}
+		return nil, err
+	}
+	hc := api.HostConfig{}
+	if req.HostConfig != nil {
+		hc = *req.HostConfig
+	}
+	if err := d.validateHostConfig(&hc); err != nil {
+		return nil, err
+	}
+	if name != "" {
+		if err := container.ValidateName(name); err != nil {
+			return nil, err
+		}
+		name = strings.TrimPrefix(name, "/")
+	} else {
+		name = d.ctrs.GenerateName()
+	}
+	cfg := mergeImageConfig(req.Config, img)
+	if len(cfg.Entrypoint)+len(cfg.Cmd) == 0 {
+		return nil, fmt.Errorf("no command specified: image %s has no Entrypoint or Cmd (give a command after the image name): %w", req.Image, errdefs.ErrInvalidArgument)
+	}
+	if _, err := d.runtimeFor(hc.Runtime); err != nil {
+		return nil, err
+	}
+	if hc.Runtime == "" {
+		hc.Runtime = d.cfg.DefaultRuntime
+	}
+	if hc.LogConfig.Type == "" {
+		hc.LogConfig.Type = "berth"
+	}
+	if _, _, err := parseLogOpts(hc.LogConfig.Config, 0, 0); err != nil {
+		return nil, err
+	}
+	args := append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...)
+	c := &container.Container{
+		ID:         d.ctrs.NewID(),
+		Name:       name,
+		Created:    time.Now().UTC(),
+		ImageRef:   req.Image,
+		ImageID:    img.ID,
+		Config:     cfg,
+		HostConfig: hc,
+		Path:       args[0],
+		Args:       args[1:],
+		State:      api.State{Status: "created"},
+		Runtime:    hc.Runtime,
+	}
+	c.CgroupsPath = d.cgroupsPath(c.ID)
+	if c.Config.Hostname == "" {
+		c.Config.Hostname = c.ShortID()
+	}
+	if err := d.ctrs.Add(c); err != nil {
+		return nil, err
+	}
+	d.events.publish("container", "create", c.ID, map[string]string{"name": c.Name, "image": c.ImageRef})
+	return c, nil
+}
+
+func (d *Daemon) cgroupsPath(id string) string {
+	if d.cgroupV2 {
+		return "/" + d.cfg.CgroupParent + "/" + id
+	}
+	return "/" + d.cfg.CgroupParent + "/" + id
+}
+
+func (d *Daemon) validateHostConfig(hc *api.HostConfig) error {
+	if hc.Memory != 0 && hc.Memory < minMemory {
+		return fmt.Errorf("Minimum memory limit allowed is 6MB (got %d bytes): %w", hc.Memory, errdefs.ErrInvalidArgument)
+	}
+	if hc.Memory < 0 {
+		return fmt.Errorf("invalid memory limit %d: must be positive: %w", hc.Memory, errdefs.ErrInvalidArgument)
+	}
+	if hc.MemorySwap > 0 && hc.Memory > 0 && hc.MemorySwap < hc.Memory {
+		return fmt.Errorf("Minimum memoryswap limit should be larger than memory limit, see usage: %w", errdefs.ErrInvalidArgument)
+	}
+	if hc.NanoCPUs < 0 {
+		return fmt.Errorf("invalid --cpus value: must be positive: %w", errdefs.ErrInvalidArgument)
+	}
+	if hc.NanoCPUs > 0 && (hc.CPUQuota > 0 || hc.CPUPeriod > 0) {
+		return fmt.Errorf("conflicting options: Nano CPUs and CPU Period/Quota cannot both be set: %w", errdefs.ErrInvalidArgument)
+	}
+	if ncpu := int64(numCPU()); hc.NanoCPUs > ncpu*1e9 {
+		return fmt.Errorf("range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available: %w", ncpu, ncpu, errdefs.ErrInvalidArgument)
+	}
+	switch hc.RestartPolicy.Name {
+	case "", "no":
+		hc.RestartPolicy.Name = "no"
+	case "always", "unless-stopped":
+		if hc.RestartPolicy.MaximumRetryCount != 0 {
+			return fmt.Errorf("maximum retry count cannot be used with restart policy %q: %w", hc.RestartPolicy.Name, errdefs.ErrInvalidArgument)
+		}
+	case "on-failure":
+		if hc.RestartPolicy.MaximumRetryCount < 0 {
+			return fmt.Errorf("invalid restart policy: maximum retry count cannot be negative: %w", errdefs.ErrInvalidArgument)
+		}
+	default:
+		return fmt.Errorf("invalid restart policy %q (want no, always, unless-stopped or on-failure[:N]): %w", hc.RestartPolicy.Name, errdefs.ErrInvalidArgument)
+	}
+	if hc.AutoRemove && hc.RestartPolicy.Name != "no" {
+		return fmt.Errorf("can't create 'AutoRemove' container with restart policy %q: %w", hc.RestartPolicy.Name, errdefs.ErrInvalidArgument)
+	}
+	switch hc.NetworkMode {
+	case "", "none", "default":
+		hc.NetworkMode = "none"
+	case "host":
+	default:
+		return fmt.Errorf("network %q not found (this engine supports --network none and host): %w", hc.NetworkMode, errdefs.ErrNotFound)
+	}
+	return nil
+}
+
+// mergeImageConfig fills the unset parts of cfg from the image, with
+// Docker's rules: an Entrypoint given on the command line drops the image's
+// Cmd; environment variables given override the image's by name.
+func mergeImageConfig(cfg api.Config, img *image.Image) api.Config {
+	ic := img.Config.Config
+	if len(cfg.Entrypoint) == 0 {
+		if cfg.Entrypoint == nil {
+			cfg.Entrypoint = ic.Entrypoint
+		} else {
+			cfg.Entrypoint = nil // --entrypoint "" resets it
+		}
+		if len(cfg.Cmd) == 0 {
+			cfg.Cmd = ic.Cmd
+		}
+	}
+	env := append([]string{}, ic.Env...)
+	for _, e := range cfg.Env {
+		k, _, _ := strings.Cut(e, "=")
+		replaced := false
+		for i, o := range env {
+			if ok, _, _ := strings.Cut(o, "="); ok == k {
+				env[i], replaced = e, true
+				break
+			}
+		}
+		if !replaced {
+			env = append(env, e)
+		}
+	}
+	if !hasEnv(env, "PATH") {
+		env = append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
+	cfg.Env = env
+	if cfg.WorkingDir == "" {
+		cfg.WorkingDir = ic.WorkingDir
+	}
+	if cfg.User == "" {
+		cfg.User = ic.User
+	}
+	if cfg.StopSignal == "" {
+		cfg.StopSignal = ic.StopSignal
+	}
+	if len(ic.Labels) > 0 {
+		labels := map[string]string{}
+		for k, v := range ic.Labels {
+			labels[k] = v
+		}
+		for k, v := range cfg.Labels {
+			labels[k] = v
+		}
+		cfg.Labels = labels
+	}
+	if cfg.Volumes == nil && len(ic.Volumes) > 0 {
+		cfg.Volumes = ic.Volumes
+	}
+	if cfg.ExposedPorts == nil && len(ic.ExposedPorts) > 0 {
+		cfg.ExposedPorts = ic.ExposedPorts
+	}
+	return cfg
+}
+
+func hasEnv(env []string, k string) bool {
+	for _, e := range env {
+		if strings.HasPrefix(e, k+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// StartContainer starts a created or exited container. Starting a running
+// container is a no-op, as in Docker.
+func (d *Daemon) StartContainer(ref string) error {
+	c, err := d.ctrs.Get(ref)
+	if err != nil {
+		return err
+	}
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	if c.State.Running {
+		if c.State.Paused {
+			return fmt.Errorf("cannot start a paused container %s, try unpause instead: %w", c.ShortID(), errdefs.ErrConflict)
+		}
+		return nil
+	}
+	l := d.live(c.ID)
+	if l.removing {
+		return fmt.Errorf("container %s is marked for removal and cannot be started: %w", c.ShortID(), errdefs.ErrConflict)
+	}
+	l.cancelRestart()
+	c.ManuallyStopped = false
+	return d.startLocked(c)
+}
+
+// startLocked does the work of a start. The caller holds c.Mu.
+func (d *Daemon) startLocked(c *container.Container) (retErr error) {
+	l := d.live(c.ID)
+	fail := func(code int, err error) error {
+		c.State.Running, c.State.Restarting = false, false
+		c.State.Status = "exited"
+		c.State.ExitCode = code
+		c.State.Error = err.Error()
+		c.State.FinishedAt = time.Now().UTC()
+		c.Save()
+		d.snaps.Unmount(c.ID)
+		l.notify()
+		return err
+	}
+	img, err := d.images.Get(c.ImageID)
+	if err != nil {
+		return fail(125, fmt.Errorf("image %s of container %s: %w", c.ImageRef, c.ShortID(), err))
+	}
+	lowers, err := d.images.LayerDirs(img)
+	if err != nil {
+		return fail(125, err)
+	}
+	rootfs, err := d.snaps.Prepare(c.ID, lowers)
+	if err != nil {
+		return fail(125, fmt.Errorf("mounting the root filesystem of %s: %w", c.ShortID(), err))
+	}
+	rt, err := d.runtimeFor(c.Runtime)
+	if err != nil {
+		return fail(125, err)
+	}
+	spec, err := d.buildSpec(c, rootfs)
+	if err != nil {
+		code := 125
+		if errors.Is(err, errdefs.ErrCommandNotFound) {
+			code = 127
+		} else if errors.Is(err, errdefs.ErrCommandNotExecutable) {
+			code = 126
+		}
+		return fail(code, err)
+	}
+	if err := os.MkdirAll(c.BundleDir(), 0o710); err != nil {
+		return fail(125, err)
+	}
+	os.Remove(filepath.Join(c.BundleDir(), "exit.json"))
+	if err := writeJSON(filepath.Join(c.BundleDir(), "config.json"), spec); err != nil {
+		return fail(125, err)
+	}
+	maxSize, maxFiles, _ := parseLogOpts(c.HostConfig.LogConfig.Config, d.defaultLogSize(), d.defaultLogFiles())
+	t, err := d.startTask(taskOpts{
+		id: c.ID, bundle: c.BundleDir(), runtime: rt, logPath: c.LogPath(),
+		logMaxSize: maxSize, logMaxFiles: maxFiles, tty: c.Config.Tty, stdin: c.Config.OpenStdin,
+	})
+	if err != nil {
+		return fail(125, err)
+	}
+	// Clients that attached before the start get every byte of output.
+	for _, a := range l.takePendingAttaches() {
+		a(t)
+	}
+	pid, err := t.start()
+	if err != nil {
+		t.close()
+		return fail(startErrorCode(err), fmt.Errorf("starting container %s: %w", c.ShortID(), err))
+	}
+	c.State = api.State{Status: "running", Running: true, Pid: pid, StartedAt: time.Now().UTC()}
+	if err := c.Save(); err != nil {
+		d.log.Error("saving container state", "id", c.ID, "err", err)
+	}
+	d.setTask(c.ID, t)
+	l.notify()
+	d.events.publish("container", "start", c.ID, map[string]string{"name": c.Name, "image": c.ImageRef})
+	d.wg.Add(1)
+	go d.monitor(c, t)
+	return nil
+}
+
+func startErrorCode(err error) int {
+	switch {
+	case errors.Is(err, errdefs.ErrCommandNotFound):
+		return 127
+	case errors.Is(err, errdefs.ErrCommandNotExecutable):
+		return 126
+	}
+	return 128
+}
+
+// buildSpec generates the container's OCI spec.
+func (d *Daemon) buildSpec(c *container.Container, rootfs string) (any, error) {
+	cfg, hc := c.Config, c.HostConfig
+	uid, gid, groups, err := runtime.ResolveUser(rootfs, cfg.User)
+	if err != nil {
+		return nil, fmt.Errorf("unable to find user %s: %w", cfg.User, err)
+	}
+	cwd := cfg.WorkingDir
+	if cwd == "" {
+		cwd = "/"
+	}
+	if err := runtime.LookPath(rootfs, cwd, envValue(cfg.Env, "PATH"), c.Path); err != nil {
+		return nil, fmt.Errorf("exec: %q: %w", c.Path, err)
+	}
+	opts := runtime.SpecOpts{
+		ID: c.ID, Rootfs: rootfs, ReadonlyRootfs: hc.ReadonlyRootfs,
+		Args: append([]string{c.Path}, c.Args...), Env: cfg.Env, Cwd: cwd,
+		UID: uid, GID: gid, AdditionalGids: groups, Hostname: cfg.Hostname, Terminal: cfg.Tty,
+		Memory: hc.Memory, MemorySwap: hc.MemorySwap, MemoryReservation: hc.MemoryReservation,
+		NanoCPUs: hc.NanoCPUs, CPUShares: hc.CPUShares, CPUQuota: hc.CPUQuota, CPUPeriod: hc.CPUPeriod,
+		CpusetCpus: hc.CpusetCpus, BlkioWeight: hc.BlkioWeight,
+		CgroupsPath: c.CgroupsPath, CgroupV2: d.cgroupV2,
+		CapAdd: hc.CapAdd, CapDrop: hc.CapDrop, Privileged: hc.Privileged,
+		NoNewPrivileges: true, Sysctls: hc.Sysctls, Tmpfs: hc.Tmpfs,
+		Annotations: map[string]string{"io.berth.container.name": c.Name},
+	}
+	if hc.PidsLimit != nil && *hc.PidsLimit > 0 {
+		opts.PidsLimit = *hc.PidsLimit
+	}
+	if hc.OomScoreAdj != 0 {
+		v := hc.OomScoreAdj
+		opts.OOMScoreAdj = &v
+	}
+	if hc.NetworkMode == "host" {
+		opts.NetNSPath = "host"
+	}
+	for _, so := range hc.SecurityOpt {
+		switch so {
+		case "seccomp=unconfined", "seccomp:unconfined":
+			opts.SeccompUnconfined = true
+		case "no-new-privileges=false", "no-new-privileges:false":
+			opts.NoNewPrivileges = false
+		case "no-new-privileges", "no-new-privileges=true", "no-new-privileges:true":
+		default:
+			return nil, fmt.Errorf("invalid --security-opt %q (supported: seccomp=unconfined, no-new-privileges[=true|false]): %w", so, errdefs.ErrInvalidArgument)
+		}
+	}
+	return runtime.Generate(opts)
+}
+
+func envValue(env []string, k string) string {
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, k+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// monitor waits for the container's exit and applies what follows: state,
+// unmount, restart policy, auto-removal.
+func (d *Daemon) monitor(c *container.Container, t *task) {
+	defer d.wg.Done()
+	st, err := t.wait(d.ctx)
+	if err != nil {
+		// The daemon is shutting down: the shim keeps the container and
+		// the next daemon reattaches.
+		return
+	}
+	t.close()
+	d.handleExit(c, st)
+}
+
+func (d *Daemon) handleExit(c *container.Container, st exitStatus) {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	d.clearTask(c.ID)
+	l := d.live(c.ID)
+	c.State.Running, c.State.Paused = false, false
+	c.State.Pid = 0
+	c.State.Status = "exited"
+	c.State.ExitCode = st.code
+	c.State.OOMKilled = st.oomKilled
+	c.State.FinishedAt = st.at
+	if err := d.snaps.Unmount(c.ID); err != nil {
+		d.log.Warn("unmounting rootfs", "id", c.ID, "err", err)
+	}
+	d.events.publish("container", "die", c.ID, map[string]string{"name": c.Name, "exitCode": fmt.Sprint(st.code)})
+	if delay, ok := d.restartDelay(c, l); ok && !l.removing {
+		c.State.Restarting = true
+		c.State.Status = "restarting"
+		c.Save()
+		l.notify()
+		l.scheduleRestart(delay, func() { d.restartByPolicy(c) })
+		return
+	}
+	c.Save()
+	l.notifyExit()
+	if c.HostConfig.AutoRemove && !l.removing {
+		go func() {
+			if err := d.RemoveContainer(c.ID, true, true); err != nil && !errdefs.Is(err, errdefs.ErrNotFound) {
+				d.log.Warn("auto-removing container", "id", c.ID, "err", err)
+			}
+		}()
+	}
+}
+
+func (d *Daemon) restartByPolicy(c *container.Container) {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	l := d.live(c.ID)
+	if !c.State.Restarting || l.removing || c.ManuallyStopped {
+		return
+	}
+	c.RestartCount++
+	if err := d.startLocked(c); err != nil {
+		d.log.Warn("restarting container", "id", c.ID, "err", err)
+		// startLocked recorded the failure; the policy decides again.
+		st := exitStatus{code: c.State.ExitCode, at: time.Now().UTC()}
+		c.Mu.Unlock()
+		d.handleExit(c, st)
+		c.Mu.Lock()
+	}
+}
+
+// StopContainer sends the stop signal, waits up to timeout, then kills.
+// timeout < 0 means the container's StopTimeout (default 10 s).
+func (d *Daemon) StopContainer(ref string, timeout int, signal string) error {
+	c, err := d.ctrs.Get(ref)
+	if err != nil {
+		return err
+	}
+	c.Mu.Lock()
+	l := d.live(c.ID)
+	c.ManuallyStopped = true
+	if l.cancelRestart() {
+		c.State.Restarting = false
+		c.State.Status = "exited"
+		c.Save()
+		l.notifyExit()
+	}
+	running := c.State.Running
+	c.Save()
+	c.Mu.Unlock()
+	if !running {
+		return nil
+	}
+	if timeout < 0 {
+		timeout = 10
+		if c.Config.StopTimeout != nil {
+			timeout = *c.Config.StopTimeout
+		}
+	}
+	if signal == "" {
+		signal = c.Config.StopSignal
+	}
+	sig := syscall.SIGTERM
+	if signal != "" {
+		if sig, err = ParseSignal(signal); err != nil {
+			return err
+		}
+	}
+	exited := l.exitChan()
+	if c.State.Paused {
+		d.unpauseQuiet(c)
+	}
+	if timeout != 0 {
+		if err := d.signal(c, sig, false); err != nil && !errdefs.Is(err, errdefs.ErrNotFound) {
+			d.log.Warn("sending stop signal", "id", c.ID, "err", err)
+		}
+		select {
+		case <-exited:
+			d.events.publish("container", "stop", c.ID, map[string]string{"name": c.Name})
+			return nil
+		case <-time.After(time.Duration(timeout) * time.Second):
+		}
+	}
+	if err := d.signal(c, syscall.SIGKILL, true); err != nil && !errdefs.Is(err, errdefs.ErrNotFound) {
+		return err
+	}
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("container %s did not exit 30s after SIGKILL: %w", c.ShortID(), errdefs.ErrUnavailable)
+	}
+	d.events.publish("container", "stop", c.ID, map[string]string{"name": c.Name})
+	return nil
+}
+
+// KillContainer sends sig to the container's init process.
+func (d *Daemon) KillContainer(ref, signal string) error {
+	c, err := d.ctrs.Get(ref)
+	if err != nil {
+		return err
+	}
+	sig := syscall.SIGKILL
+	if signal != "" {
+		if sig, err = ParseSignal(signal); err != nil {
+			return err
+		}
+	}
+	c.Mu.Lock()
+	running := c.State.Running
+	if sig == syscall.SIGKILL {
+		// A kill is not a user stop: the restart policy still applies,
+		// as in Docker.
+		if l := d.live(c.ID); l.cancelRestart() {
+			c.State.Restarting = false
+			c.State.Status = "exited"
+			c.Save()
+			l.notifyExit()
+		}
+	}
+	c.Mu.Unlock()
+	if !running {
+		return fmt.Errorf("Cannot kill container: %s: Container %s is not running: %w", ref, c.ID, errdefs.ErrConflict)
+	}
+	if err := d.signal(c, sig, sig == syscall.SIGKILL); err != nil {
+		return err
+	}
+	d.events.publish("container", "kill", c.ID, map[string]string{"name": c.Name, "signal": fmt.Sprint(int(sig))})
+	return nil
+}
+
+func (d *Daemon) signal(c *container.Container, sig syscall.Signal, all bool) error {
+	rt, err := d.runtimeFor(c.Runtime)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
+	defer cancel()
+	return rt.Kill(ctx, c.ID, sig, all)
+}
+
+// RestartContainer stops (with timeout) and starts the container.
+func (d *Daemon) RestartContainer(ref string, timeout int, signal string) error {
+	if err := d.StopContainer(ref, timeout, signal); err != nil {
+		return err
+	}
+	c, err := d.ctrs.Get(ref)
+	if err != nil {
+		return err
+	}
+	if err := d.StartContainer(c.ID); err != nil {
+		return err
+	}
+	d.events.publish("container", "restart", c.ID, map[string]string{"name": c.Name})
+	return nil
+}
+
+// PauseContainer freezes every process of the container.
+func (d *Daemon) PauseContainer(ref string) error {
+	return d.setPaused(ref, true)
+}
+
+// UnpauseContainer thaws a paused container.
+func (d *Daemon) UnpauseContainer(ref string) error {
+	return d.setPaused(ref, false)
+}
+
+func (d *Daemon) setPaused(ref string, pause bool) error {
+	c, err := d.ctrs.Get(ref)
+	if err != nil {
+		return err
+	}
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	if !c.State.Running {
+		return fmt.Errorf("container %s is not running: %w", c.ShortID(), errdefs.ErrConflict)
+	}
+	if c.State.Paused == pause {
+		if pause {
+			return fmt.Errorf("container %s is already paused: %w", c.ShortID(), errdefs.ErrConflict)
+		}
+		return fmt.Errorf("container %s is not paused: %w", c.ShortID(), errdefs.ErrConflict)
+	}
+	rt, err := d.runtimeFor(c.Runtime)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
+	defer cancel()
+	action := "pause"
+	if pause {
+		err = rt.Pause(ctx, c.ID)
+	} else {
+		action = "unpause"
+		err = rt.Resume(ctx, c.ID)
+	}
+	if err != nil {
+		return fmt.Errorf("%s container %s: %w", action, c.ShortID(), err)
+	}
+	c.State.Paused = pause
+	c.State.Status = "running"
+	if pause {
+		c.State.Status = "paused"
+	}
+	c.Save()
+	d.live(c.ID).notify()
+	d.events.publish("container", action, c.ID, map[string]string{"name": c.Name})
+	return nil
+}
+
+func (d *Daemon) unpauseQuiet(c *container.Container) {
+	if err := d.setPaused(c.ID, false); err != nil {
+		d.log.Warn("unpausing before stop", "id", c.ID, "err", err)
+	}
+}
+
+// RemoveContainer deletes a container and everything it owns: snapshot,
+// bundle, logs, cgroup. A running container needs force.
+func (d *Daemon) RemoveContainer(ref string, force, volumes bool) error {
+	c, err := d.ctrs.Get(ref)
+	if err != nil {
+		return err
+	}
+	c.Mu.Lock()
+	l := d.live(c.ID)
+	if l.removing {
+		c.Mu.Unlock()
+		return fmt.Errorf("removal of container %s is already in progress: %w", c.ShortID(), errdefs.ErrConflict)
+	}
+	if (c.State.Running || c.State.Restarting) && !force {
+		c.Mu.Unlock()
+		if c.State.Restarting {
+			return fmt.Errorf("You cannot remove a restarting container %s. Stop the container before attempting removal or force remove: %w", c.ID, errdefs.ErrConflict)
+		}
+		return fmt.Errorf("You cannot remove a running container %s. Stop the container before attempting removal or force remove: %w", c.ID, errdefs.ErrConflict)
+	}
+	l.removing = true
+	l.cancelRestart()
+	running := c.State.Running
+	c.State.Restarting = false
+	c.Mu.Unlock()
+	if running {
+		exited := l.exitChan()
+		if c.State.Paused {
+			d.unpauseQuiet(c)
+		}
+		if err := d.signal(c, syscall.SIGKILL, true); err != nil && !errdefs.Is(err, errdefs.ErrNotFound) {
+			d.log.Warn("killing container for removal", "id", c.ID, "err", err)
+		}
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			l.removing = false
+			return fmt.Errorf("container %s did not exit after SIGKILL; not removed: %w", c.ShortID(), errdefs.ErrUnavailable)
+		}
+	}
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	var errs []error
+	if rt, err := d.runtimeFor(c.Runtime); err == nil {
+		ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
+		if err := rt.Delete(ctx, c.ID, true); err != nil && !errdefs.Is(err, errdefs.ErrNotFound) {
+			d.log.Debug("runtime delete", "id", c.ID, "err", err)
+		}
+		cancel()
+	}
+	if err := d.snaps.Remove(c.ID); err != nil {
+		errs = append(errs, fmt.Errorf("removing snapshot: %w", err))
+	}
+	d.execs.removeContainer(c.ID)
+	if err := d.ctrs.Delete(c); err != nil {
+		errs = append(errs, err)
+	}
+	c.State.Status = "removed"
+	l.notifyRemoved()
+	d.forget(c.ID)
+	d.events.publish("container", "destroy", c.ID, map[string]string{"name": c.Name})
+	return errors.Join(errs...)
+}
+
+// RenameContainer gives the container a new name.
+func (d *Daemon) RenameContainer(ref, name string) error {
+	c, err := d.ctrs.Get(ref)
+	if err != nil {
+		return err
+	}
+	if err := container.ValidateName(name); err != nil {
+		return err
+	}
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	if err := d.ctrs.Rename(c, strings.TrimPrefix(name, "/")); err != nil {
+		return err
+	}
+	return c.Save()
+}
+
+// WaitContainer blocks until the container meets condition
+// ("not-running" (default), "next-exit" or "removed") and returns its exit code.
+func (d *Daemon) WaitContainer(ctx context.Context, ref, condition string) (int, error) {
+	c, err := d.ctrs.Get(ref)
+	if err != nil {
+		return 0, err
+	}
+	l := d.live(c.ID)
+	switch condition {
+	case "", "not-running":
+		c.Mu.Lock()
+		if !c.State.Running && !c.State.Restarting {
+			code := c.State.ExitCode
+			c.Mu.Unlock()
+			return code, nil
+		}
+		ch := l.exitChan()
+		c.Mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	case "next-exit":
+		c.Mu.Lock()
+		ch := l.exitChan()
+		c.Mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	case "removed":
+		c.Mu.Lock()
+		ch := l.removedChan()
+		c.Mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	default:
+		return 0, fmt.Errorf("invalid condition %q (want not-running, next-exit or removed): %w", condition, errdefs.ErrInvalidArgument)
+	}
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	return c.State.ExitCode, nil
+}
+
+// Container returns the record for ref.
+func (d *Daemon) Container(ref string) (*container.Container, error) { return d.ctrs.Get(ref) }
+
+// Containers returns every record.
+func (d *Daemon) Containers() []*container.Container { return d.ctrs.List() }
+
+func writeJSON(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// parseLogOpts reads max-size and max-file, falling back to the defaults.
+func parseLogOpts(o map[string]string, defSize int64, defFiles int) (int64, int, error) {
+	size, files := defSize, defFiles
+	if v, ok := o["max-size"]; ok {
+		n, err := units.RAMInBytes(v)
+		if err != nil || n <= 0 {
+			return 0, 0, fmt.Errorf("invalid log option max-size=%q (want a size such as 10m): %w", v, errdefs.ErrInvalidArgument)
+		}
+		size = n
+	}
+	if v, ok := o["max-file"]; ok {
+		var n int
+		if _, err := fmt.Sscanf(v, "%d", &n); err != nil || n < 1 {
+			return 0, 0, fmt.Errorf("invalid log option max-file=%q (want a whole number ≥ 1): %w", v, errdefs.ErrInvalidArgument)
+		}
+		files = n
+	}
+	for k := range o {
+		if k != "max-size" && k != "max-file" {
+			return 0, 0, fmt.Errorf("unknown log option %q (supported: max-size, max-file): %w", k, errdefs.ErrInvalidArgument)
+		}
+	}
+	return size, files, nil
+}
+
+func (d *Daemon) defaultLogSize() int64 {
+	n, _, _ := parseLogOpts(map[string]string{"max-size": d.cfg.LogOpts["max-size"]}, 0, 0)
+	return n
+}
+
+func (d *Daemon) defaultLogFiles() int {
+	_, n, _ := parseLogOpts(map[string]string{"max-file": d.cfg.LogOpts["max-file"]}, 0, 0)
+	return n
+}

@@ -1,0 +1,238 @@
+// Package daemon is the engine's composition root: it wires the image store,
+// snapshots, the OCI runtime driver and the shims into one container
+// lifecycle, recovers running containers after a restart, and serves the
+// engine API (the Docker Engine API shape) on a unix socket.
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/berth/berth/internal/engine/cgroups"
+	"github.com/berth/berth/internal/engine/container"
+	"github.com/berth/berth/internal/engine/image"
+	"github.com/berth/berth/internal/engine/runtime"
+	"github.com/berth/berth/internal/engine/snapshot"
+	"github.com/berth/berth/internal/errdefs"
+)
+
+// Config is the daemon's configuration: command-line flags, optionally
+// loaded first from a JSON file (see LoadConfigFile).
+type Config struct {
+	Root     string `json:"root"`      // persistent state, default /var/lib/berth
+	ExecRoot string `json:"exec-root"` // bundles and shim sockets, default /run/berth
+	Socket   string `json:"socket"`    // API socket, default /run/berth/berth.sock
+	// DefaultRuntime names the OCI runtime used when a container names none.
+	DefaultRuntime string `json:"default-runtime"`
+	// Runtimes maps runtime names to binaries; crun and runc are always
+	// known and found on PATH.
+	Runtimes map[string]RuntimeConfig `json:"runtimes"`
+	// LogOpts are the default log options: max-size (e.g. "10m") and max-file.
+	LogOpts map[string]string `json:"log-opts"`
+	// ShimPath is the berth-shim binary; default: next to this executable.
+	ShimPath string `json:"shim"`
+	// CgroupParent is the cgroup under which containers are created.
+	CgroupParent string `json:"cgroup-parent"`
+}
+
+// RuntimeConfig names one OCI runtime binary.
+type RuntimeConfig struct {
+	Path string `json:"path"`
+}
+
+// LoadConfigFile reads a daemon.json into cfg. A missing file is not an error.
+func LoadConfigFile(path string, cfg *Config) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, cfg); err != nil {
+		return fmt.Errorf("daemon config %s: %v (expected a JSON object such as {\"default-runtime\": \"crun\"}): %w", path, err, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+func (c *Config) setDefaults() error {
+	if c.Root == "" {
+		c.Root = "/var/lib/berth"
+	}
+	if c.ExecRoot == "" {
+		c.ExecRoot = "/run/berth"
+	}
+	if c.Socket == "" {
+		c.Socket = filepath.Join(c.ExecRoot, "berth.sock")
+	}
+	if c.DefaultRuntime == "" {
+		c.DefaultRuntime = "crun"
+	}
+	if c.CgroupParent == "" {
+		c.CgroupParent = "berth"
+	}
+	if c.ShimPath == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		c.ShimPath = filepath.Join(filepath.Dir(exe), "berth-shim")
+	}
+	if _, err := os.Stat(c.ShimPath); err != nil {
+		return fmt.Errorf("shim binary %s: %v (build it with `make build`, or pass --shim): %w", c.ShimPath, err, errdefs.ErrUnavailable)
+	}
+	for k, v := range map[string]string{"max-size": "10m", "max-file": "3"} {
+		if c.LogOpts == nil {
+			c.LogOpts = map[string]string{}
+		}
+		if _, ok := c.LogOpts[k]; !ok {
+			c.LogOpts[k] = v
+		}
+	}
+	if _, _, err := parseLogOpts(c.LogOpts, 0, 0); err != nil {
+		return fmt.Errorf("daemon log-opts: %w", err)
+	}
+	return nil
+}
+
+// Daemon is one running engine.
+type Daemon struct {
+	cfg      Config
+	log      *slog.Logger
+	images   *image.Store
+	snaps    *snapshot.Store
+	ctrs     *container.Store
+	cgroupV2 bool
+	started  time.Time
+
+	// tasks are the live shims of running containers, by container ID.
+	tasksMu sync.Mutex
+	tasks   map[string]*task
+	lives   map[string]*live
+	execs   *execStore
+	events  *eventBus
+
+	ctx    context.Context // lives as long as the daemon
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New prepares the host, opens the stores and recovers the containers that
+// were running when the previous daemon stopped.
+func New(cfg Config, log *slog.Logger) (*Daemon, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("berth daemon must run as root (it creates namespaces, mounts and cgroups): %w", errdefs.ErrForbidden)
+	}
+	if err := cgroups.PrepareHost(); err != nil {
+		return nil, fmt.Errorf("preparing cgroups: %w", err)
+	}
+	for _, d := range []string{cfg.Root, cfg.ExecRoot} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, err
+		}
+	}
+	images, err := image.New(filepath.Join(cfg.Root, "image"))
+	if err != nil {
+		return nil, fmt.Errorf("image store: %w", err)
+	}
+	snaps := images.Snapshots()
+	ctrs, warns, err := container.NewStore(cfg.Root, filepath.Join(cfg.ExecRoot, "c"))
+	if err != nil {
+		return nil, fmt.Errorf("container store: %w", err)
+	}
+	for _, w := range warns {
+		log.Warn("skipping container record", "err", w)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &Daemon{cfg: cfg, log: log, images: images, snaps: snaps, ctrs: ctrs,
+		cgroupV2: cgroups.Detect(), started: time.Now(), tasks: map[string]*task{},
+		execs: newExecStore(), events: newEventBus(), ctx: ctx, cancel: cancel}
+	d.recover()
+	return d, nil
+}
+
+// runtimeFor returns the OCI runtime driver named name ("" = default).
+func (d *Daemon) runtimeFor(name string) (*runtime.Runtime, error) {
+	if name == "" {
+		name = d.cfg.DefaultRuntime
+	}
+	path := ""
+	if rc, ok := d.cfg.Runtimes[name]; ok {
+		path = rc.Path
+	} else if name == "crun" || name == "runc" {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			return nil, fmt.Errorf("runtime %q: binary not found on PATH (install it: apt-get install %s): %w", name, name, errdefs.ErrInvalidArgument)
+		}
+		path = p
+	} else {
+		return nil, fmt.Errorf("unknown runtime %q (known: crun, runc, or one configured under \"runtimes\" in daemon.json): %w", name, errdefs.ErrInvalidArgument)
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("runtime %q: binary %s not installed (install it or fix daemon.json): %w", name, path, errdefs.ErrInvalidArgument)
+	}
+	return &runtime.Runtime{Name: name, Path: path, Root: filepath.Join(d.cfg.ExecRoot, "runtime", name)}, nil
+}
+
+// Serve listens on the configured socket and serves the API until ctx ends.
+func (d *Daemon) Serve(ctx context.Context) error {
+	l, err := listenUnix(d.cfg.Socket)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: d.router(), ReadHeaderTimeout: 30 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	d.log.Info("berth daemon listening", "socket", d.cfg.Socket, "root", d.cfg.Root)
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		d.Close()
+		return nil
+	case err := <-errc:
+		d.Close()
+		return err
+	}
+}
+
+// Close stops the daemon's goroutines. Containers keep running: their
+// shims hold them and the next daemon reattaches.
+func (d *Daemon) Close() {
+	d.cancel()
+	d.wg.Wait()
+}
+
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
+		return nil, err
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("socket %s: another berth daemon is already listening there (stop it, or pass a different --socket and --root): %w", path, errdefs.ErrConflict)
+	}
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what berth needs on a fresh Debian machine, idempotently:
+# the OCI runtimes (crun, runc), busybox-static for the test images, and
+# the tools the tests drive. Safe to run again; does nothing when all is there.
+set -euo pipefail
+
+need=()
+for pair in crun:crun runc:runc busybox:busybox-static ip:iproute2 tmux:tmux script:bsdutils; do
+	cmd=${pair%%:*} pkg=${pair#*:}
+	command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+[ -x /bin/busybox ] && file /bin/busybox 2>/dev/null | grep -q dynamic && need+=(busybox-static)
+
+if [ ${#need[@]} -gt 0 ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "install-deps: missing ${need[*]}; run as root (or apt-get install ${need[*]})" >&2
+		exit 1
+	fi
+	echo "install-deps: installing ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+	if [ -x /usr/local/go/bin/go ]; then
+		echo "install-deps: Go is at /usr/local/go/bin; add it to PATH" >&2
+	else
+		echo "install-deps: Go 1.26 is required (https://go.dev/dl/ or apt-get install golang)" >&2
+		exit 1
+	fi
+fi

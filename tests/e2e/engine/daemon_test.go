@@ -1,0 +1,219 @@
+package engine
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDaemonKillSurvival: containers keep running and logging while the
+// daemon is dead; the next daemon reattaches and ps, logs -f, wait, stop
+// and exec are correct.
+func TestDaemonKillSurvival(t *testing.T) {
+	d, err := newDaemon("survive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.cleanup()
+	defer d.stop()
+	mustOn(t, d, "load", "-i", filepath.Join(imagesDir, "busybox-docker.tar"))
+	ticker := strings.TrimSpace(mustOn(t, d, "run", "-d", "--name", "ticker", "busybox", "sh", "-c", "i=0; while true; do i=$((i+1)); echo tick$i; sleep 0.1; done"))
+	quitter := strings.TrimSpace(mustOn(t, d, "run", "-d", "--name", "quitter", "busybox", "sh", "-c", "sleep 1; exit 9"))
+	waitFor(t, 5*time.Second, "ticks", func() bool { return strings.Contains(d.run("logs", "ticker").stdout, "tick3") })
+	pid := inspect(t, d, "{{.State.Pid}}", "ticker")
+
+	d.kill()
+	before := countLines(t, filepath.Join(d.root, "containers", ticker, "container.log"))
+	time.Sleep(1500 * time.Millisecond) // quitter exits while no daemon runs
+	after := countLines(t, filepath.Join(d.root, "containers", ticker, "container.log"))
+	if after <= before {
+		t.Errorf("container stopped logging while the daemon was dead (%d → %d lines)", before, after)
+	}
+	if _, err := os.Stat("/proc/" + pid); err != nil {
+		t.Fatalf("container process %s died with the daemon", pid)
+	}
+	if err := d.start(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(mustOn(t, d, "ps", "--format", "{{.Names}}")); got != "ticker" {
+		t.Errorf("ps after restart: %q, want ticker only", got)
+	}
+	if got := inspect(t, d, "{{.State.Status}} {{.State.ExitCode}}", quitter); got != "exited 9" {
+		t.Errorf("quitter, which exited while the daemon was down: %q, want \"exited 9\"", got)
+	}
+	if got := inspect(t, d, "{{.State.Pid}}", "ticker"); got != pid {
+		t.Errorf("ticker pid after restart %s, want %s (not restarted)", got, pid)
+	}
+	if got := mustOn(t, d, "exec", "ticker", "echo", "exec-ok"); got != "exec-ok\n" {
+		t.Errorf("exec after restart: %q", got)
+	}
+	// logs -f follows the live log, and ends when stop ends the container.
+	cmd := exec.Command(filepath.Join(binDir, "berth"), "-H", "unix://"+d.sock, "logs", "-f", "--tail", "0", "ticker")
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "tick") {
+		t.Errorf("logs -f after restart printed %q, want a new tick", sc.Text())
+	}
+	waitDone := make(chan string, 1)
+	go func() { waitDone <- d.run("wait", "ticker").stdout }()
+	mustOn(t, d, "stop", "-t", "1", "ticker")
+	select {
+	case code := <-waitDone:
+		if strings.TrimSpace(code) != "137" && strings.TrimSpace(code) != "143" {
+			t.Errorf("wait after stop printed %q", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("wait did not return after stop")
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Error("logs -f did not end when the container stopped")
+	}
+	mustOn(t, d, "rm", "-f", "ticker", "quitter")
+	assertNoLeaks(t, d)
+}
+
+func countLines(t *testing.T, path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "\n")
+}
+
+// TestTwoDaemons: two daemons with their own roots and sockets run side by side.
+func TestTwoDaemons(t *testing.T) {
+	d, err := newDaemon("second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.cleanup()
+	defer d.stop()
+	mustOn(t, d, "load", "-i", filepath.Join(imagesDir, "busybox-oci.tar"))
+	id := strings.TrimSpace(mustOn(t, d, "run", "-d", "--name", "same-name", "busybox:oci", "sleep", "30"))
+	id2 := strings.TrimSpace(must(t, "run", "-d", "--name", "same-name", "busybox", "sleep", "30"))
+	rmf(t, shared, id2)
+	if strings.TrimSpace(mustOn(t, d, "ps", "-q", "--no-trunc")) != id {
+		t.Errorf("second daemon sees other containers")
+	}
+	if strings.Contains(must(t, "ps", "-q", "--no-trunc"), id) {
+		t.Errorf("shared daemon sees the second daemon's container")
+	}
+	mustOn(t, d, "rm", "-f", id)
+	// A second daemon on a busy socket is refused with a clear error.
+	r := exec.Command(filepath.Join(binDir, "berth"), "daemon", "--root", d.root, "--exec-root", d.execRoot, "--socket", d.sock, "--config", "/nonexistent")
+	outb, err := r.CombinedOutput()
+	if err == nil || !strings.Contains(string(outb), "already") {
+		t.Errorf("second daemon on a busy socket: err %v, output %s", err, outb)
+	}
+}
+
+func TestDaemonNotRunning(t *testing.T) {
+	cmd := exec.Command(filepath.Join(binDir, "berth"), "-H", "unix:///run/berth-nonexistent.sock", "ps")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "Is the daemon running") {
+		t.Errorf("ps with no daemon: err %v, output %q", err, out)
+	}
+}
+
+// TestNoLeaks: 200 create/run/rm cycles leave no mount, cgroup, process or file.
+func TestNoLeaks(t *testing.T) {
+	d, err := newDaemon("leaks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.cleanup()
+	defer d.stop()
+	mustOn(t, d, "load", "-i", filepath.Join(imagesDir, "busybox-docker.tar"))
+	n := 200
+	if testing.Short() {
+		n = 20
+	}
+	for i := 0; i < n; i++ {
+		switch i % 3 {
+		case 0:
+			mustOn(t, d, "run", "--rm", "busybox", "true")
+		case 1:
+			id := strings.TrimSpace(mustOn(t, d, "create", "busybox", "true"))
+			mustOn(t, d, "start", id)
+			mustOn(t, d, "wait", id)
+			mustOn(t, d, "rm", id)
+		case 2:
+			id := strings.TrimSpace(mustOn(t, d, "run", "-d", "busybox", "sleep", "10"))
+			mustOn(t, d, "rm", "-f", id)
+		}
+	}
+	assertNoLeaks(t, d)
+}
+
+// assertNoLeaks checks that d has no container state left: no overlay
+// mount under its root, no cgroup, no shim, no container directory.
+func assertNoLeaks(t *testing.T, d *daemonProc) {
+	t.Helper()
+	if ids := strings.TrimSpace(d.run("ps", "-aq").stdout); ids != "" {
+		t.Fatalf("containers still listed: %s", ids)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(mounts), "\n") {
+		if strings.Contains(l, d.root) || strings.Contains(l, d.execRoot+"/") {
+			t.Errorf("mount left behind: %s", l)
+		}
+	}
+	for _, dir := range []string{filepath.Join(d.root, "containers"), filepath.Join(d.execRoot, "c"), filepath.Join(d.root, "snapshots", "containers")} {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			t.Errorf("left behind in %s: %s", dir, e.Name())
+		}
+	}
+	for _, cg := range []string{"/sys/fs/cgroup/memory/berth", "/sys/fs/cgroup/pids/berth", "/sys/fs/cgroup/cpu/berth"} {
+		ents, _ := os.ReadDir(cg)
+		for _, e := range ents {
+			if e.IsDir() && len(e.Name()) == 64 && !containerExists(e.Name()) {
+				t.Errorf("cgroup left behind: %s/%s", cg, e.Name())
+			}
+		}
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		if strings.Contains(string(b), "berth-shim") && strings.Contains(string(b), d.execRoot) {
+			t.Errorf("shim left running: %s %q", p, strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+}
+
+// containerExists reports whether any daemon of this test run still has
+// the container (other tests' daemons may hold live containers).
+func containerExists(id string) bool {
+	for _, d := range []*daemonProc{shared} {
+		if r := d.run("inspect", "-f", "x", id); r.code == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSystemPrune(t *testing.T) {
+	id := strings.TrimSpace(must(t, "run", "-d", "busybox", "true"))
+	must(t, "wait", id)
+	keep := strings.TrimSpace(must(t, "run", "-d", "busybox", "sleep", "30"))
+	rmf(t, shared, keep)
+	out := must(t, "system", "prune", "-f")
+	if !strings.Contains(out, id) || strings.Contains(out, keep) {
+		t.Errorf("system prune output:\n%s\nwant %s removed and %s kept", out, id, keep)
+	}
+	if r := berth("inspect", id); r.code == 0 {
+		t.Errorf("pruned container still there")
+	}
+}
