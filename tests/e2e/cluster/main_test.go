@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -67,8 +68,18 @@ type server struct {
 	port, etcdPort, etcdPeer   int
 	args                       []string
 	cmd                        *exec.Cmd
-	log                        *bytes.Buffer
+	log                        *syncBuffer
+	exited                     chan struct{}
 }
+
+// syncBuffer is a bytes.Buffer safe for the process writer and test readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func (s *server) kubeconfig() string { return filepath.Join(s.dataDir, "kubeconfig") }
 
@@ -82,11 +93,13 @@ func (s *server) start() error {
 	args := append([]string{"server", "--data-dir", s.dataDir, "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
 		"--port", fmt.Sprint(s.port), "--etcd-client-port", fmt.Sprint(s.etcdPort), "--etcd-peer-port", fmt.Sprint(s.etcdPeer)}, s.args...)
 	s.cmd = exec.Command(serverBin, args...)
-	s.log = &bytes.Buffer{}
+	s.log = &syncBuffer{}
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		return err
 	}
+	s.exited = make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(s.exited) }()
 	return s.waitReady(60 * time.Second)
 }
 
@@ -96,10 +109,11 @@ func (s *server) waitReady(d time.Duration) error {
 		if strings.Contains(s.log.String(), "berth server ready") {
 			return nil
 		}
-		if s.cmd.ProcessState != nil {
-			break
+		select {
+		case <-s.exited:
+			return fmt.Errorf("berth-server exited; log:\n%s", s.log.String())
+		case <-time.After(50 * time.Millisecond):
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("berth-server not ready after %v; log:\n%s", d, s.log.String())
 }
@@ -107,17 +121,15 @@ func (s *server) waitReady(d time.Duration) error {
 func (s *server) kill() {
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Signal(syscall.SIGKILL)
-		_ = s.cmd.Wait()
+		<-s.exited
 	}
 }
 
 func (s *server) stop() {
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = s.cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-s.exited:
 		case <-time.After(10 * time.Second):
 			s.kill()
 		}
@@ -212,3 +224,5 @@ func kubectlVersions() []string {
 	}
 	return out
 }
+
+var execCommand = exec.Command
