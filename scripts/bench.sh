@@ -60,11 +60,29 @@ if [ "$(stat -f -c %T /sys/fs/cgroup)" != cgroup2fs ] && grep -qw '^hugetlb' /pr
 fi
 
 work=$(mktemp -d /var/tmp/berth-bench.XXXXXX)
+# What dockerd, containerd and podman create outside their roots (the same
+# list as tests/bench/engine/hostfiles.go), to remove after a hard kill.
+host_paths() {
+	local p
+	for p in /run/docker /run/containerd /run/containers /run/libpod /var/lib/containers /etc/docker \
+		/run/crun /run/runc /sys/fs/cgroup/*/docker /sys/fs/cgroup/*/libpod_parent; do
+		if [ -e "$p" ]; then echo "$p"; fi
+	done
+}
+pre_paths=$(host_paths)
 
 # The benchmark program cleans up after itself, also on SIGINT/SIGTERM. This
 # is the net for when it is killed outright: any process still naming the
 # work directory (dockerd, containerd, shims, the berth daemon) is stopped,
 # mounts under it are detached and the directory is removed.
+descendants() {
+	local c
+	for c in $(pgrep -P "$1"); do
+		echo "$c"
+		descendants "$c"
+	done
+}
+
 cleanup() {
 	local rc=$? pids=() p
 	set +e # a cleanup step that finds nothing to do must not stop the rest
@@ -72,6 +90,11 @@ cleanup() {
 		p=${p#/proc/}
 		[ "$p" = $$ ] && continue
 		tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF "$work" && pids+=("$p")
+	done
+	# With their descendants: the containers under a shim, conmon or containerd.
+	for p in "${pids[@]}"; do
+		# shellcheck disable=SC2207 # pids are single words
+		pids+=($(descendants "$p"))
 	done
 	if [ ${#pids[@]} -gt 0 ]; then
 		echo "bench: stopping leftover processes ${pids[*]}" >&2
@@ -83,6 +106,26 @@ cleanup() {
 		umount -l "$m" 2>/dev/null || true
 	done
 	rm -rf "$work"
+	# Bare-runtime containers have no monitor: kill what is left in their
+	# cgroups (named bench-*-PID-N by the program). Then remove the cgroups,
+	# and the host paths the peers made that did not exist before.
+	local cg
+	for cg in /sys/fs/cgroup/*/bench-*-"${child:-0}"-*; do
+		[ -f "$cg/cgroup.procs" ] && xargs -r kill -KILL <"$cg/cgroup.procs" 2>/dev/null
+	done
+	sleep 0.2
+	for p in $(host_paths); do
+		[ -e "$p" ] || continue
+		grep -qxF "$p" <<<"$pre_paths" && continue
+		case $p in
+		/sys/fs/cgroup/*) find "$p" -depth -type d -exec rmdir {} \; 2>/dev/null ;;
+		/run/crun | /run/runc) rmdir "$p" 2>/dev/null ;;
+		*) rm -rf "$p" ;;
+		esac
+	done
+	for cg in /sys/fs/cgroup/*/bench-*-"${child:-0}"-*; do
+		rmdir "$cg" 2>/dev/null
+	done
 	exit "$rc"
 }
 trap cleanup EXIT

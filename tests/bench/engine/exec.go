@@ -17,6 +17,13 @@ import (
 // engine fails its figure instead of hanging the run.
 const cmdTimeout = 2 * time.Minute
 
+// cmdContext is the context of one command: the timeout only. An interrupt
+// (ctx cancelled) stops the benchmark between commands, never by killing one
+// midway, which would leave a half-made container behind.
+func cmdContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), cmdTimeout)
+}
+
 // command builds an *exec.Cmd with env added to the benchmark's environment.
 // Stdin is /dev/null.
 func command(ctx context.Context, env []string, argv ...string) *exec.Cmd {
@@ -29,7 +36,7 @@ func command(ctx context.Context, env []string, argv ...string) *exec.Cmd {
 // output runs argv and returns its stdout; a failure carries the command and
 // the tail of its stderr.
 func output(ctx context.Context, env []string, argv ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	ctx, cancel := cmdContext(ctx)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	c := command(ctx, env, argv...)
@@ -43,7 +50,7 @@ func output(ctx context.Context, env []string, argv ...string) (string, error) {
 // timed runs argv with stdout to w (nil is /dev/null) and returns the wall
 // time from fork to exit.
 func timed(ctx context.Context, env []string, w io.Writer, argv ...string) (time.Duration, error) {
-	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	ctx, cancel := cmdContext(ctx)
 	defer cancel()
 	var stderr bytes.Buffer
 	c := command(ctx, env, argv...)
@@ -61,7 +68,7 @@ func timed(ctx context.Context, env []string, w io.Writer, argv ...string) (time
 // its stdio (a bare runtime's `run -d`): stdout is /dev/null and stderr a
 // file at errPath, so that nothing waits for the container to close a pipe.
 func timedDetached(ctx context.Context, errPath string, argv ...string) (time.Duration, error) {
-	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	ctx, cancel := cmdContext(ctx)
 	defer cancel()
 	errf, err := os.Create(errPath)
 	if err != nil {

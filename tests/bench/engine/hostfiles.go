@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -76,6 +77,21 @@ func (s hostState) restore() []error {
 		}
 	}
 	return errs
+}
+
+// removeBenchCgroups removes the cgroups the bare runtimes made for this
+// process's containers (named bench-*-PID-N) if any is left, and says which.
+func removeBenchCgroups() []string {
+	var left []string
+	dirs, _ := filepath.Glob(fmt.Sprintf("/sys/fs/cgroup/*/bench-*-%d-*", os.Getpid()))
+	for _, d := range dirs {
+		if err := rmdirTree(d); err != nil {
+			left = append(left, fmt.Sprintf("cgroup %s: %v", d, err))
+		} else {
+			left = append(left, fmt.Sprintf("cgroup %s was left behind; removed", d))
+		}
+	}
+	return left
 }
 
 // rmdirTree removes an empty cgroup directory tree, deepest first.

@@ -135,6 +135,9 @@ func run(args []string) int {
 			if err := os.RemoveAll(cfg.work); err != nil {
 				cl.note("remove %s: %v", cfg.work, err)
 			}
+			for _, n := range removeBenchCgroups() {
+				cl.note("%s", n)
+			}
 			for _, err := range before.restore() {
 				cl.note("remove what the peers left on the host: %v", err)
 			}
