@@ -10,7 +10,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -97,7 +96,7 @@ func StatsV1(root, cgroupsPath string) (Usage, error) {
 	var s Usage
 	mem := filepath.Join(root, "memory", cgroupsPath)
 	if _, err := os.Stat(mem); err != nil {
-		return s, fmt.Errorf("cgroup %q: %w", cgroupsPath, err)
+		return s, wrapErr("cgroup "+strconv.Quote(cgroupsPath), err)
 	}
 	var err error
 	get := func(path string) uint64 {
@@ -168,7 +167,7 @@ func blkioV1(b []byte) (read, write uint64) {
 func StatsV2(dir string) (Usage, error) {
 	var s Usage
 	if _, err := os.Stat(dir); err != nil {
-		return s, fmt.Errorf("cgroup %q: %w", dir, err)
+		return s, wrapErr("cgroup "+strconv.Quote(dir), err)
 	}
 	u := func(name string) uint64 {
 		v, _ := readUint(filepath.Join(dir, name))
@@ -227,7 +226,7 @@ func readUint(path string) (uint64, error) {
 	}
 	v, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %q is not a number", path, s)
+		return 0, errors.New(path + ": " + strconv.Quote(s) + " is not a number")
 	}
 	return v, nil
 }

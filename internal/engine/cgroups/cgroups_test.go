@@ -56,17 +56,17 @@ func TestStatsV1Fixture(t *testing.T) {
 	root := t.TempDir()
 	p := "/berth/c1"
 	writeFiles(t, root, map[string]string{
-		"memory/berth/c1/memory.usage_in_bytes":         "4096\n",
-		"memory/berth/c1/memory.max_usage_in_bytes":     "8192\n",
-		"memory/berth/c1/memory.limit_in_bytes":         "9223372036854771712\n",
-		"memory/berth/c1/memory.failcnt":                "5\n",
-		"memory/berth/c1/memory.stat":                   "cache 1024\nrss 2048\n",
-		"memory/berth/c1/memory.oom_control":            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
-		"cpuacct/berth/c1/cpuacct.usage":                "123456789\n",
-		"cpuacct/berth/c1/cpuacct.stat":                 "user 3\nsystem 2\n",
-		"cpu/berth/c1/cpu.stat":                         "nr_periods 4\nnr_throttled 1\nthrottled_time 999\n",
-		"pids/berth/c1/pids.current":                    "2\n",
-		"pids/berth/c1/pids.max":                        "64\n",
+		"memory/berth/c1/memory.usage_in_bytes":          "4096\n",
+		"memory/berth/c1/memory.max_usage_in_bytes":      "8192\n",
+		"memory/berth/c1/memory.limit_in_bytes":          "9223372036854771712\n",
+		"memory/berth/c1/memory.failcnt":                 "5\n",
+		"memory/berth/c1/memory.stat":                    "cache 1024\nrss 2048\n",
+		"memory/berth/c1/memory.oom_control":             "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+		"cpuacct/berth/c1/cpuacct.usage":                 "123456789\n",
+		"cpuacct/berth/c1/cpuacct.stat":                  "user 3\nsystem 2\n",
+		"cpu/berth/c1/cpu.stat":                          "nr_periods 4\nnr_throttled 1\nthrottled_time 999\n",
+		"pids/berth/c1/pids.current":                     "2\n",
+		"pids/berth/c1/pids.max":                         "64\n",
 		"blkio/berth/c1/blkio.throttle.io_service_bytes": "8:0 Read 100\n8:0 Write 200\n8:0 Sync 300\n8:0 Total 300\nTotal 300\n",
 	})
 	got, err := StatsV1(root, p)
@@ -152,4 +152,3 @@ func TestPrepareHostAndRealStats(t *testing.T) {
 		t.Errorf("OOMKilled = %v, %v; want false, nil", oom, err)
 	}
 }
-

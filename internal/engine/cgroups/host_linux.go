@@ -2,9 +2,9 @@ package cgroups
 
 import (
 	"bufio"
-	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -34,11 +34,11 @@ func PrepareHost() error {
 		if os.IsNotExist(err) {
 			return nil // pure v1
 		}
-		return fmt.Errorf("prepare cgroups: read %s: %w", unified, err)
+		return wrapErr("prepare cgroups: read "+unified, err)
 	}
 	have, err := v1Controllers()
 	if err != nil {
-		return fmt.Errorf("prepare cgroups: %w", err)
+		return wrapErr("prepare cgroups", err)
 	}
 	for _, c := range strings.Fields(string(b)) {
 		if have[c] {
@@ -46,10 +46,10 @@ func PrepareHost() error {
 		}
 		dir := filepath.Join(Root, c)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("prepare cgroups: controller %q is only on cgroup2 and crun needs a v1 hierarchy for it; mkdir %s: %w", c, dir, err)
+			return wrapErr("prepare cgroups: controller "+strconv.Quote(c)+" is only on cgroup2 and crun needs a v1 hierarchy for it; mkdir "+dir, err)
 		}
 		if err := unix.Mount("cgroup", dir, "cgroup", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, c); err != nil {
-			return fmt.Errorf("prepare cgroups: controller %q is only on cgroup2 and crun needs a v1 hierarchy for it; mount -t cgroup -o %s cgroup %s: %w (run as root)", c, c, dir, err)
+			return wrapErr("prepare cgroups: controller "+strconv.Quote(c)+" is only on cgroup2 and crun needs a v1 hierarchy for it (run as root); mount -t cgroup -o "+c+" cgroup "+dir, err)
 		}
 	}
 	return nil

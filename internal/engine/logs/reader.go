@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -54,11 +53,11 @@ var ErrBadRecord = errors.New("malformed log record")
 func ParseRecord(b []byte) (Entry, error) {
 	i := bytes.IndexByte(b, ' ')
 	if i <= 0 {
-		return Entry{}, fmt.Errorf("%w: no timestamp", ErrBadRecord)
+		return Entry{}, wrapErr("no timestamp", ErrBadRecord)
 	}
 	t, err := time.Parse(time.RFC3339Nano, string(b[:i]))
 	if err != nil {
-		return Entry{}, fmt.Errorf("%w: timestamp %q", ErrBadRecord, b[:i])
+		return Entry{}, wrapErr("timestamp "+strconv.Quote(string(b[:i])), ErrBadRecord)
 	}
 	rest := b[i+1:]
 	var e Entry
@@ -69,7 +68,7 @@ func ParseRecord(b []byte) (Entry, error) {
 	case bytes.HasPrefix(rest, []byte("stderr ")):
 		e.Stream, rest = Stderr, rest[7:]
 	default:
-		return Entry{}, fmt.Errorf("%w: stream must be stdout or stderr", ErrBadRecord)
+		return Entry{}, wrapErr("stream must be stdout or stderr", ErrBadRecord)
 	}
 	switch {
 	case bytes.HasPrefix(rest, []byte("F ")):
@@ -80,7 +79,7 @@ func ParseRecord(b []byte) (Entry, error) {
 		// An empty content may lose its separating space in some writers.
 		e.Partial, rest = rest[0] == 'P', nil
 	default:
-		return Entry{}, fmt.Errorf("%w: tag must be F or P", ErrBadRecord)
+		return Entry{}, wrapErr("tag must be F or P", ErrBadRecord)
 	}
 	e.Line = append([]byte(nil), rest...)
 	return e, nil
@@ -173,7 +172,7 @@ func Read(ctx context.Context, path string, o Options, emit func(Entry) error) e
 	// noticed by the follower (it holds the old inode).
 	cur, err := os.Open(path)
 	if err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("open log %q: %w", path, err)
+		return wrapErr("open log "+strconv.Quote(path), err)
 	}
 	if cur != nil {
 		defer func() { cur.Close() }()
@@ -181,7 +180,7 @@ func Read(ctx context.Context, path string, o Options, emit func(Entry) error) e
 	var curOff int64
 	files, err := Files(path)
 	if err != nil {
-		return fmt.Errorf("list log %q: %w", path, err)
+		return wrapErr("list log "+strconv.Quote(path), err)
 	}
 	if cur != nil && len(files) > 0 && files[len(files)-1] == path {
 		files = files[:len(files)-1]

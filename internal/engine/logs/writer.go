@@ -9,7 +9,7 @@ package logs
 
 import (
 	"bytes"
-	"fmt"
+	"errors"
 	"os"
 	"strconv"
 	"sync"
@@ -65,12 +65,12 @@ func NewWriter(path string, maxSize int64, maxFiles int) (*Writer, error) {
 func (w *Writer) open() error {
 	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
-		return fmt.Errorf("open log %q: %w", w.path, err)
+		return wrapErr("open log "+strconv.Quote(w.path), err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return fmt.Errorf("stat log %q: %w", w.path, err)
+		return wrapErr("stat log "+strconv.Quote(w.path), err)
 	}
 	w.f, w.size = f, st.Size()
 	return nil
@@ -82,7 +82,7 @@ func (w *Writer) WriteRecord(stream string, content []byte, partial bool) error 
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.f == nil {
-		return fmt.Errorf("log %q: writer closed", w.path)
+		return errors.New("log " + strconv.Quote(w.path) + ": writer closed")
 	}
 	b := w.buf[:0]
 	b = w.now().UTC().AppendFormat(b, time.RFC3339Nano)
@@ -104,19 +104,19 @@ func (w *Writer) WriteRecord(stream string, content []byte, partial bool) error 
 	n, err := w.f.Write(b)
 	w.size += int64(n)
 	if err != nil {
-		return fmt.Errorf("write log %q: %w", w.path, err)
+		return wrapErr("write log "+strconv.Quote(w.path), err)
 	}
 	return nil
 }
 
 func (w *Writer) rotate() error {
 	if err := w.f.Close(); err != nil {
-		return fmt.Errorf("close log %q: %w", w.path, err)
+		return wrapErr("close log "+strconv.Quote(w.path), err)
 	}
 	w.f = nil
 	if w.maxFiles == 1 {
 		if err := os.Remove(w.path); err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("rotate log %q: %w", w.path, err)
+			return wrapErr("rotate log "+strconv.Quote(w.path), err)
 		}
 		return w.open()
 	}
@@ -126,7 +126,7 @@ func (w *Writer) rotate() error {
 			from = w.path + "." + strconv.Itoa(i-1)
 		}
 		if err := os.Rename(from, w.path+"."+strconv.Itoa(i)); err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("rotate log %q: %w", w.path, err)
+			return wrapErr("rotate log "+strconv.Quote(w.path), err)
 		}
 	}
 	return w.open()

@@ -270,14 +270,14 @@ func defaultDeviceRules() []specs.LinuxDeviceCgroup {
 		{Allow: false, Access: "rwm"},
 		c(-1, -1, "m"), // mknod of any char device (not use)
 		{Allow: true, Type: "b", Access: "m"},
-		c(1, 3, "rwm"),   // null
-		c(1, 5, "rwm"),   // zero
-		c(1, 7, "rwm"),   // full
-		c(1, 8, "rwm"),   // random
-		c(1, 9, "rwm"),   // urandom
-		c(5, 0, "rwm"),   // tty
-		c(5, 1, "rwm"),   // console
-		c(5, 2, "rwm"),   // ptmx
+		c(1, 3, "rwm"),    // null
+		c(1, 5, "rwm"),    // zero
+		c(1, 7, "rwm"),    // full
+		c(1, 8, "rwm"),    // random
+		c(1, 9, "rwm"),    // urandom
+		c(5, 0, "rwm"),    // tty
+		c(5, 1, "rwm"),    // console
+		c(5, 2, "rwm"),    // ptmx
 		c(136, -1, "rwm"), // pts
 		c(10, 200, "rwm"), // tun
 	}

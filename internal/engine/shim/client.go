@@ -118,6 +118,8 @@ func Start(o Options) (*Handle, error) {
 	cmd := exec.Command(o.Binary, args...)
 	cmd.ExtraFiles = []*os.File{syncW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// A monitor needs one P and a small heap: fewer threads, less RSS.
+	cmd.Env = append(os.Environ(), "GOGC=20", "GOMAXPROCS=1")
 	if err := cmd.Start(); err != nil {
 		syncW.Close()
 		return nil, fmt.Errorf("start shim %q: %w", o.Binary, err)

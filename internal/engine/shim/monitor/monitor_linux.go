@@ -10,17 +10,12 @@ package monitor
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	goruntime "runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,22 +38,59 @@ type config struct {
 }
 
 func parseFlags(args []string) (config, error) {
-	var c config
-	fs := flag.NewFlagSet("berth-shim", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&c.id, "id", "", "container id")
-	fs.StringVar(&c.bundle, "bundle", "", "bundle directory")
-	fs.StringVar(&c.runtime, "runtime", "", "OCI runtime binary")
-	fs.StringVar(&c.runtimeRoot, "runtime-root", "", "runtime --root")
-	fs.StringVar(&c.logPath, "log", "", "container log file")
-	fs.Int64Var(&c.logMaxSize, "log-max-size", logs.DefaultMaxSize, "rotate at this size")
-	fs.IntVar(&c.logMaxFiles, "log-max-files", logs.DefaultMaxFiles, "files kept")
-	fs.BoolVar(&c.tty, "tty", false, "allocate a pty")
-	fs.BoolVar(&c.stdin, "stdin", false, "keep stdin open")
-	fs.StringVar(&c.execID, "exec-id", "", "exec id (exec mode)")
-	fs.StringVar(&c.processFile, "process", "", "process.json (exec mode)")
-	if err := fs.Parse(args); err != nil {
-		return c, err
+	c := config{logMaxSize: logs.DefaultMaxSize, logMaxFiles: logs.DefaultMaxFiles}
+	for i := 0; i < len(args); i++ {
+		name := strings.TrimLeft(args[i], "-")
+		if name == args[i] {
+			return c, errors.New("unexpected argument " + strconv.Quote(args[i]))
+		}
+		val, hasVal := "", false
+		if k, v, ok := strings.Cut(name, "="); ok {
+			name, val, hasVal = k, v, true
+		}
+		switch name {
+		case "tty", "stdin":
+			b := !hasVal || val == "true"
+			if name == "tty" {
+				c.tty = b
+			} else {
+				c.stdin = b
+			}
+			continue
+		}
+		if !hasVal {
+			if i+1 >= len(args) {
+				return c, errors.New("flag --" + name + " needs a value")
+			}
+			i++
+			val = args[i]
+		}
+		var err error
+		switch name {
+		case "id":
+			c.id = val
+		case "bundle":
+			c.bundle = val
+		case "runtime":
+			c.runtime = val
+		case "runtime-root":
+			c.runtimeRoot = val
+		case "log":
+			c.logPath = val
+		case "log-max-size":
+			c.logMaxSize, err = strconv.ParseInt(val, 10, 64)
+		case "log-max-files":
+			c.logMaxFiles, err = strconv.Atoi(val)
+		case "exec-id":
+			c.execID = val
+		case "process":
+			c.processFile = val
+		default:
+			return c, errors.New("unknown flag --" + name)
+		}
+		if err != nil {
+			return c, errors.New("flag --" + name + ": " + strconv.Quote(val) + " is not a number")
+		}
 	}
 	switch {
 	case c.id == "" || c.bundle == "" || c.runtime == "" || c.runtimeRoot == "":
@@ -72,8 +104,8 @@ func parseFlags(args []string) (config, error) {
 // Main runs the shim process with the command-line arguments args (without
 // the program name) and returns its exit code. fd 3 is the sync pipe.
 func Main(args []string) int {
-	goruntime.GOMAXPROCS(1)
-	debug.SetGCPercent(20)
+	// The client starts the shim with GOGC=20 and GOMAXPROCS=1 in its
+	// environment (runtime/debug.SetGCPercent would link fmt and reflect).
 	sync := os.NewFile(3, "sync")
 	ready := func(err error) {
 		if sync == nil {
@@ -81,15 +113,15 @@ func Main(args []string) int {
 		}
 		msg := []byte(`{"ready":true}` + "\n")
 		if err != nil {
-			msg, _ = json.Marshal(map[string]string{"error": err.Error()})
-			msg = append(msg, '\n')
+			msg = appendString([]byte(`{"error":`), err.Error())
+			msg = append(msg, '}', '\n')
 		}
 		sync.Write(msg)
 		sync.Close()
 	}
 	c, err := parseFlags(args)
 	if err != nil {
-		ready(fmt.Errorf("berth-shim: %v", err))
+		ready(errors.New("berth-shim: " + err.Error()))
 		return 2
 	}
 	s, err := newServer(c)
@@ -138,10 +170,10 @@ func (a *attachment) close() { a.once.Do(func() { close(a.ch) }) }
 
 func newServer(c config) (*server, error) {
 	if err := os.Chdir(c.bundle); err != nil {
-		return nil, fmt.Errorf("berth-shim: bundle %q: %w", c.bundle, err)
+		return nil, errors.New("berth-shim: bundle " + strconv.Quote(c.bundle) + ": " + err.Error())
 	}
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return nil, fmt.Errorf("berth-shim: become subreaper: %w", err)
+		return nil, errors.New("berth-shim: become subreaper: " + err.Error())
 	}
 	s := &server{
 		c: c, status: wire.StatusCreated,
@@ -154,7 +186,7 @@ func newServer(c config) (*server, error) {
 	if c.logPath != "" {
 		w, err := logs.NewWriter(c.logPath, c.logMaxSize, c.logMaxFiles)
 		if err != nil {
-			return nil, fmt.Errorf("berth-shim: %w", err)
+			return nil, errors.New("berth-shim: " + err.Error())
 		}
 		s.logw = w
 	}
@@ -163,7 +195,7 @@ func newServer(c config) (*server, error) {
 	os.Remove(name)
 	ln, err := listenUnix(name)
 	if err != nil {
-		return nil, fmt.Errorf("berth-shim: listen %s/%s: %w", c.bundle, name, err)
+		return nil, errors.New("berth-shim: listen " + c.bundle + "/" + name + ": " + err.Error())
 	}
 	s.ln = ln
 	return s, nil
@@ -176,15 +208,7 @@ func readCgroupsPath(path string) string {
 	if err != nil {
 		return ""
 	}
-	var cfg struct {
-		Linux struct {
-			CgroupsPath string `json:"cgroupsPath"`
-		} `json:"linux"`
-	}
-	if json.Unmarshal(b, &cfg) != nil {
-		return ""
-	}
-	return cfg.Linux.CgroupsPath
+	return cgroupsPathOf(b)
 }
 
 func (s *server) serve() int {
@@ -217,8 +241,8 @@ func (s *server) handle(conn *os.File) {
 		conn.Close()
 		return
 	}
-	var req wire.Request
-	if err := json.Unmarshal(line, &req); err != nil {
+	req, err := parseRequest(line)
+	if err != nil {
 		reply(conn, wire.Response{Error: "bad request: " + err.Error()})
 		conn.Close()
 		return
@@ -260,14 +284,13 @@ func (s *server) handle(conn *os.File) {
 		s.attach(conn, br, req)
 		return // attach owns conn
 	default:
-		reply(conn, wire.Response{Error: fmt.Sprintf("unknown command %q", req.Cmd)})
+		reply(conn, wire.Response{Error: "unknown command " + strconv.Quote(req.Cmd)})
 	}
 	conn.Close()
 }
 
 func reply(conn io.Writer, r wire.Response) {
-	b, _ := json.Marshal(r)
-	conn.Write(append(b, '\n'))
+	conn.Write(encodeResponse(r))
 }
 
 // runtimeCmd runs the runtime with the reaper held off, so wait4(-1) cannot
@@ -427,11 +450,11 @@ func (s *server) startFailed(msg string) wire.Response {
 func readPid(path string) (int, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, fmt.Errorf("runtime wrote no pid file: %w", err)
+		return 0, errors.New("runtime wrote no pid file: " + err.Error())
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("pid file %s: %q is not a pid", path, b)
+		return 0, errors.New("pid file " + path + ": " + strconv.Quote(string(b)) + " is not a pid")
 	}
 	return pid, nil
 }
@@ -564,7 +587,7 @@ func (s *server) resize(h, w uint16) wire.Response {
 		return wire.Response{Error: "no tty to resize"}
 	}
 	if h == 0 || w == 0 {
-		return wire.Response{Error: fmt.Sprintf("size %dx%d: height and width must be positive", h, w)}
+		return wire.Response{Error: "size " + strconv.Itoa(int(h)) + "x" + strconv.Itoa(int(w)) + ": height and width must be positive"}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -682,10 +705,7 @@ func (s *server) finish(code int, at time.Time) {
 }
 
 func writeExit(name string, es *wire.ExitStatus) error {
-	b, err := json.Marshal(es)
-	if err != nil {
-		return err
-	}
+	b := appendExit(nil, es)
 	tmp := name + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {

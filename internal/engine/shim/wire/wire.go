@@ -7,7 +7,6 @@
 package wire
 
 import (
-	"encoding/binary"
 	"io"
 	"strconv"
 	"time"
@@ -59,7 +58,7 @@ const (
 func Frame(stream byte, p []byte) []byte {
 	b := make([]byte, 8+len(p))
 	b[0] = stream
-	binary.BigEndian.PutUint32(b[4:8], uint32(len(p)))
+	putUint32(b[4:8], uint32(len(p)))
 	copy(b[8:], p)
 	return b
 }
@@ -76,7 +75,7 @@ func Demux(stdout, stderr io.Writer, r io.Reader) error {
 			}
 			return err
 		}
-		n := int(binary.BigEndian.Uint32(hdr[4:8]))
+		n := int(uint32(hdr[4])<<24 | uint32(hdr[5])<<16 | uint32(hdr[6])<<8 | uint32(hdr[7]))
 		var w io.Writer
 		switch hdr[0] {
 		case StreamStdout, StreamStdin:
@@ -130,4 +129,10 @@ func PidName(execID string) string {
 		return "init.pid"
 	}
 	return "exec-" + execID + ".pid"
+}
+
+// putUint32 is binary.BigEndian.PutUint32; encoding/binary pulls reflect
+// into the shim.
+func putUint32(b []byte, v uint32) {
+	b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
 }
