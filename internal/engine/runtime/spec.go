@@ -33,6 +33,9 @@ type SpecOpts struct {
 	AdditionalGids []uint32
 	Hostname       string
 	Terminal       bool
+	// ConsoleHeight and ConsoleWidth set the pty's initial size (docker
+	// run -t passes the client's); a later shim Resize changes it.
+	ConsoleHeight, ConsoleWidth uint
 
 	// Memory limits in bytes; MemorySwap is memory+swap as Docker's
 	// --memory-swap (-1 unlimited swap, 0 = twice Memory).
@@ -120,15 +123,20 @@ func Generate(o SpecOpts) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	var console *specs.Box
+	if o.Terminal && o.ConsoleHeight > 0 && o.ConsoleWidth > 0 {
+		console = &specs.Box{Height: o.ConsoleHeight, Width: o.ConsoleWidth}
+	}
 	s := &specs.Spec{
 		Version:  SpecVersion,
 		Root:     &specs.Root{Path: o.Rootfs, Readonly: o.ReadonlyRootfs},
 		Hostname: o.Hostname,
 		Process: &specs.Process{
-			Terminal: o.Terminal,
-			Args:     append([]string(nil), o.Args...),
-			Env:      env(o),
-			Cwd:      cwd,
+			Terminal:    o.Terminal,
+			ConsoleSize: console,
+			Args:        append([]string(nil), o.Args...),
+			Env:         env(o),
+			Cwd:         cwd,
 			User: specs.User{
 				UID: o.UID, GID: o.GID,
 				AdditionalGids: append([]uint32(nil), o.AdditionalGids...),

@@ -288,11 +288,15 @@ func TestNetworkAndExtras(t *testing.T) {
 		o.Tmpfs = map[string]string{"/run": "size=1m,mode=755"}
 		o.Mounts = []specs.Mount{{Destination: "/data", Type: "bind", Source: "/srv", Options: []string{"rbind"}}}
 		o.Terminal, o.Hostname = true, "web"
+		o.ConsoleHeight, o.ConsoleWidth = 24, 80
 		o.Sysctls = map[string]string{"net.ipv4.ip_forward": "1"}
 	})
 	n := len(s.Mounts)
 	if s.Mounts[n-1].Destination != "/data" || s.Mounts[n-2].Destination != "/run" || !slices.Contains(s.Mounts[n-2].Options, "size=1m") {
 		t.Errorf("last mounts %+v, want /run tmpfs then /data", s.Mounts[n-2:])
+	}
+	if cs := s.Process.ConsoleSize; cs == nil || cs.Height != 24 || cs.Width != 80 {
+		t.Errorf("console size %+v, want 24x80", cs)
 	}
 	if !slices.Contains(s.Process.Env, "TERM=xterm") || !slices.Contains(s.Process.Env, "HOSTNAME=web") {
 		t.Errorf("env %v, want TERM and HOSTNAME", s.Process.Env)

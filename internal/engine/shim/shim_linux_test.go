@@ -666,3 +666,118 @@ func pssKB(t *testing.T, pid int) int {
 	}
 	return 0
 }
+
+func TestResizeAndTTYExec(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, e *env) {
+		c := e.bundle([]string{"sh", "-c", "stty size; read x; stty size; sleep 100"}, func(o *runtime.SpecOpts) {
+			o.Terminal, o.ConsoleHeight, o.ConsoleWidth = true, 30, 90
+		})
+		h := e.startShim(c)
+		var out syncBuf
+		pr, pw := io.Pipe()
+		if _, err := h.Attach(pr, &out, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor := func(s string) {
+			deadline := time.Now().Add(10 * time.Second)
+			for time.Now().Before(deadline) && !strings.Contains(out.String(), s) {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		waitFor("30 90")
+		if err := h.Resize(40, 120); err != nil {
+			t.Fatalf("Resize: %v", err)
+		}
+		pw.Write([]byte("go\r"))
+		waitFor("40 120")
+		if got := out.String(); !strings.Contains(got, "30 90") || !strings.Contains(got, "40 120") {
+			t.Errorf("stty size in container: %q, want 30 90 (initial) then 40 120 (after Resize)", got)
+		}
+		// An exec with its own pty.
+		spec, _ := runtime.Generate(c.spec)
+		p := spec.Process
+		p.Args = []string{"sh", "-c", "test -t 0 && echo exec-tty"}
+		b, _ := json.Marshal(p)
+		pf := filepath.Join(c.bundle, "exec-t1.json")
+		os.WriteFile(pf, b, 0o644)
+		o := e.options(c)
+		o.ExecID, o.ProcessFile, o.LogPath = "t1", pf, ""
+		eh, err := Start(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var eout syncBuf
+		a, _ := eh.Attach(nil, &eout, nil)
+		if _, err := eh.Start(); err != nil {
+			t.Fatalf("tty exec start: %v", err)
+		}
+		if es := wait(t, eh); es.ExitCode != 0 {
+			t.Errorf("tty exec exit %d, want 0", es.ExitCode)
+		}
+		a.Wait()
+		if !strings.Contains(eout.String(), "exec-tty") {
+			t.Errorf("tty exec output %q, want exec-tty", eout.String())
+		}
+		if err := h.Resize(0, 10); err == nil {
+			t.Error("Resize(0, 10) succeeded, want an error")
+		}
+		e.rt.Kill(context.Background(), c.id, syscall.SIGKILL, false)
+		wait(t, h)
+	})
+}
+
+// TestSlowClientDoesNotBlockLog: an attached client that never reads must
+// not stop the container or its log.
+func TestSlowClientDoesNotBlockLog(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, e *env) {
+		const n = 20000
+		c := e.bundle([]string{"sh", "-c", fmt.Sprintf("yes 0123456789012345678901234567890123456789012345678901234567890123456789 | head -n %d", n)}, nil)
+		h := e.startShim(c)
+		conn, _, err := h.AttachConn(false, true, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close() // never read
+		if _, err := h.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if es := wait(t, h); es.ExitCode != 0 {
+			t.Fatalf("exit %d, want 0", es.ExitCode)
+		}
+		if got := len(readLog(t, c.log)); got != n {
+			t.Fatalf("log has %d lines, want %d", got, n)
+		}
+	})
+}
+
+func TestLogRotationThroughShim(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, e *env) {
+		c := e.bundle([]string{"sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done"}, nil)
+		o := e.options(c)
+		o.LogMaxSize, o.LogMaxFiles = 16<<10, 3
+		h, err := Start(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Start(); err != nil {
+			t.Fatal(err)
+		}
+		wait(t, h)
+		files, _ := logs.Files(c.log)
+		if len(files) != 3 {
+			t.Fatalf("log files %v, want 3", files)
+		}
+		for _, f := range files {
+			if st, _ := os.Stat(f); st.Size() > 16<<10 {
+				t.Errorf("%s is %d bytes, want <= 16 KiB", f, st.Size())
+			}
+		}
+		es := readLog(t, c.log)
+		if got := string(es[len(es)-1].Line); got != "line 2999" {
+			t.Errorf("last line %q, want line 2999", got)
+		}
+	})
+}
