@@ -676,12 +676,16 @@ func (d *Daemon) RemoveContainer(ref string, force, volumes bool) error {
 	c.Mu.Lock()
 	defer c.Mu.Unlock()
 	var errs []error
-	if rt, err := d.runtimeFor(c.Runtime); err == nil {
-		ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
-		if err := rt.Delete(ctx, c.ID, true); err != nil && !errdefs.Is(err, errdefs.ErrNotFound) {
-			d.log.Debug("runtime delete", "id", c.ID, "err", err)
+	// The shim deletes the runtime's state when the process exits and then
+	// writes exit.json; only without that record can runtime state remain.
+	if _, clean := readExitFile(c.BundleDir()); !clean && c.State.Status != "created" {
+		if rt, err := d.runtimeFor(c.Runtime); err == nil {
+			ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
+			if err := rt.Delete(ctx, c.ID, true); err != nil && !errdefs.Is(err, errdefs.ErrNotFound) {
+				d.log.Debug("runtime delete", "id", c.ID, "err", err)
+			}
+			cancel()
 		}
-		cancel()
 	}
 	if err := d.snaps.Remove(c.ID); err != nil {
 		errs = append(errs, fmt.Errorf("removing snapshot: %w", err))

@@ -176,11 +176,11 @@ func assertNoLeaks(t *testing.T, d *daemonProc) {
 			t.Errorf("left behind in %s: %s", dir, e.Name())
 		}
 	}
-	for _, cg := range []string{"/sys/fs/cgroup/memory/berth", "/sys/fs/cgroup/pids/berth", "/sys/fs/cgroup/cpu/berth"} {
-		ents, _ := os.ReadDir(cg)
+	for _, h := range cgroupHierarchies() {
+		ents, _ := os.ReadDir(filepath.Join(h, d.cgroupParent))
 		for _, e := range ents {
-			if e.IsDir() && len(e.Name()) == 64 && !containerExists(e.Name()) {
-				t.Errorf("cgroup left behind: %s/%s", cg, e.Name())
+			if e.IsDir() {
+				t.Errorf("cgroup left behind: %s", filepath.Join(h, d.cgroupParent, e.Name()))
 			}
 		}
 	}
@@ -191,17 +191,6 @@ func assertNoLeaks(t *testing.T, d *daemonProc) {
 			t.Errorf("shim left running: %s %q", p, strings.ReplaceAll(string(b), "\x00", " "))
 		}
 	}
-}
-
-// containerExists reports whether any daemon of this test run still has
-// the container (other tests' daemons may hold live containers).
-func containerExists(id string) bool {
-	for _, d := range []*daemonProc{shared} {
-		if r := d.run("inspect", "-f", "x", id); r.code == 0 {
-			return true
-		}
-	}
-	return false
 }
 
 func TestSystemPrune(t *testing.T) {

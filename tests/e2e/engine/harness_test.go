@@ -69,6 +69,7 @@ func TestMain(m *testing.M) {
 type daemonProc struct {
 	name                 string
 	root, execRoot, sock string
+	cgroupParent         string
 	cmd                  *exec.Cmd
 	log                  *os.File
 }
@@ -82,7 +83,8 @@ func newDaemon(name string) (*daemonProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &daemonProc{name: name, root: root, execRoot: execRoot, sock: filepath.Join(execRoot, "berth.sock")}
+	d := &daemonProc{name: name, root: root, execRoot: execRoot, sock: filepath.Join(execRoot, "berth.sock"),
+		cgroupParent: "berth-e2e-" + filepath.Base(execRoot)}
 	return d, d.start()
 }
 
@@ -93,7 +95,7 @@ func (d *daemonProc) start() error {
 	}
 	d.log = log
 	d.cmd = exec.Command(filepath.Join(binDir, "berth"), "daemon", "--root", d.root, "--exec-root", d.execRoot,
-		"--socket", d.sock, "--config", "/nonexistent", "--log-level", "debug")
+		"--socket", d.sock, "--cgroup-parent", d.cgroupParent, "--config", "/nonexistent", "--log-level", "debug")
 	d.cmd.Stdout, d.cmd.Stderr = log, log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
@@ -130,6 +132,9 @@ func (d *daemonProc) stop() {
 }
 
 func (d *daemonProc) cleanup() {
+	for _, h := range cgroupHierarchies() {
+		os.Remove(filepath.Join(h, d.cgroupParent))
+	}
 	os.RemoveAll(d.root)
 	os.RemoveAll(d.execRoot)
 }
@@ -212,4 +217,17 @@ func inspect(t *testing.T, d *daemonProc, tmpl, id string) string {
 // rmf removes containers at the end of a test.
 func rmf(t *testing.T, d *daemonProc, ids ...string) {
 	t.Cleanup(func() { d.run(append([]string{"rm", "-f"}, ids...)...) })
+}
+
+// cgroupHierarchies lists the cgroup directories under which containers'
+// cgroups appear: the v1 hierarchies, or the v2 root.
+func cgroupHierarchies() []string {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return []string{"/sys/fs/cgroup"}
+	}
+	var out []string
+	for _, c := range []string{"memory", "pids", "cpu", "cpuacct", "blkio", "freezer", "devices", "cpuset", "hugetlb", "systemd"} {
+		out = append(out, filepath.Join("/sys/fs/cgroup", c))
+	}
+	return out
 }
