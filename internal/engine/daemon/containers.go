@@ -241,6 +241,8 @@ func (d *Daemon) StartContainer(ref string) error {
 // startLocked does the work of a start. The caller holds c.Mu.
 func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 	l := d.live(c.ID)
+	t0 := time.Now()
+	var tMount, tSpec, tShim time.Duration
 	fail := func(code int, err error) error {
 		c.State.Running, c.State.Restarting = false, false
 		c.State.Status = "exited"
@@ -264,6 +266,7 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 	if err != nil {
 		return fail(125, fmt.Errorf("mounting the root filesystem of %s: %w", c.ShortID(), err))
 	}
+	tMount = time.Since(t0)
 	rt, err := d.runtimeFor(c.Runtime)
 	if err != nil {
 		return fail(125, err)
@@ -285,6 +288,7 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 	if err := writeJSON(filepath.Join(c.BundleDir(), "config.json"), spec); err != nil {
 		return fail(125, err)
 	}
+	tSpec = time.Since(t0)
 	maxSize, maxFiles, _ := parseLogOpts(c.HostConfig.LogConfig.Config, d.defaultLogSize(), d.defaultLogFiles())
 	t, err := d.startTask(taskOpts{
 		id: c.ID, bundle: c.BundleDir(), runtime: rt, logPath: c.LogPath(),
@@ -293,6 +297,7 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 	if err != nil {
 		return fail(125, err)
 	}
+	tShim = time.Since(t0)
 	// Clients that attached before the start get every byte of output.
 	for _, a := range l.takePendingAttaches() {
 		a(t)
@@ -302,6 +307,7 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 		t.close()
 		return fail(startErrorCode(err), fmt.Errorf("starting container %s: %w", c.ShortID(), err))
 	}
+	d.log.Debug("started container", "id", c.ShortID(), "mount", tMount, "spec", tSpec, "shim", tShim, "total", time.Since(t0))
 	c.State = api.State{Status: "running", Running: true, Pid: pid, StartedAt: time.Now().UTC()}
 	if err := c.Save(); err != nil {
 		d.log.Error("saving container state", "id", c.ID, "err", err)

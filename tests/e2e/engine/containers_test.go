@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -353,5 +354,38 @@ func TestReadOnlyAndTTY(t *testing.T) {
 	// stdin reaches a -i container and EOF ends it.
 	if r := shared.runIn([]byte("a\nb\n"), "run", "--rm", "-i", "busybox", "wc", "-l"); strings.TrimSpace(r.stdout) != "2" {
 		t.Errorf("run -i: %s", r)
+	}
+}
+
+// TestInteractiveTTY drives `run -it` and `exec -it` through a real pty on
+// the client side (script(1) gives the CLI a terminal).
+func TestInteractiveTTY(t *testing.T) {
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("script(1) not installed (apt-get install bsdutils)")
+	}
+	berthCmd := filepath.Join(binDir, "berth") + " -H unix://" + shared.sock
+	run := func(stdin, cmdline string) (string, int) {
+		cmd := exec.Command("script", "-qec", cmdline, "/dev/null")
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return strings.ReplaceAll(string(out), "\r", ""), code
+	}
+	out, code := run("echo $((6*7))\nexit 3\n", berthCmd+" run -it --rm busybox sh")
+	if code != 3 || !strings.Contains(out, "42") {
+		t.Errorf("run -it: exit %d, output %q; want 42 and exit 3", code, out)
+	}
+	out, _ = run("", berthCmd+" run -it --rm busybox sh -c 'tty; stty size'")
+	if !strings.Contains(out, "/dev/pts/") {
+		t.Errorf("run -it: the container has no pty: %q", out)
+	}
+	id := strings.TrimSpace(must(t, "run", "-d", "busybox", "sleep", "30"))
+	rmf(t, shared, id)
+	out, code = run("echo in-exec-$((2+3))\nexit 4\n", berthCmd+" exec -it "+id+" sh")
+	if code != 4 || !strings.Contains(out, "in-exec-5") {
+		t.Errorf("exec -it: exit %d, output %q; want in-exec-5 and exit 4", code, out)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,11 @@ func TestDaemonKillSurvival(t *testing.T) {
 	mustOn(t, d, "load", "-i", filepath.Join(imagesDir, "busybox-docker.tar"))
 	ticker := strings.TrimSpace(mustOn(t, d, "run", "-d", "--name", "ticker", "busybox", "sh", "-c", "i=0; while true; do i=$((i+1)); echo tick$i; sleep 0.1; done"))
 	quitter := strings.TrimSpace(mustOn(t, d, "run", "-d", "--name", "quitter", "busybox", "sh", "-c", "sleep 1; exit 9"))
+	// An always container that exits while no daemon runs is restarted by
+	// the next daemon; an unless-stopped one the user stopped is not.
+	always := strings.TrimSpace(mustOn(t, d, "run", "-d", "--restart", "always", "busybox", "sh", "-c", "sleep 1; exit 2"))
+	stopped := strings.TrimSpace(mustOn(t, d, "run", "-d", "--restart", "unless-stopped", "busybox", "sleep", "60"))
+	mustOn(t, d, "stop", "-t", "0", stopped)
 	waitFor(t, 5*time.Second, "ticks", func() bool { return strings.Contains(d.run("logs", "ticker").stdout, "tick3") })
 	pid := inspect(t, d, "{{.State.Pid}}", "ticker")
 
@@ -39,8 +45,15 @@ func TestDaemonKillSurvival(t *testing.T) {
 	if err := d.start(); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.TrimSpace(mustOn(t, d, "ps", "--format", "{{.Names}}")); got != "ticker" {
-		t.Errorf("ps after restart: %q, want ticker only", got)
+	waitFor(t, 10*time.Second, "the always container restarted by the new daemon", func() bool {
+		n, _ := strconv.Atoi(inspect(t, d, "{{.RestartCount}}", always))
+		return n >= 1
+	})
+	if got := inspect(t, d, "{{.State.Running}} {{.RestartCount}}", stopped); got != "false 0" {
+		t.Errorf("user-stopped unless-stopped container after daemon restart: %q, want \"false 0\"", got)
+	}
+	if got := strings.TrimSpace(mustOn(t, d, "ps", "--filter", "name=ticker", "--format", "{{.Names}}")); got != "ticker" {
+		t.Errorf("ps after restart: %q, want ticker", got)
 	}
 	if got := inspect(t, d, "{{.State.Status}} {{.State.ExitCode}}", quitter); got != "exited 9" {
 		t.Errorf("quitter, which exited while the daemon was down: %q, want \"exited 9\"", got)
@@ -80,7 +93,7 @@ func TestDaemonKillSurvival(t *testing.T) {
 		cmd.Process.Kill()
 		t.Error("logs -f did not end when the container stopped")
 	}
-	mustOn(t, d, "rm", "-f", "ticker", "quitter")
+	mustOn(t, d, "rm", "-f", "ticker", "quitter", always, stopped)
 	assertNoLeaks(t, d)
 }
 
