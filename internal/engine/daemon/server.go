@@ -70,6 +70,9 @@ func (d *Daemon) router() http.Handler {
 // does not speak.
 func versionPrefix(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Api-Version", api.Version)
+		w.Header().Set("Server", "Berth/"+BuildVersion+" (linux)")
+		w.Header().Set("Ostype", "linux")
 		if strings.HasPrefix(r.URL.Path, "/v") {
 			rest := r.URL.Path[2:]
 			if i := strings.IndexByte(rest, '/'); i > 0 {
@@ -83,9 +86,6 @@ func versionPrefix(h http.Handler) http.Handler {
 				}
 			}
 		}
-		w.Header().Set("Api-Version", api.Version)
-		w.Header().Set("Server", "Berth/"+BuildVersion+" (linux)")
-		w.Header().Set("Ostype", "linux")
 		h.ServeHTTP(w, r)
 	})
 }
