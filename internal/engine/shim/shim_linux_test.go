@@ -34,7 +34,13 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	shimBin = filepath.Join(dir, "berth-shim")
-	out, err := exec.Command("go", "build", "-o", shimBin, "github.com/berth/berth/cmd/berth-shim").CombinedOutput()
+	args := []string{"build", "-o", shimBin}
+	if os.Getenv("BERTH_SHIM_RACE") != "" {
+		// Race-check the monitor itself; its stderr is /dev/null, so set
+		// GORACE=log_path=... to see reports.
+		args = append(args, "-race")
+	}
+	out, err := exec.Command("go", append(args, "github.com/berth/berth/cmd/berth-shim")...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build berth-shim: %v\n%s", err, out)
 		os.Exit(1)
@@ -554,8 +560,15 @@ func TestNoLeaks(t *testing.T) {
 			waitGone(t, c.bundle)
 			ids = append(ids, c.id)
 		}
-		time.Sleep(100 * time.Millisecond)
-		ps, _ := exec.Command("ps", "-eo", "args").Output()
+		// The shim removes its socket just before it exits: give the
+		// processes a moment to be gone.
+		var ps []byte
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			ps, _ = exec.Command("ps", "-eo", "args").Output()
+			if !bytes.Contains(ps, []byte("--id t"+strconv.Itoa(os.Getpid())+"-")) {
+				break
+			}
+		}
 		mi, _ := os.ReadFile("/proc/self/mountinfo")
 		for _, id := range ids {
 			if bytes.Contains(ps, []byte("--id "+id+" ")) {

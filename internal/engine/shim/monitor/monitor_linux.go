@@ -256,8 +256,17 @@ func (s *server) handle(conn *os.File) {
 		s.mu.Unlock()
 		reply(conn, r)
 	case "wait":
-		s.replies.Add(1)
-		defer s.replies.Done()
+		// replies.Add only while not exited: finish waits on replies after
+		// setting exited under mu, so no Add can race with that Wait.
+		s.mu.Lock()
+		counted := s.status != wire.StatusExited
+		if counted {
+			s.replies.Add(1)
+		}
+		s.mu.Unlock()
+		if counted {
+			defer s.replies.Done()
+		}
 		<-s.exited
 		s.mu.Lock()
 		r := wire.Response{Status: s.status, Pid: s.pid, Exit: s.exit}
@@ -535,10 +544,10 @@ func (s *server) attach(conn *os.File, br *bufio.Reader, req wire.Request) {
 	}
 	a := &attachment{conn: conn, stdout: req.Stdout, stderr: req.Stderr, ch: make(chan []byte, 64)}
 	s.attaches[a] = struct{}{}
+	s.replies.Add(1)
 	st := s.status
 	s.mu.Unlock()
 	reply(conn, wire.Response{Status: st, Tty: s.c.tty})
-	s.replies.Add(1)
 	go func() {
 		defer s.replies.Done()
 		for b := range a.ch {
