@@ -73,7 +73,7 @@ func helperMain() {
 }
 
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	rt      runtime.Runtime
 	rootfs  string
 	cgroup  string
@@ -88,7 +88,7 @@ func requireRoot(t *testing.T) {
 }
 
 // busybox builds a rootfs from the host's static busybox.
-func busybox(t *testing.T) string {
+func busybox(t testing.TB) string {
 	t.Helper()
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
@@ -121,7 +121,7 @@ func busybox(t *testing.T) string {
 	return root
 }
 
-func runtimes(t *testing.T) []runtime.Runtime {
+func runtimes(t testing.TB) []runtime.Runtime {
 	var rts []runtime.Runtime
 	for _, name := range []string{"crun", "runc"} {
 		p, err := exec.LookPath(name)
@@ -209,7 +209,7 @@ func (e *env) startShim(c *ctr) *Handle {
 	return h
 }
 
-func wait(t *testing.T, h *Handle) ExitStatus {
+func wait(t testing.TB, h *Handle) ExitStatus {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
