@@ -31,6 +31,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -85,10 +86,24 @@ func Start(o Options) (*Handle, error) {
 	if o.Binary == "" || o.ID == "" || o.Bundle == "" || o.Runtime == "" || o.RuntimeRoot == "" {
 		return nil, fmt.Errorf("shim options: Binary, ID, Bundle, Runtime and RuntimeRoot are required: %w", errdefs.ErrInvalidArgument)
 	}
-	bundle, err := filepath.Abs(o.Bundle)
-	if err != nil {
-		return nil, err
+	for _, v := range []struct{ name, val string }{{"container id", o.ID}, {"exec id", o.ExecID}} {
+		if strings.ContainsAny(v.val, "/\x00") || v.val == "." || v.val == ".." {
+			return nil, fmt.Errorf("shim options: %s %q must not contain '/': %w", v.name, v.val, errdefs.ErrInvalidArgument)
+		}
 	}
+	if (o.ExecID == "") != (o.ProcessFile == "") {
+		return nil, fmt.Errorf("shim options: ExecID and ProcessFile go together: %w", errdefs.ErrInvalidArgument)
+	}
+	// The shim runs in the bundle directory: make every path absolute.
+	var err error
+	for _, p := range []*string{&o.Bundle, &o.RuntimeRoot, &o.LogPath, &o.ProcessFile} {
+		if *p != "" {
+			if *p, err = filepath.Abs(*p); err != nil {
+				return nil, err
+			}
+		}
+	}
+	bundle := o.Bundle
 	args := []string{
 		"--id", o.ID, "--bundle", bundle, "--runtime", o.Runtime, "--runtime-root", o.RuntimeRoot,
 	}

@@ -156,7 +156,10 @@ type server struct {
 	replies  sync.WaitGroup // wait answers and attach streams in flight
 	kick     chan struct{}
 	done     chan struct{}
+	doneOnce sync.Once
 }
+
+func (s *server) shutdown() { s.doneOnce.Do(func() { close(s.done) }) }
 
 type attachment struct {
 	conn   *os.File
@@ -287,7 +290,7 @@ func (s *server) handle(conn *os.File) {
 		if s.logw != nil {
 			s.logw.Close()
 		}
-		close(s.done)
+		s.shutdown()
 		return
 	case "attach":
 		s.attach(conn, br, req)
@@ -409,19 +412,30 @@ func (s *server) start() wire.Response {
 		}
 		return s.startFailed(filepath.Base(s.c.runtime) + ": " + msg)
 	}
+	// From here the process exists: a failure must not leave it running
+	// with nobody holding it.
+	abort := func(msg string) wire.Response {
+		if s.c.execID == "" {
+			del := exec.Command(s.c.runtime, "--root", s.c.runtimeRoot, "delete", "--force", s.c.id)
+			del.Run() // reaper is held off: we may wait for it
+		} else if pid, err := readPid(pidFile); err == nil {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		return s.startFailed(msg)
+	}
 	pid, err := readPid(pidFile)
 	if err != nil {
-		return s.startFailed(err.Error())
+		return abort(err.Error())
 	}
 	if masterc != nil {
 		select {
 		case m := <-masterc:
 			if m == nil {
-				return s.startFailed("runtime sent no pty master on the console socket")
+				return abort("runtime sent no pty master on the console socket")
 			}
 			s.master = m
 		case <-time.After(10 * time.Second):
-			return s.startFailed("timed out waiting for the pty master")
+			return abort("timed out waiting for the pty master")
 		}
 	}
 	s.mu.Lock()
@@ -710,7 +724,7 @@ func (s *server) finish(code int, at time.Time) {
 	if s.master != nil {
 		s.master.Close()
 	}
-	close(s.done)
+	s.shutdown()
 }
 
 func writeExit(name string, es *wire.ExitStatus) error {
