@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/berth/berth/internal/engine/api"
 	"github.com/berth/berth/internal/engine/container"
 	"github.com/berth/berth/internal/engine/image"
@@ -272,6 +274,9 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 		return fail(125, err)
 	}
 	spec, err := d.buildSpec(c, rootfs)
+	if err == nil {
+		d.seccomp.Annotate(rt, spec)
+	}
 	if err != nil {
 		code := 125
 		if errors.Is(err, errdefs.ErrCommandNotFound) {
@@ -307,6 +312,7 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 		t.close()
 		return fail(startErrorCode(err), fmt.Errorf("starting container %s: %w", c.ShortID(), err))
 	}
+	d.seccomp.Learn(rt, c.ID, spec)
 	d.log.Debug("started container", "id", c.ShortID(), "mount", tMount, "spec", tSpec, "shim", tShim, "total", time.Since(t0))
 	c.State = api.State{Status: "running", Running: true, Pid: pid, StartedAt: time.Now().UTC()}
 	if err := c.Save(); err != nil {
@@ -331,7 +337,7 @@ func startErrorCode(err error) int {
 }
 
 // buildSpec generates the container's OCI spec.
-func (d *Daemon) buildSpec(c *container.Container, rootfs string) (any, error) {
+func (d *Daemon) buildSpec(c *container.Container, rootfs string) (*specs.Spec, error) {
 	cfg, hc := c.Config, c.HostConfig
 	uid, gid, groups, err := runtime.ResolveUser(rootfs, cfg.User)
 	if err != nil {
@@ -417,6 +423,7 @@ func (d *Daemon) handleExit(c *container.Container, st exitStatus) {
 	if err := d.snaps.Unmount(c.ID); err != nil {
 		d.log.Warn("unmounting rootfs", "id", c.ID, "err", err)
 	}
+	d.log.Debug("container exited", "id", c.ShortID(), "code", st.code, "sinceExit", time.Since(st.at))
 	d.events.publish("container", "die", c.ID, map[string]string{"name": c.Name, "exitCode": fmt.Sprint(st.code)})
 	if delay, ok := d.restartDelay(c, l); ok && !l.removing {
 		c.State.Restarting = true
@@ -704,6 +711,7 @@ func (d *Daemon) RemoveContainer(ref string, force, volumes bool) error {
 	l.notifyRemoved()
 	d.forget(c.ID)
 	d.events.publish("container", "destroy", c.ID, map[string]string{"name": c.Name})
+	d.log.Debug("removed container", "id", c.ShortID(), "sinceExit", time.Since(c.State.FinishedAt))
 	return errors.Join(errs...)
 }
 

@@ -120,6 +120,7 @@ type Daemon struct {
 	tasks   map[string]*task
 	lives   map[string]*live
 	execs   *execStore
+	seccomp *runtime.SeccompCache
 	events  *eventBus
 
 	ctx    context.Context // lives as long as the daemon
@@ -159,7 +160,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Daemon{cfg: cfg, log: log, images: images, snaps: snaps, ctrs: ctrs,
 		cgroupV2: cgroups.Detect(), started: time.Now(), tasks: map[string]*task{},
-		execs: newExecStore(), events: newEventBus(), ctx: ctx, cancel: cancel}
+		execs: newExecStore(), seccomp: runtime.NewSeccompCache(filepath.Join(cfg.Root, "seccomp")), events: newEventBus(), ctx: ctx, cancel: cancel}
 	d.recover()
 	return d, nil
 }

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	goruntime "runtime"
 )
 
 // Namespace-creating clone flags a default container may not pass to clone:
@@ -115,7 +116,7 @@ func DefaultSeccomp(caps []string) *specs.LinuxSeccomp {
 	p := &specs.LinuxSeccomp{
 		DefaultAction:   specs.ActErrno,
 		DefaultErrnoRet: &eperm,
-		Architectures:   []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32, specs.ArchAARCH64, specs.ArchARM},
+		Architectures:   nativeArches(),
 	}
 	allow := append([]string(nil), seccompAllow...)
 	for _, c := range []string{"CAP_SYS_BOOT", "CAP_SYS_CHROOT", "CAP_SYS_MODULE", "CAP_SYS_PACCT", "CAP_SYS_PTRACE",
@@ -151,6 +152,29 @@ func DefaultSeccomp(caps []string) *specs.LinuxSeccomp {
 		)
 	}
 	return p
+}
+
+// nativeArches are the system-call ABIs a container on this host can use:
+// the native one and its 32-bit compat ABIs, as Docker lists them. Listing
+// foreign architectures only makes the filter bigger and slower to build.
+func nativeArches() []specs.Arch {
+	switch goruntime.GOARCH {
+	case "amd64":
+		return []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32}
+	case "arm64":
+		return []specs.Arch{specs.ArchAARCH64, specs.ArchARM}
+	case "386":
+		return []specs.Arch{specs.ArchX86}
+	case "arm":
+		return []specs.Arch{specs.ArchARM}
+	case "ppc64le":
+		return []specs.Arch{specs.ArchPPC64LE}
+	case "s390x":
+		return []specs.Arch{specs.ArchS390X, specs.ArchS390}
+	case "riscv64":
+		return []specs.Arch{specs.ArchRISCV64}
+	}
+	return nil
 }
 
 func dedupe(s []string) []string {
