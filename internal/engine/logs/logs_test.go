@@ -393,3 +393,33 @@ func BenchmarkTail100(b *testing.B) {
 		}
 	}
 }
+
+func TestFollowWithTail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.log")
+	w, _ := NewWriter(path, 0, 0)
+	for i := 0; i < 10; i++ {
+		w.WriteRecord(Stdout, []byte(fmt.Sprint("old ", i)), false)
+	}
+	done := make(chan struct{})
+	got := make(chan []string, 1)
+	started := make(chan struct{})
+	go func() {
+		var out []string
+		Read(context.Background(), path, Options{Follow: true, Tail: 2, Done: done, PollInterval: 5 * time.Millisecond}, func(e Entry) error {
+			out = append(out, string(e.Line))
+			if len(out) == 2 {
+				close(started)
+			}
+			return nil
+		})
+		got <- out
+	}()
+	<-started
+	w.WriteRecord(Stdout, []byte("new"), false)
+	w.Close()
+	close(done)
+	out := <-got
+	if strings.Join(out, "|") != "old 8|old 9|new" {
+		t.Fatalf("got %q, want [old 8 old 9 new]", out)
+	}
+}
