@@ -423,6 +423,17 @@ func TestSeccompAndCaps(t *testing.T) {
 				t.Errorf("%q: stderr %q, want EPERM (Operation not permitted / permission denied)", args, errOut)
 			}
 		}
+		// Docker's default set as root (0xa80425fb); nothing for a
+		// non-root user; no-new-privileges set.
+		for _, tt := range []struct {
+			uid  uint32
+			want string
+		}{{0, "CapEff:\t00000000a80425fb"}, {1000, "CapEff:\t0000000000000000"}} {
+			out, _, _, _ := e.run([]string{"grep", "-E", "CapEff|NoNewPrivs", "/proc/self/status"}, "", func(o *runtime.SpecOpts) { o.UID, o.GID = tt.uid, tt.uid })
+			if !strings.Contains(out, tt.want) || !strings.Contains(out, "NoNewPrivs:\t1") {
+				t.Errorf("uid %d: %q, want %s and NoNewPrivs 1", tt.uid, out, tt.want)
+			}
+		}
 		// Ordinary fork/threads still work with the clone filter.
 		out, _, es, _ := e.run([]string{"sh", "-c", "(echo sub) & wait"}, "", nil)
 		if out != "sub\n" || es.ExitCode != 0 {
@@ -791,6 +802,25 @@ func TestLogRotationThroughShim(t *testing.T) {
 		es := readLog(t, c.log)
 		if got := string(es[len(es)-1].Line); got != "line 2999" {
 			t.Errorf("last line %q, want line 2999", got)
+		}
+	})
+}
+
+func TestHardening(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, e *env) {
+		script := `
+test -s /proc/kcore && echo "kcore readable"
+cat /proc/keys 2>/dev/null | grep -q . && echo "keys readable"
+(echo 1 > /proc/sys/vm/drop_caches) 2>/dev/null && echo "proc/sys writable"
+touch /sys/x 2>/dev/null && echo "sys writable"
+touch /x 2>/dev/null && echo "rootfs writable"
+ls /dev | grep -qE '^(sd|vd|nvme|mem|kmsg)' && echo "host devices: $(ls /dev | tr '\n' ' ')"
+for d in null zero full random urandom tty ptmx shm mqueue pts; do test -e /dev/$d || echo "missing /dev/$d"; done
+head -c 1 /dev/urandom >/dev/null || echo "urandom unusable"
+echo checked`
+		out, errOut, _, _ := e.run([]string{"sh", "-c", script}, "", nil)
+		if strings.TrimSpace(out) != "checked" {
+			t.Errorf("hardening gaps:\n%s(stderr %q)", out, errOut)
 		}
 	})
 }
