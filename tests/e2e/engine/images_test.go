@@ -62,6 +62,11 @@ func TestImagesRoundTrip(t *testing.T) {
 	// import a rootfs tarball with changes.
 	rootfs := filepath.Join(dir, "rootfs.tar")
 	writeTar(t, rootfs, map[string]string{"hello.txt": "imported\n"}, "/bin/busybox")
+	must(t, "import", rootfs, "nocmd:v1")
+	if r := berth("run", "--rm", "nocmd:v1"); r.code != 125 || !strings.Contains(r.stderr, "no command specified") {
+		t.Errorf("run of an image without a command: %s; want exit 125 and \"no command specified\"", r)
+	}
+	must(t, "rmi", "nocmd:v1")
 	must(t, "import", "-c", `CMD ["/bin/busybox","cat","/hello.txt"]`, rootfs, "imported:v1")
 	if got := must(t, "run", "--rm", "imported:v1"); got != "imported\n" {
 		t.Errorf("run imported image: %q", got)
