@@ -28,13 +28,13 @@ cat <<TXT
 
 The berth daemon is running (socket $SOCK, state in $ROOT, log $LOG).
 Try next (add -H unix://$SOCK if you changed SOCK):
-  $BIN/berth run -d --name web --restart always -m 64m busybox httpd -f -p 8080
+  $BIN/berth run -d --name ticker --restart always -m 64m busybox sh -c 'while true; do date; sleep 2; done'
   $BIN/berth ps
-  $BIN/berth logs -f web
-  $BIN/berth exec -it web sh
+  $BIN/berth logs -f ticker
+  $BIN/berth exec -it ticker sh
   $BIN/berth stats --no-stream
   $BIN/berth run -it --rm busybox sh
   $BIN/berth images; $BIN/berth save -o busybox.tar busybox
-  $BIN/berth rm -f web
+  $BIN/berth rm -f ticker
 Stop the daemon with 'make stop' (containers keep running; a new daemon reattaches).
 TXT
