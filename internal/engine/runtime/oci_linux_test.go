@@ -70,7 +70,7 @@ func TestDriverRealRuntimes(t *testing.T) {
 			id := fmt.Sprintf("drv-%d-%s", os.Getpid(), name)
 			cg := fmt.Sprintf("/berth-test-drv-%d/%s", os.Getpid(), id)
 			defer func() {
-				for _, c := range []string{"memory", "pids", "cpu", "cpuacct", "freezer", "devices", "blkio", "cpuset", "hugetlb", "systemd"} {
+				for _, c := range []string{"memory", "pids", "cpu", "cpuacct", "freezer", "devices", "blkio", "cpuset", "hugetlb", "systemd", "unified"} {
 					os.Remove(filepath.Join(cgroups.Root, c, filepath.Dir(cg)))
 				}
 			}()
