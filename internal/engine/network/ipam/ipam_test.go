@@ -131,7 +131,7 @@ func TestThousandCyclesLeakNothing(t *testing.T) {
 func TestJSONRoundTrip(t *testing.T) {
 	p, _ := NewPool("10.9.0.0/24", "10.9.0.254")
 	first, _ := p.Allocate("a") // 10.9.0.1: the gateway is .254
-	p.Allocate("x")            // 10.9.0.2
+	p.Allocate("x")             // 10.9.0.2
 	p.Release(first)
 	p.AllocateStatic("10.9.0.77", "b")
 	b, err := json.Marshal(p)
