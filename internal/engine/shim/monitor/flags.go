@@ -81,4 +81,3 @@ func parseFlags(args []string) (config, error) {
 	}
 	return c, nil
 }
-
