@@ -456,3 +456,21 @@ func TestMarkdownShowsFiguresAndFailures(t *testing.T) {
 		}
 	}
 }
+
+func TestBusy(t *testing.T) {
+	tests := []struct {
+		load string
+		want bool
+	}{
+		{"0.12 0.50 1.20", false},
+		{"1.00 0.10 0.10", true},
+		{"6.77 5.27 3.60", true},
+		{"?", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := busy(tt.load); got != tt.want {
+			t.Errorf("busy(%q) = %v, want %v", tt.load, got, tt.want)
+		}
+	}
+}

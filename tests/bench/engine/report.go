@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -234,6 +235,10 @@ func (r *results) markdown() string {
 	p("# berth engine benchmark\n\n")
 	p("Run %s UTC on %d CPUs, %s RAM, kernel %s, cgroup %s; load average (1/5/15 min) %s at start, %s at end.\n\n",
 		h.Date.Format("2006-01-02 15:04"), h.CPUs, h.MemTotal, h.Kernel, h.Cgroup, h.LoadStart, h.LoadEnd)
+	if busy(h.LoadStart) || busy(h.LoadEnd) {
+		p("> **Busy machine:** the 1-minute load average was %s at start and %s at end on %d CPUs; other work competed with the engines, so the figures are slower and noisier than on a quiet machine.\n\n",
+			firstField(h.LoadStart), firstField(h.LoadEnd), h.CPUs)
+	}
 	p("| engine | version | status |\n|---|---|---|\n")
 	for _, e := range r.Engines {
 		status := "ok"
@@ -383,4 +388,18 @@ func orDash(s string) string {
 func oneLine(s string) string {
 	s = strings.ReplaceAll(s, "\n", " ")
 	return strings.ReplaceAll(s, "|", "\\|")
+}
+
+func firstField(s string) string {
+	if f := strings.Fields(s); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
+}
+
+// busy reports whether a "/proc/loadavg"-style string shows a 1-minute load
+// of 1 or more.
+func busy(load string) bool {
+	v, err := strconv.ParseFloat(firstField(load), 64)
+	return err == nil && v >= 1
 }
