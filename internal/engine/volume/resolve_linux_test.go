@@ -50,7 +50,7 @@ func TestResolveInRoot(t *testing.T) {
 	must(os.MkdirAll(filepath.Join(root, "etc"), 0o755))
 	must(os.MkdirAll(filepath.Join(root, "usr", "lib"), 0o755))
 	must(os.WriteFile(filepath.Join(root, "file"), nil, 0o644))
-	must(os.Symlink("/run", filepath.Join(root, "var", "run")))    // Debian's layout
+	must(os.Symlink("/run", filepath.Join(root, "var", "run")))         // Debian's layout
 	must(os.Symlink("../run/lock", filepath.Join(root, "var", "lock"))) // relative
 	must(os.Symlink("/etc", filepath.Join(root, "data")))               // absolute: the container's /etc
 	must(os.Symlink("../../../../../../etc", filepath.Join(root, "escape")))
