@@ -27,6 +27,7 @@ type engine struct {
 	Kind    kind
 	Version string
 	Err     error
+	dir     string // the engine's part of the work directory
 
 	// cliEngine
 	prefix  []string // CLI and its global flags
@@ -255,3 +256,24 @@ func patchSpec(spec []byte, rootfs string, args []string, hostname string) ([]by
 // lowers its own limit to 32768 at start, and root lacks CAP_SYS_RESOURCE,
 // so a container rlimit above that fails in crun's setrlimit.
 const hostNprocCap = 32768
+
+// leaks lists what removed containers left behind: cgroup directories named
+// after their ids, and mounts under the engine's directory beyond the
+// mountsBefore it had before they were started.
+func (e *engine) leaks(ids []string, mountsBefore int) []string {
+	var out []string
+	for _, id := range ids {
+		var found []string
+		for _, pat := range []string{"/sys/fs/cgroup/*/*" + id + "*", "/sys/fs/cgroup/*/*/*" + id + "*"} {
+			m, _ := filepath.Glob(pat)
+			found = append(found, m...)
+		}
+		if len(found) > 0 {
+			out = append(out, fmt.Sprintf("removed container %s left %d cgroup dir(s), e.g. %s", id, len(found), found[0]))
+		}
+	}
+	if n := len(mountsUnder(e.dir)); n > mountsBefore {
+		out = append(out, fmt.Sprintf("%d mount(s) under %s after every container was removed, %d before they were started", n, e.dir, mountsBefore))
+	}
+	return out
+}

@@ -278,6 +278,7 @@ func detachedStarts(ctx context.Context, cfg config, r *results) {
 		}
 		dr := &detachedResult{}
 		r.Detached[e.Name] = dr
+		mounts := len(mountsUnder(e.dir))
 		var ids []string
 		for i := 0; i < cfg.detached && ctx.Err() == nil; i++ {
 			id, d, err := e.startDetached(ctx)
@@ -294,6 +295,10 @@ func detachedStarts(ctx context.Context, cfg config, r *results) {
 			r.Errors["detached rm/"+e.Name] = err
 		}
 		dr.Remove = time.Since(start)
+		time.Sleep(time.Second) // engines may tidy up just after rm returns
+		for _, l := range e.leaks(ids, mounts) {
+			r.Notes = append(r.Notes, e.Name+": "+l)
+		}
 		logf("  %s: %d started in %s, removed in %s", e.Name, len(ids), dr.Total.Round(time.Millisecond), dr.Remove.Round(time.Millisecond))
 	}
 }

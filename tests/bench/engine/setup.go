@@ -63,6 +63,7 @@ func setupOCI(ctx context.Context, work, name, rootfs string, cl *cleanups) *eng
 	}
 	e.bin = bin
 	e.rootfs = rootfs
+	e.dir = filepath.Join(work, name)
 	e.stateRoot = filepath.Join(work, name, "state")
 	e.bundles = filepath.Join(work, name, "bundles")
 	e.trueB = filepath.Join(e.bundles, "true")
@@ -149,6 +150,7 @@ func setupBerth(ctx context.Context, work, binDir, archive string, cl *cleanups)
 		return e, nil
 	}
 	dir := filepath.Join(work, "berth")
+	e.dir = dir
 	root, execRoot, sock := filepath.Join(dir, "root"), filepath.Join(dir, "exec"), filepath.Join(dir, "berth.sock")
 	cfg := filepath.Join(dir, "daemon.json")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -214,6 +216,7 @@ func setupDocker(ctx context.Context, work, archive string, cl *cleanups) (*engi
 	}
 	cli = filepath.Clean(cli)
 	dir := filepath.Join(work, "docker")
+	e.dir = dir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		e.Err = err
 		return e, nil
@@ -275,6 +278,7 @@ func setupPodman(ctx context.Context, work, archive string, cl *cleanups) *engin
 		return e
 	}
 	dir := filepath.Join(work, "podman")
+	e.dir = dir
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
 		e.Err = err
 		return e
