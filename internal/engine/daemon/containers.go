@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -289,6 +290,7 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 	if err := os.MkdirAll(c.BundleDir(), 0o710); err != nil {
 		return fail(125, err)
 	}
+	waitShimGone(c.BundleDir())
 	os.Remove(filepath.Join(c.BundleDir(), "exit.json"))
 	if err := writeJSON(filepath.Join(c.BundleDir(), "config.json"), spec); err != nil {
 		return fail(125, err)
@@ -324,6 +326,23 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 	d.wg.Add(1)
 	go d.monitor(c, t)
 	return nil
+}
+
+// waitShimGone waits (briefly) for the shim of a previous run to finish
+// its cleanup, which it does after answering the exit; it removes its
+// socket last. A socket nobody listens on is stale.
+func waitShimGone(bundle string) {
+	sock := filepath.Join(bundle, "shim.sock")
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		if _, err := os.Stat(sock); err != nil {
+			return
+		}
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
 }
 
 func startErrorCode(err error) int {

@@ -189,20 +189,32 @@ func assertNoLeaks(t *testing.T, d *daemonProc) {
 			t.Errorf("left behind in %s: %s", dir, e.Name())
 		}
 	}
-	for _, h := range cgroupHierarchies() {
-		ents, _ := os.ReadDir(filepath.Join(h, d.cgroupParent))
-		for _, e := range ents {
-			if e.IsDir() {
-				t.Errorf("cgroup left behind: %s", filepath.Join(h, d.cgroupParent, e.Name()))
+	// A shim deletes the runtime's state (cgroups) right after it has
+	// answered the exit, so allow it a moment to finish.
+	var leftovers []string
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		leftovers = nil
+		for _, h := range cgroupHierarchies() {
+			ents, _ := os.ReadDir(filepath.Join(h, d.cgroupParent))
+			for _, e := range ents {
+				if e.IsDir() {
+					leftovers = append(leftovers, "cgroup "+filepath.Join(h, d.cgroupParent, e.Name()))
+				}
 			}
 		}
-	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, _ := os.ReadFile(p)
-		if strings.Contains(string(b), "berth-shim") && strings.Contains(string(b), d.execRoot) {
-			t.Errorf("shim left running: %s %q", p, strings.ReplaceAll(string(b), "\x00", " "))
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			b, _ := os.ReadFile(p)
+			if strings.Contains(string(b), "berth-shim") && strings.Contains(string(b), d.execRoot) {
+				leftovers = append(leftovers, "shim "+p+" "+strings.ReplaceAll(string(b), "\x00", " "))
+			}
 		}
+		if len(leftovers) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, l := range leftovers {
+		t.Errorf("left behind: %s", l)
 	}
 }
 

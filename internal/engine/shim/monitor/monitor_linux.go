@@ -598,14 +598,6 @@ func (s *server) finish(code int, at time.Time) {
 			es.OOMKilled = true
 		}
 	}
-	if s.c.execID == "" {
-		cmd := exec.Command(s.c.runtime, "--root", s.c.runtimeRoot, "delete", "--force", s.c.id)
-		var eb bytes.Buffer
-		cmd.Stderr = &eb
-		if err := s.runtimeCmd(cmd); err != nil {
-			s.note("runtime delete: " + strings.TrimSpace(eb.String()))
-		}
-	}
 	// Output drains once every writer is gone; an exec's orphaned
 	// children may hold it open, so bound the wait.
 	drained := make(chan struct{})
@@ -638,6 +630,18 @@ func (s *server) finish(code int, at time.Time) {
 	close(s.exited)
 	for _, a := range atts {
 		a.close()
+	}
+	// The runtime's state and cgroup go after the exit is answered, so
+	// waiters do not pay for the runtime's delete; the daemon waits for
+	// this shim to be gone (its socket removed) before starting the
+	// container again.
+	if s.c.execID == "" {
+		cmd := exec.Command(s.c.runtime, "--root", s.c.runtimeRoot, "delete", "--force", s.c.id)
+		var eb bytes.Buffer
+		cmd.Stderr = &eb
+		if err := s.runtimeCmd(cmd); err != nil {
+			s.note("runtime delete: " + strings.TrimSpace(eb.String()))
+		}
 	}
 	// Let waiters and attach streams flush, bounded.
 	flushed := make(chan struct{})
