@@ -646,3 +646,22 @@ func TestAuthorization(t *testing.T) {
 		})
 	}
 }
+
+func TestInjectRV(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{`{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"a"},"data":{"metadata":{"x":1}}}`, `{"kind":"ConfigMap","apiVersion":"v1","metadata":{"resourceVersion":"7","name":"a"},"data":{"metadata":{"x":1}}}`},
+		{`{"metadata":{}}`, `{"metadata":{"resourceVersion":"7"}}`},
+	}
+	for _, tc := range cases {
+		got, ok := injectRV([]byte(tc.in), 7)
+		if !ok || string(got) != tc.want {
+			t.Errorf("injectRV(%s): got %s, want %s", tc.in, got, tc.want)
+		}
+		if !json.Valid(got) {
+			t.Errorf("injectRV(%s) is not valid JSON", tc.in)
+		}
+	}
+	if _, ok := injectRV([]byte(`{"kind":"X"}`), 1); ok {
+		t.Errorf("injectRV without metadata: got ok")
+	}
+}

@@ -99,7 +99,7 @@ func (s *Server) serveResource(w http.ResponseWriter, req *http.Request) {
 	switch req.Method {
 	case http.MethodGet, http.MethodHead:
 		switch {
-		case ri.name == "" && (ri.watchPath || isTrue(q.Get("watch"))):
+		case ri.watchPath || (ri.name == "" && isTrue(q.Get("watch"))):
 			ri.verb = "watch"
 		case ri.name == "":
 			ri.verb = "list"
@@ -693,11 +693,12 @@ func (s *Server) list(w http.ResponseWriter, req *http.Request, ri *reqInfo) err
 			atRev = n
 		}
 	}
-	page, err := s.st.list(req.Context(), ri.r, ri.ns, limit, q.Get("continue"), atRev, match)
+	table := wantsTable(req)
+	page, err := s.st.listMode(req.Context(), ri.r, ri.ns, limit, q.Get("continue"), atRev, match, table == "")
 	if err != nil {
 		return err
 	}
-	if v := wantsTable(req); v != "" {
+	if v := table; v != "" {
 		writeJSON(w, 200, s.table(ri.r, page.items, strconv.FormatInt(page.rev, 10), page.continue_, v, q.Get("includeObject")))
 		return nil
 	}
@@ -706,7 +707,10 @@ func (s *Server) list(w http.ResponseWriter, req *http.Request, ri *reqInfo) err
 }
 
 func writeList(w http.ResponseWriter, r *resource, page *listPage) {
-	items := make([]json.RawMessage, 0, len(page.items))
+	items := make([]json.RawMessage, 0, len(page.items)+len(page.raw))
+	for _, b := range page.raw {
+		items = append(items, b)
+	}
 	for _, it := range page.items {
 		b, err := json.Marshal(it)
 		if err == nil {

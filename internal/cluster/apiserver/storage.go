@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -166,6 +167,7 @@ func (s *storage) guaranteedUpdate(ctx context.Context, r *resource, ns, name st
 // listPage is one page of a list.
 type listPage struct {
 	items    []runtime.Object
+	raw      [][]byte // with rawItems: stored JSON with the resourceVersion injected
 	rev      int64
 	continue_ string
 }
@@ -178,6 +180,31 @@ type continueToken struct {
 // list reads the objects under ns (all when empty), filtered by match,
 // at most limit (0: all), starting from a continue token.
 func (s *storage) list(ctx context.Context, r *resource, ns string, limit int64, cont string, atRev int64, match func(runtime.Object) bool) (*listPage, error) {
+	return s.listMode(ctx, r, ns, limit, cont, atRev, match, false)
+}
+
+// injectRV returns stored JSON with metadata.resourceVersion set, without
+// decoding it. The stored form is json.Marshal of a typed object, whose
+// first "metadata":{ is the object's own (kind and apiVersion come first
+// and cannot contain an unescaped quote).
+func injectRV(data []byte, rev int64) ([]byte, bool) {
+	i := bytes.Index(data, []byte(`"metadata":{`))
+	if i < 0 {
+		return nil, false
+	}
+	i += len(`"metadata":{`)
+	out := make([]byte, 0, len(data)+32)
+	out = append(out, data[:i]...)
+	out = append(out, `"resourceVersion":"`...)
+	out = strconv.AppendInt(out, rev, 10)
+	out = append(out, '"')
+	if data[i] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, data[i:]...), true
+}
+
+func (s *storage) listMode(ctx context.Context, r *resource, ns string, limit int64, cont string, atRev int64, match func(runtime.Object) bool, rawItems bool) (*listPage, error) {
 	prefix := r.nsPrefix(ns)
 	start := prefix
 	rev := atRev
@@ -211,11 +238,17 @@ func (s *storage) list(ctx context.Context, r *resource, ns string, limit int64,
 			rev = resp.Header.Revision
 		}
 		for _, kv := range resp.Kvs {
-			if limit > 0 && int64(len(page.items)) == limit {
+			if limit > 0 && int64(len(page.items)+len(page.raw)) == limit {
 				b, _ := json.Marshal(continueToken{Rev: rev, Key: string(kv.Key)})
 				page.continue_ = base64.RawURLEncoding.EncodeToString(b)
 				page.rev = rev
 				return page, nil
+			}
+			if rawItems && match == nil {
+				if b, ok := injectRV(kv.Value, kv.ModRevision); ok {
+					page.raw = append(page.raw, b)
+					continue
+				}
 			}
 			obj, err := decodeStored(r, kv.Value, kv.ModRevision)
 			if err != nil {

@@ -138,8 +138,9 @@ func (s *Server) watch(w http.ResponseWriter, req *http.Request, ri *reqInfo) er
 				return nil
 			}
 		}
-	} else if fl != nil {
-		fl.Flush()
+	}
+	if fl != nil {
+		fl.Flush() // send the headers now: clients wait for them before acting
 	}
 	for {
 		select {

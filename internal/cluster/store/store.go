@@ -6,8 +6,6 @@ package store
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -204,7 +202,3 @@ func (s *Store) MemberAdd(ctx context.Context, name, peerURL string) (string, er
 	return ic, nil
 }
 
-// ErrNoTLS is returned when TLS material is missing.
-var ErrNoTLS = errors.New("no TLS")
-
-var _ = tls.Config{}
