@@ -643,6 +643,35 @@ func inspectObjects(ctx context.Context, g *globals, cl *client.Client, args []s
 	return nil
 }
 
+// inspectRaw prints the JSON of objects at pathOf(name), or a template of
+// each, as `volume inspect` and `network inspect` do.
+func inspectRaw(cmd *cobra.Command, g *globals, cl *client.Client, names []string, format string, pathOf func(string) string) error {
+	var objs []any
+	failed := false
+	for _, n := range names {
+		var v any
+		if err := cl.JSON(cmd.Context(), http.MethodGet, pathOf(n), nil, nil, &v); err != nil {
+			fmt.Fprintln(g.err, err)
+			failed = true
+			continue
+		}
+		objs = append(objs, v)
+	}
+	if format == "" {
+		if objs == nil {
+			objs = []any{}
+		}
+		b, _ := json.MarshalIndent(objs, "", "    ")
+		fmt.Fprintln(g.out, string(b))
+	} else if err := renderEach(g.out, format, objs); err != nil {
+		return &StatusError{Status: 1, Err: err}
+	}
+	if failed {
+		return &StatusError{Status: 1}
+	}
+	return nil
+}
+
 func newStatsCmd(g *globals) *cobra.Command {
 	var all, noStream, noTrunc bool
 	var format string

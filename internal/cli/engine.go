@@ -21,7 +21,7 @@ import (
 func engineCommands(g *globals) []*cobra.Command {
 	system := &cobra.Command{Use: "system", Short: "Manage berth"}
 	system.AddCommand(newSystemPruneCmd(g), newInfoCmd(g))
-	cmds := []*cobra.Command{newDaemonCmd(g), newVersionCmd(g), newInfoCmd(g), system}
+	cmds := []*cobra.Command{newDaemonCmd(g), newVersionCmd(g), newInfoCmd(g), system, newVolumeCmd(g)}
 	for _, name := range []string{"server", "kubeconfig", "token"} {
 		cmds = append(cmds, newForwardCmd(name))
 	}

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/berth/berth/internal/engine/api"
 	"github.com/berth/berth/internal/engine/client"
+	"github.com/berth/berth/internal/engine/volume"
 	"github.com/berth/berth/internal/errdefs"
 	"github.com/berth/berth/internal/units"
 )
@@ -31,6 +33,7 @@ type createFlags struct {
 	entrypointSet                             bool
 	env, envFiles, labels, capAdd, capDrop    []string
 	securityOpt, logOpts, tmpfs, sysctls      []string
+	volumes, mounts                           []string
 	interactive, tty, readOnly, privileged    bool
 	memory, memorySwap, memoryReservation     string
 	cpus                                      float64
@@ -72,6 +75,8 @@ func addCreateFlags(fs *pflag.FlagSet, f *createFlags) {
 	fs.StringArrayVar(&f.securityOpt, "security-opt", nil, "Security options (seccomp=unconfined, no-new-privileges)")
 	fs.StringArrayVar(&f.logOpts, "log-opt", nil, "Log driver options (max-size=10m, max-file=3)")
 	fs.StringArrayVar(&f.tmpfs, "tmpfs", nil, "Mount a tmpfs directory (/path[:options])")
+	fs.StringArrayVarP(&f.volumes, "volume", "v", nil, "Bind mount a volume (NAME:/path[:ro], /host/path:/path[:ro], or /path for an anonymous volume)")
+	fs.StringArrayVar(&f.mounts, "mount", nil, "Attach a filesystem mount (type=volume|bind|tmpfs,source=…,target=…,readonly,…)")
 	fs.StringArrayVar(&f.sysctls, "sysctl", nil, "Sysctl options")
 	fs.StringVar(&f.stopSignal, "stop-signal", "", "Signal to stop the container")
 	fs.IntVar(&f.stopTimeout, "stop-timeout", -1, "Timeout (in seconds) to stop a container")
@@ -159,6 +164,36 @@ func (f *createFlags) request(fs *pflag.FlagSet, image string, cmd []string) (ap
 			}
 			hc.LogConfig.Config[k] = v
 		}
+	}
+	for _, v := range f.volumes {
+		// Docker's CLI makes a relative bind source absolute.
+		if strings.HasPrefix(v, ".") {
+			if src, rest, ok := strings.Cut(v, ":"); ok {
+				if abs, err := filepath.Abs(src); err == nil {
+					v = abs + ":" + rest
+				}
+			}
+		}
+		if _, err := volume.ParseVolumeSpec(v); err != nil {
+			return req, &flagError{cmd: "run", err: fmt.Errorf("invalid argument %q for \"-v, --volume\" flag: %v", v, err)}
+		}
+		hc.Binds = append(hc.Binds, v)
+	}
+	for _, m := range f.mounts {
+		ms, err := volume.ParseMountSpec(m)
+		if err != nil {
+			return req, &flagError{cmd: "run", err: fmt.Errorf("invalid argument %q for \"--mount\" flag: %v", m, err)}
+		}
+		am := api.Mount{Type: string(ms.Type), Source: ms.Source, Target: ms.Target, ReadOnly: ms.ReadOnly}
+		switch ms.Type {
+		case volume.TypeBind:
+			am.BindOptions = &api.BindOptions{Propagation: ms.Propagation, NonRecursive: ms.NonRecursive}
+		case volume.TypeVolume:
+			am.VolumeOptions = &api.VolumeOptions{NoCopy: ms.NoCopy, Labels: ms.VolumeLabels}
+		case volume.TypeTmpfs:
+			am.TmpfsOptions = &api.TmpfsOptions{SizeBytes: ms.TmpfsSize, Mode: ms.TmpfsMode}
+		}
+		hc.Mounts = append(hc.Mounts, am)
 	}
 	if len(f.tmpfs) > 0 {
 		hc.Tmpfs = map[string]string{}

@@ -59,6 +59,7 @@ type LogConfig struct {
 // HostConfig is the host-dependent part of a container's configuration.
 type HostConfig struct {
 	Binds          []string          `json:"Binds"`
+	Mounts         []Mount           `json:"Mounts,omitempty"`
 	NetworkMode    string            `json:"NetworkMode"`
 	RestartPolicy  RestartPolicy     `json:"RestartPolicy"`
 	AutoRemove     bool              `json:"AutoRemove"`
@@ -157,8 +158,43 @@ type MountPoint struct {
 	Name        string `json:"Name,omitempty"`
 	Source      string `json:"Source"`
 	Destination string `json:"Destination"`
+	Driver      string `json:"Driver,omitempty"`
 	Mode        string `json:"Mode"`
 	RW          bool   `json:"RW"`
+	Propagation string `json:"Propagation"`
+}
+
+// Mount is one entry of HostConfig.Mounts (the --mount flag).
+type Mount struct {
+	Type          string         `json:"Type"`
+	Source        string         `json:"Source,omitempty"`
+	Target        string         `json:"Target"`
+	ReadOnly      bool           `json:"ReadOnly,omitempty"`
+	BindOptions   *BindOptions   `json:"BindOptions,omitempty"`
+	VolumeOptions *VolumeOptions `json:"VolumeOptions,omitempty"`
+	TmpfsOptions  *TmpfsOptions  `json:"TmpfsOptions,omitempty"`
+}
+
+// BindOptions are the options of a bind mount.
+type BindOptions struct {
+	Propagation  string `json:"Propagation,omitempty"`
+	NonRecursive bool   `json:"NonRecursive,omitempty"`
+}
+
+// VolumeOptions are the options of a volume mount.
+type VolumeOptions struct {
+	NoCopy       bool              `json:"NoCopy,omitempty"`
+	Labels       map[string]string `json:"Labels,omitempty"`
+	DriverConfig *struct {
+		Name    string            `json:"Name"`
+		Options map[string]string `json:"Options"`
+	} `json:"DriverConfig,omitempty"`
+}
+
+// TmpfsOptions are the options of a tmpfs mount.
+type TmpfsOptions struct {
+	SizeBytes int64  `json:"SizeBytes,omitempty"`
+	Mode      uint32 `json:"Mode,omitempty"`
 }
 
 // NetworkSettings is the network part of inspect.
@@ -471,4 +507,131 @@ type Info struct {
 // RuntimeInfo names an OCI runtime binary.
 type RuntimeInfo struct {
 	Path string `json:"path"`
+}
+
+// Volume is a volume as the volume routes show it.
+type Volume struct {
+	Name       string            `json:"Name"`
+	Driver     string            `json:"Driver"`
+	Mountpoint string            `json:"Mountpoint"`
+	CreatedAt  string            `json:"CreatedAt,omitempty"`
+	Labels     map[string]string `json:"Labels"`
+	Scope      string            `json:"Scope"`
+	Options    map[string]string `json:"Options"`
+	UsageData  *VolumeUsage      `json:"UsageData,omitempty"`
+}
+
+// VolumeUsage is a volume's disk use and reference count.
+type VolumeUsage struct {
+	Size     int64 `json:"Size"`
+	RefCount int64 `json:"RefCount"`
+}
+
+// VolumeCreateRequest is the body of POST /volumes/create.
+type VolumeCreateRequest struct {
+	Name       string            `json:"Name"`
+	Driver     string            `json:"Driver"`
+	DriverOpts map[string]string `json:"DriverOpts"`
+	Labels     map[string]string `json:"Labels"`
+}
+
+// VolumeListResponse answers GET /volumes.
+type VolumeListResponse struct {
+	Volumes  []Volume `json:"Volumes"`
+	Warnings []string `json:"Warnings"`
+}
+
+// VolumePruneReport answers POST /volumes/prune.
+type VolumePruneReport struct {
+	VolumesDeleted []string `json:"VolumesDeleted"`
+	SpaceReclaimed uint64   `json:"SpaceReclaimed"`
+}
+
+// Network is a network as the network routes show it.
+type Network struct {
+	Name       string                     `json:"Name"`
+	ID         string                     `json:"Id"`
+	Created    time.Time                  `json:"Created"`
+	Scope      string                     `json:"Scope"`
+	Driver     string                     `json:"Driver"`
+	EnableIPv6 bool                       `json:"EnableIPv6"`
+	IPAM       IPAM                       `json:"IPAM"`
+	Internal   bool                       `json:"Internal"`
+	Attachable bool                       `json:"Attachable"`
+	Containers map[string]NetworkEndpoint `json:"Containers"`
+	Options    map[string]string          `json:"Options"`
+	Labels     map[string]string          `json:"Labels"`
+}
+
+// IPAM is a network's address configuration.
+type IPAM struct {
+	Driver  string            `json:"Driver"`
+	Config  []IPAMConfig      `json:"Config"`
+	Options map[string]string `json:"Options"`
+}
+
+// IPAMConfig is one subnet of a network.
+type IPAMConfig struct {
+	Subnet  string `json:"Subnet,omitempty"`
+	Gateway string `json:"Gateway,omitempty"`
+	IPRange string `json:"IPRange,omitempty"`
+}
+
+// NetworkEndpoint is a container attached to a network, in network inspect.
+type NetworkEndpoint struct {
+	Name        string `json:"Name"`
+	EndpointID  string `json:"EndpointID"`
+	MacAddress  string `json:"MacAddress"`
+	IPv4Address string `json:"IPv4Address"`
+	IPv6Address string `json:"IPv6Address"`
+}
+
+// NetworkCreateRequest is the body of POST /networks/create.
+type NetworkCreateRequest struct {
+	Name       string            `json:"Name"`
+	Driver     string            `json:"Driver"`
+	Internal   bool              `json:"Internal"`
+	Attachable bool              `json:"Attachable"`
+	IPAM       *IPAM             `json:"IPAM"`
+	Options    map[string]string `json:"Options"`
+	Labels     map[string]string `json:"Labels"`
+}
+
+// NetworkCreateResponse answers POST /networks/create.
+type NetworkCreateResponse struct {
+	ID      string `json:"Id"`
+	Warning string `json:"Warning"`
+}
+
+// NetworkConnectRequest is the body of POST /networks/{id}/connect.
+type NetworkConnectRequest struct {
+	Container      string                 `json:"Container"`
+	EndpointConfig *EndpointConfigRequest `json:"EndpointConfig,omitempty"`
+}
+
+// NetworkDisconnectRequest is the body of POST /networks/{id}/disconnect.
+type NetworkDisconnectRequest struct {
+	Container string `json:"Container"`
+	Force     bool   `json:"Force"`
+}
+
+// EndpointConfigRequest is the endpoint part of create and connect requests.
+type EndpointConfigRequest struct {
+	IPAMConfig *EndpointIPAMConfig `json:"IPAMConfig,omitempty"`
+	Aliases    []string            `json:"Aliases"`
+}
+
+// EndpointIPAMConfig asks for a static address.
+type EndpointIPAMConfig struct {
+	IPv4Address string `json:"IPv4Address,omitempty"`
+}
+
+// NetworkingConfig is the networking part of a create request.
+type NetworkingConfig struct {
+	EndpointsConfig map[string]*EndpointConfigRequest `json:"EndpointsConfig"`
+}
+
+// NetworkPruneReport answers POST /networks/prune.
+type NetworkPruneReport struct {
+	NetworksDeleted []string `json:"NetworksDeleted"`
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/internal/engine/api"
+	"github.com/berth/berth/internal/engine/volume"
 	"github.com/berth/berth/internal/errdefs"
 )
 
@@ -43,6 +44,10 @@ type Container struct {
 	Runtime         string `json:"runtime"`
 	// CgroupsPath is the cgroup path given to the OCI runtime.
 	CgroupsPath string `json:"cgroupsPath"`
+	// Mounts are the container's volumes, binds and tmpfs mounts as
+	// parsed at create; MountPoints what the last start mounted.
+	Mounts      []volume.MountSpec `json:"mounts,omitempty"`
+	MountPoints []api.MountPoint   `json:"mountPoints,omitempty"`
 
 	dir string // <root>/containers/<id>
 	run string // <exec-root>/<short id>: bundle, shim socket, exit status

@@ -18,6 +18,7 @@ import (
 	"github.com/berth/berth/internal/engine/container"
 	"github.com/berth/berth/internal/engine/image"
 	"github.com/berth/berth/internal/engine/runtime"
+	"github.com/berth/berth/internal/engine/volume"
 	"github.com/berth/berth/internal/errdefs"
 	"github.com/berth/berth/internal/units"
 )
@@ -87,11 +88,65 @@ func (d *Daemon) CreateContainer(name string, req api.CreateRequest) (*container
 	if c.Config.Hostname == "" {
 		c.Config.Hostname = c.ShortID()
 	}
+	mounts, err := mountSpecs(hc)
+	if err != nil {
+		return nil, err
+	}
+	c.Mounts = mounts
 	if err := d.ctrs.Add(c); err != nil {
+		return nil, err
+	}
+	// Claim creates the named and anonymous volumes and records this
+	// container as their user, so `volume rm` refuses from now on.
+	if err := d.volumes.Claim(c.ID, cfg.Volumes, mounts); err != nil {
+		d.volumes.RemoveAnonymous(c.ID)
+		d.volumes.ReleaseAll(c.ID)
+		d.ctrs.Delete(c)
 		return nil, err
 	}
 	d.events.publish("container", "create", c.ID, map[string]string{"name": c.Name, "image": c.ImageRef})
 	return c, nil
+}
+
+// mountSpecs parses the container's -v binds, --mount entries and --tmpfs
+// paths.
+func mountSpecs(hc api.HostConfig) ([]volume.MountSpec, error) {
+	var out []volume.MountSpec
+	for _, b := range hc.Binds {
+		m, err := volume.ParseVolumeSpec(b)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	for _, am := range hc.Mounts {
+		m := volume.MountSpec{Type: volume.MountType(am.Type), Source: am.Source, Target: am.Target, ReadOnly: am.ReadOnly}
+		if o := am.BindOptions; o != nil {
+			m.Propagation, m.NonRecursive = o.Propagation, o.NonRecursive
+		}
+		if o := am.VolumeOptions; o != nil {
+			m.NoCopy, m.VolumeLabels = o.NoCopy, o.Labels
+			if o.DriverConfig != nil {
+				m.VolumeOptions = o.DriverConfig.Options
+			}
+		}
+		if o := am.TmpfsOptions; o != nil {
+			m.TmpfsSize, m.TmpfsMode = o.SizeBytes, o.Mode
+		}
+		v, err := m.Validate()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	for target, opts := range hc.Tmpfs {
+		m, err := volume.ParseTmpfsOptions(target, opts)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 func (d *Daemon) cgroupsPath(id string) string {
@@ -274,7 +329,16 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 	if err != nil {
 		return fail(125, err)
 	}
-	spec, err := d.buildSpec(c, rootfs)
+	mounts, mountPoints, err := d.volumes.Resolve(c.ID, rootfs, c.Config.Volumes, c.Mounts)
+	if err != nil {
+		return fail(125, fmt.Errorf("mounts of container %s: %w", c.ShortID(), err))
+	}
+	c.MountPoints = c.MountPoints[:0]
+	for _, mp := range mountPoints {
+		c.MountPoints = append(c.MountPoints, api.MountPoint{Type: string(mp.Type), Name: mp.Name, Source: mp.Source,
+			Destination: mp.Destination, Driver: mp.Driver, Mode: mp.Mode, RW: mp.RW, Propagation: mp.Propagation})
+	}
+	spec, err := d.buildSpec(c, rootfs, mounts)
 	if err == nil {
 		d.seccomp.Annotate(rt, spec)
 	}
@@ -356,7 +420,7 @@ func startErrorCode(err error) int {
 }
 
 // buildSpec generates the container's OCI spec.
-func (d *Daemon) buildSpec(c *container.Container, rootfs string) (*specs.Spec, error) {
+func (d *Daemon) buildSpec(c *container.Container, rootfs string, mounts []specs.Mount) (*specs.Spec, error) {
 	cfg, hc := c.Config, c.HostConfig
 	uid, gid, groups, err := runtime.ResolveUser(rootfs, cfg.User)
 	if err != nil {
@@ -378,7 +442,7 @@ func (d *Daemon) buildSpec(c *container.Container, rootfs string) (*specs.Spec, 
 		CpusetCpus: hc.CpusetCpus, BlkioWeight: hc.BlkioWeight,
 		CgroupsPath: c.CgroupsPath, CgroupV2: d.cgroupV2,
 		CapAdd: hc.CapAdd, CapDrop: hc.CapDrop, Privileged: hc.Privileged,
-		NoNewPrivileges: true, Sysctls: hc.Sysctls, Tmpfs: hc.Tmpfs,
+		NoNewPrivileges: true, Sysctls: hc.Sysctls, Mounts: mounts,
 		Annotations: map[string]string{"io.berth.container.name": c.Name},
 	}
 	if hc.PidsLimit != nil && *hc.PidsLimit > 0 {
@@ -723,6 +787,14 @@ func (d *Daemon) RemoveContainer(ref string, force, volumes bool) error {
 		errs = append(errs, fmt.Errorf("removing snapshot: %w", err))
 	}
 	d.execs.removeContainer(c.ID)
+	if volumes {
+		if _, err := d.volumes.RemoveAnonymous(c.ID); err != nil {
+			errs = append(errs, fmt.Errorf("removing anonymous volumes: %w", err))
+		}
+	}
+	if _, err := d.volumes.ReleaseAll(c.ID); err != nil {
+		errs = append(errs, fmt.Errorf("releasing volumes: %w", err))
+	}
 	if err := d.ctrs.Delete(c); err != nil {
 		errs = append(errs, err)
 	}

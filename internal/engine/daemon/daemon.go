@@ -23,6 +23,7 @@ import (
 	"github.com/berth/berth/internal/engine/image"
 	"github.com/berth/berth/internal/engine/runtime"
 	"github.com/berth/berth/internal/engine/snapshot"
+	"github.com/berth/berth/internal/engine/volume"
 	"github.com/berth/berth/internal/errdefs"
 )
 
@@ -112,6 +113,7 @@ type Daemon struct {
 	images   *image.Store
 	snaps    *snapshot.Store
 	ctrs     *container.Store
+	volumes  *volume.Store
 	cgroupV2 bool
 	started  time.Time
 
@@ -157,8 +159,15 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	for _, w := range warns {
 		log.Warn("skipping container record", "err", w)
 	}
+	volumes, vwarns, err := volume.New(filepath.Join(cfg.Root, "volumes"))
+	if err != nil {
+		return nil, fmt.Errorf("volume store: %w", err)
+	}
+	for _, w := range vwarns {
+		log.Warn("skipping volume", "err", w)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Daemon{cfg: cfg, log: log, images: images, snaps: snaps, ctrs: ctrs,
+	d := &Daemon{cfg: cfg, log: log, images: images, snaps: snaps, ctrs: ctrs, volumes: volumes,
 		cgroupV2: cgroups.Detect(), started: time.Now(), tasks: map[string]*task{},
 		execs: newExecStore(), seccomp: runtime.NewSeccompCache(filepath.Join(cfg.Root, "seccomp")), events: newEventBus(), ctx: ctx, cancel: cancel}
 	d.recover()

@@ -126,8 +126,20 @@ func (d *Daemon) matchContainer(f filterArgs, c *container.Container) bool {
 	if !f.matchAny("network", func(v string) bool { return v == c.HostConfig.NetworkMode }) {
 		return false
 	}
-	if _, ok := f["volume"]; ok {
-		return false // volumes arrive with the networking and volumes work
+	if !f.matchAny("volume", func(v string) bool {
+		for _, m := range c.Mounts {
+			if m.Source == v || m.Target == v {
+				return true
+			}
+		}
+		for _, mp := range c.MountPoints {
+			if mp.Name == v || mp.Destination == v {
+				return true
+			}
+		}
+		return false
+	}) {
+		return false
 	}
 	return true
 }

@@ -64,7 +64,7 @@ func summarize(c *container.Container) api.ContainerSummary {
 	s := api.ContainerSummary{ID: c.ID, Names: []string{"/" + c.Name}, Image: c.ImageRef, ImageID: c.ImageID,
 		Command: strings.Join(append([]string{c.Path}, c.Args...), " "), Created: c.Created.Unix(),
 		Ports: []api.Port{}, Labels: c.Config.Labels, State: c.State.Status, Status: statusString(c),
-		Mounts: []api.MountPoint{}}
+		Mounts: append([]api.MountPoint{}, c.MountPoints...)}
 	if s.Labels == nil {
 		s.Labels = map[string]string{}
 	}
@@ -111,7 +111,7 @@ func (d *Daemon) inspect(c *container.Container) api.ContainerJSON {
 	hc := c.HostConfig
 	j := api.ContainerJSON{ID: c.ID, Created: c.Created, Path: c.Path, Args: c.Args, State: &st,
 		Image: c.ImageID, LogPath: c.LogPath(), Name: "/" + c.Name, RestartCount: c.RestartCount,
-		Driver: "overlay2", Platform: "linux", HostConfig: &hc, Config: &cfg, Mounts: []api.MountPoint{},
+		Driver: "overlay2", Platform: "linux", HostConfig: &hc, Config: &cfg, Mounts: append([]api.MountPoint{}, c.MountPoints...),
 		ExecIDs: d.execs.forContainer(c.ID),
 		GraphDriver: api.GraphDriver{Name: "overlay2", Data: map[string]string{
 			"MergedDir": filepath.Join(d.snaps.Root(), "containers", c.ID, "merged"),

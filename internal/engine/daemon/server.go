@@ -55,6 +55,12 @@ func (d *Daemon) router() http.Handler {
 	m.HandleFunc("POST /exec/{id}/resize", d.postExecResize)
 	m.HandleFunc("GET /exec/{id}/json", d.getExecJSON)
 
+	m.HandleFunc("GET /volumes", d.getVolumes)
+	m.HandleFunc("POST /volumes/create", d.postVolumesCreate)
+	m.HandleFunc("POST /volumes/prune", d.postVolumesPrune)
+	m.HandleFunc("GET /volumes/{name}", d.getVolume)
+	m.HandleFunc("DELETE /volumes/{name}", d.deleteVolume)
+
 	m.HandleFunc("GET /images/json", d.getImagesJSON)
 	m.HandleFunc("POST /images/load", d.postImagesLoad)
 	m.HandleFunc("GET /images/get", d.getImagesGet)
