@@ -174,6 +174,15 @@ func (e *env) bundle(args []string, mod func(*runtime.SpecOpts)) *ctr {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		e.t.Fatal(err)
 	}
+	// The shim runs the runtime's delete after it answers the exit; let it
+	// finish before the temporary directory goes (cleanups run last-first).
+	e.t.Cleanup(func() {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(filepath.Join(dir, "shim.sock")); os.IsNotExist(err) {
+				return
+			}
+		}
+	})
 	o := runtime.SpecOpts{
 		ID: id, Rootfs: e.rootfs, ReadonlyRootfs: true, Args: args, Hostname: "box-" + strconv.Itoa(e.counter),
 		NoNewPrivileges: true, CgroupsPath: e.cgroup + "/" + id, Env: []string{"PATH=/bin"},
