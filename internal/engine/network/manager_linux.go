@@ -316,7 +316,9 @@ func (m *Manager) ensureBridge(n *netState) (created bool, err error) {
 
 // checkSubnet refuses p if it overlaps another network of this daemon or
 // a route of the host's main table (another daemon's bridge, a LAN…).
-func (m *Manager) checkSubnet(p netip.Prefix, input string) error {
+// Routes on the link named adopt (a bridge this daemon is re-creating after
+// its state was lost) do not count.
+func (m *Manager) checkSubnet(p netip.Prefix, input, adopt string) error {
 	for _, n := range m.st.Networks {
 		if n.Pool.Subnet.Overlaps(p) {
 			return fmt.Errorf("subnet %q overlaps subnet %s of network %q: %w", input, n.Pool.Subnet, n.Name, errdefs.ErrConflict)
@@ -342,6 +344,9 @@ func (m *Manager) checkSubnet(p netip.Prefix, input string) error {
 		if rp.Overlaps(p) {
 			dev := ""
 			if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
+				if adopt != "" && l.Attrs().Name == adopt {
+					continue
+				}
 				dev = " dev " + l.Attrs().Name
 			}
 			return fmt.Errorf("subnet %q collides with host route %s%s: %w", input, rp, dev, errdefs.ErrConflict)
@@ -359,7 +364,7 @@ func (m *Manager) pickSubnet() (string, error) {
 		cands = append(cands, fmt.Sprintf("192.168.%d.0/20", i))
 	}
 	for _, c := range cands {
-		if m.checkSubnet(netip.MustParsePrefix(c), c) == nil {
+		if m.checkSubnet(netip.MustParsePrefix(c), c, "") == nil {
 			return c, nil
 		}
 	}
@@ -407,7 +412,7 @@ func (m *Manager) createLocked(name, subnet, gateway string, internal bool, labe
 	if err != nil {
 		return nil, err
 	}
-	if err := m.checkSubnet(pool.Subnet, subnet); err != nil {
+	if err := m.checkSubnet(pool.Subnet, subnet, bridge); err != nil {
 		return nil, err
 	}
 	id := newID()

@@ -46,6 +46,7 @@ const (
 	ChainOutput      = "output"
 	ChainPostrouting = "postrouting"
 	ChainForward     = "forward"
+	ChainInput       = "input"
 )
 
 // Apply replaces table with rs in one atomic batch (created if missing).
@@ -65,6 +66,7 @@ func Apply(table string, rs Ruleset) error {
 	out := c.AddChain(&nftables.Chain{Name: ChainOutput, Table: t, Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest, Policy: &accept})
 	post := c.AddChain(&nftables.Chain{Name: ChainPostrouting, Table: t, Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept})
 	fwd := c.AddChain(&nftables.Chain{Name: ChainForward, Table: t, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	in := c.AddChain(&nftables.Chain{Name: ChainInput, Table: t, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
 	add := func(ch *nftables.Chain, e ...expr.Any) {
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: e})
 	}
@@ -112,6 +114,13 @@ func Apply(table string, rs Ruleset) error {
 		if !b.Internal {
 			add(post, cat(ipPrefix(12, b.Subnet), oif(b.Name, expr.CmpOpNeq), masq())...)
 		}
+	}
+
+	// route_localnet on the bridges lets 127.0.0.1 DNAT work; it must not
+	// let a container reach the host's loopback services with forged
+	// packets (CVE-2020-8558): only answers may arrive for 127.0.0.0/8.
+	for _, b := range rs.Bridges {
+		add(in, cat(iif(b.Name, expr.CmpOpEq), ipPrefix(16, netip.MustParsePrefix("127.0.0.0/8")), ctNotEstablished(), verdict(expr.VerdictDrop))...)
 	}
 
 	// Forwarding: internal networks are closed both ways, published ports
@@ -178,7 +187,7 @@ func RuleCount(table string) (map[string]int, error) {
 	}
 	t := &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}
 	out := map[string]int{}
-	for _, ch := range []string{ChainPrerouting, ChainOutput, ChainPostrouting, ChainForward} {
+	for _, ch := range []string{ChainPrerouting, ChainOutput, ChainPostrouting, ChainForward, ChainInput} {
 		rules, err := c.GetRules(t, &nftables.Chain{Name: ch, Table: t})
 		if err != nil {
 			return nil, fmt.Errorf("nftables: list chain %s of table ip %s: %w", ch, table, err)
@@ -268,6 +277,15 @@ func ctDNAT() []expr.Any {
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: []byte{0, 0, 0, 0}},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+	}
+}
+
+// ctNotEstablished matches ct state not established/related.
+func ctNotEstablished() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED), Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0, 0, 0, 0}},
 	}
 }
 

@@ -38,7 +38,7 @@ func TestApplyReplaceDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int{ChainPrerouting: 2, ChainOutput: 2, ChainPostrouting: 5, ChainForward: 5}
+	want := map[string]int{ChainPrerouting: 2, ChainOutput: 2, ChainPostrouting: 5, ChainForward: 5, ChainInput: 2}
 	for ch, n := range want {
 		if got[ch] != n {
 			t.Errorf("chain %s has %d rules, want %d", ch, got[ch], n)
@@ -53,6 +53,7 @@ func TestApplyReplaceDelete(t *testing.T) {
 			"ip saddr 10.250.1.0/24 oifname != \"bt-a\" masquerade",
 			"iifname \"bt-a\" oifname \"bt-b\" drop",
 			"ct status dnat accept",
+			"iifname \"bt-a\" ip daddr 127.0.0.0/8 ct state ! established,related drop",
 		} {
 			if !strings.Contains(text, s) {
 				t.Errorf("nft list table lacks %q; got:\n%s", s, text)
@@ -68,7 +69,7 @@ func TestApplyReplaceDelete(t *testing.T) {
 	}
 	got, _ = RuleCount(table)
 	for ch, n := range got {
-		if n != 1 && ch == ChainForward || n != 0 && ch != ChainForward {
+		if (ch == ChainForward && n != 1) || (ch != ChainForward && n != 0) {
 			t.Errorf("after empty apply chain %s has %d rules", ch, n)
 		}
 	}
