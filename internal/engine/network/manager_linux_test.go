@@ -791,3 +791,22 @@ func TestRestartKeepsEndpoints(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestNewAdoptsBridgeWithoutState(t *testing.T) {
+	e := newEnv(t)
+	if err := e.m.Close(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(e.cfg.StateDir, "network.json")); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := New(e.cfg)
+	if err != nil {
+		t.Fatalf("New over a leftover bridge %s without state: %v", e.cfg.BridgeName, err)
+	}
+	e.m = m2
+	n, err := m2.Get(DefaultNetwork)
+	if err != nil || n.Bridge != e.cfg.BridgeName || n.Subnet != e.cfg.DefaultSubnet {
+		t.Errorf("default network = %+v, %v; want bridge %s subnet %s", n, err, e.cfg.BridgeName, e.cfg.DefaultSubnet)
+	}
+}
