@@ -26,7 +26,9 @@ type Authenticator interface {
 
 type userKey struct{}
 
-func withUser(ctx context.Context, u *User) context.Context { return context.WithValue(ctx, userKey{}, u) }
+func withUser(ctx context.Context, u *User) context.Context {
+	return context.WithValue(ctx, userKey{}, u)
+}
 
 // UserFrom returns the authenticated user of a request context.
 func UserFrom(ctx context.Context) *User {

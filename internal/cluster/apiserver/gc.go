@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -59,10 +60,10 @@ func keyResource(key string) (r *resource, ns, name string, ok bool) {
 
 type metaOnly struct {
 	Metadata struct {
-		UID               types.UID                `json:"uid"`
-		OwnerReferences   []metav1.OwnerReference  `json:"ownerReferences"`
-		DeletionTimestamp *metav1.Time             `json:"deletionTimestamp"`
-		Finalizers        []string                 `json:"finalizers"`
+		UID               types.UID               `json:"uid"`
+		OwnerReferences   []metav1.OwnerReference `json:"ownerReferences"`
+		DeletionTimestamp *metav1.Time            `json:"deletionTimestamp"`
+		Finalizers        []string                `json:"finalizers"`
 	} `json:"metadata"`
 }
 
@@ -89,10 +90,25 @@ func (s *Server) Run(ctx context.Context) {
 		}
 	}
 	go func() {
+		var from int64
 		for ctx.Err() == nil {
-			wch := s.cfg.Client.Watch(clientv3.WithRequireLeader(ctx), "/registry/", clientv3.WithPrefix(), clientv3.WithPrevKV())
+			if from == 0 {
+				rev, err := s.sweep(ctx, enqueue, true)
+				if err != nil {
+					time.Sleep(time.Second)
+					continue
+				}
+				from = rev + 1
+			}
+			wch := s.cfg.Client.Watch(clientv3.WithRequireLeader(ctx), "/registry/", clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithRev(from))
 			for resp := range wch {
+				if resp.CompactRevision != 0 || resp.Err() != nil {
+					from = 0 // rebuild from a fresh scan
+					break
+				}
+				from = resp.Header.Revision + 1
 				for _, ev := range resp.Events {
+					s.owners.observe(string(ev.Kv.Key), ev.Kv.Value, ev.Type == clientv3.EventTypeDelete)
 					r, ns, name, ok := keyResource(string(ev.Kv.Key))
 					if !ok {
 						continue
@@ -117,7 +133,7 @@ func (s *Server) Run(ctx context.Context) {
 			}
 		}
 	}()
-	tick := time.NewTicker(15 * time.Second)
+	tick := time.NewTicker(60 * time.Second)
 	defer tick.Stop()
 	timers := map[string]*time.Timer{}
 	for {
@@ -128,7 +144,7 @@ func (s *Server) Run(ctx context.Context) {
 			}
 			return
 		case <-tick.C:
-			s.sweep(ctx, enqueue)
+			_, _ = s.sweep(ctx, enqueue, false)
 		case t := <-queue:
 			if t.uid != "" {
 				s.ownerGone(ctx, t)
@@ -145,13 +161,24 @@ func (s *Server) Run(ctx context.Context) {
 	}
 }
 
-// sweep re-examines every object: deleting ones and orphaned dependents.
-func (s *Server) sweep(ctx context.Context, enqueue func(gcTask)) {
+// sweep re-examines every object: deleting ones and orphaned dependents
+// (owners are looked up in the same snapshot first, then confirmed with a
+// GET). With rebuild it also rebuilds the owner index. It returns the
+// snapshot's revision.
+func (s *Server) sweep(ctx context.Context, enqueue func(gcTask), rebuild bool) (int64, error) {
 	resp, err := s.cfg.Client.Get(ctx, "/registry/", clientv3.WithPrefix())
 	if err != nil {
-		return
+		return 0, err
 	}
+	uids := make(map[types.UID]bool, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
+		if u := ownUID(kv.Value); u != "" {
+			uids[u] = true
+		}
+	}
+	idx := newOwnerIndex()
+	for _, kv := range resp.Kvs {
+		idx.observe(string(kv.Key), kv.Value, false)
 		r, ns, name, ok := keyResource(string(kv.Key))
 		if !ok {
 			continue
@@ -162,10 +189,99 @@ func (s *Server) sweep(ctx context.Context, enqueue func(gcTask)) {
 		if bytes.Contains(kv.Value, []byte(`"ownerReferences"`)) {
 			var m metaOnly
 			if json.Unmarshal(kv.Value, &m) == nil && len(m.Metadata.OwnerReferences) > 0 && m.Metadata.DeletionTimestamp == nil {
-				s.collectIfOrphaned(ctx, r, ns, name, m.Metadata.OwnerReferences)
+				missing := false
+				for _, ref := range m.Metadata.OwnerReferences {
+					missing = missing || !uids[ref.UID]
+				}
+				if missing {
+					s.collectIfOrphaned(ctx, r, ns, name, m.Metadata.OwnerReferences)
+				}
 			}
 		}
 	}
+	if rebuild {
+		// Only the watcher's own sweep rebuilds: it resumes watching right
+		// after this snapshot, so no event falls between.
+		s.owners.replace(idx)
+	}
+	return resp.Header.Revision, nil
+}
+
+// ownUID extracts metadata.uid from stored JSON without decoding it: the
+// first "uid" key is the object's own (metadata precedes everything that
+// could nest another uid, and in ObjectMeta uid precedes ownerReferences).
+func ownUID(data []byte) types.UID {
+	i := bytes.Index(data, []byte(`"uid":"`))
+	if i < 0 {
+		return ""
+	}
+	rest := data[i+len(`"uid":"`):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return ""
+	}
+	return types.UID(rest[:j])
+}
+
+// ownerIndex maps owner UIDs to the keys of their dependents, maintained
+// from the collector's watch so finding dependents costs no scan.
+type ownerIndex struct {
+	mu    sync.Mutex
+	ready bool
+	byUID map[types.UID]map[string]bool
+	byKey map[string][]types.UID
+}
+
+func newOwnerIndex() *ownerIndex {
+	return &ownerIndex{ready: true, byUID: map[types.UID]map[string]bool{}, byKey: map[string][]types.UID{}}
+}
+
+func (x *ownerIndex) replace(o *ownerIndex) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.ready, x.byUID, x.byKey = true, o.byUID, o.byKey
+}
+
+func (x *ownerIndex) observe(key string, value []byte, deleted bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.byUID == nil {
+		x.byUID, x.byKey = map[types.UID]map[string]bool{}, map[string][]types.UID{}
+	}
+	for _, u := range x.byKey[key] {
+		delete(x.byUID[u], key)
+		if len(x.byUID[u]) == 0 {
+			delete(x.byUID, u)
+		}
+	}
+	delete(x.byKey, key)
+	if deleted || !bytes.Contains(value, []byte(`"ownerReferences"`)) {
+		return
+	}
+	var m metaOnly
+	if json.Unmarshal(value, &m) != nil {
+		return
+	}
+	for _, ref := range m.Metadata.OwnerReferences {
+		if x.byUID[ref.UID] == nil {
+			x.byUID[ref.UID] = map[string]bool{}
+		}
+		x.byUID[ref.UID][key] = true
+		x.byKey[key] = append(x.byKey[key], ref.UID)
+	}
+}
+
+func (x *ownerIndex) dependents(uid types.UID) ([]string, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.ready {
+		return nil, false
+	}
+	var keys []string
+	for k := range x.byUID[uid] {
+		keys = append(keys, k)
+	}
+	return keys, true
 }
 
 // ownerAlive reports whether the owner named by ref exists in ns with ref's UID.
@@ -196,6 +312,14 @@ func (s *Server) collectIfOrphaned(ctx context.Context, r *resource, ns, name st
 // dependents lists objects in ns (and cluster-scoped ones) owned by uid.
 func (s *Server) dependents(ctx context.Context, ns string, uid types.UID) []gcTask {
 	var out []gcTask
+	if keys, ok := s.owners.dependents(uid); ok {
+		for _, k := range keys {
+			if r, dns, name, ok := keyResource(k); ok && (dns == ns || dns == "") {
+				out = append(out, gcTask{r: r, ns: dns, name: name})
+			}
+		}
+		return out
+	}
 	resp, err := s.cfg.Client.Get(ctx, "/registry/", clientv3.WithPrefix())
 	if err != nil {
 		return nil

@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 	}
 	testStore = st
 	testAPI = New(Config{Client: st.Client, Auth: &CredentialAuth{Static: map[string]User{
-		adminToken:    {Name: "admin", Role: pki.RoleAdmin},
+		adminToken:     {Name: "admin", Role: pki.RoleAdmin},
 		"viewer-token": {Name: "viewer", Role: pki.RoleViewer},
 		"node1-token":  {Name: "system:node:node1", Role: pki.RoleNode, Node: "node1"},
 	}}})
@@ -77,9 +77,11 @@ func (r resp) str(path string) string { return fieldValue(r.obj, path) }
 
 type reqOpt func(*http.Request)
 
-func withToken(tok string) reqOpt { return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) } }
-func withCT(ct string) reqOpt      { return func(r *http.Request) { r.Header.Set("Content-Type", ct) } }
-func withAccept(a string) reqOpt   { return func(r *http.Request) { r.Header.Set("Accept", a) } }
+func withToken(tok string) reqOpt {
+	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }
+}
+func withCT(ct string) reqOpt    { return func(r *http.Request) { r.Header.Set("Content-Type", ct) } }
+func withAccept(a string) reqOpt { return func(r *http.Request) { r.Header.Set("Accept", a) } }
 
 func do(t testing.TB, method, path string, body any, opts ...reqOpt) resp {
 	t.Helper()

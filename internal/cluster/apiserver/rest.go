@@ -266,7 +266,10 @@ func isDryRun(req *http.Request) bool { return slices.Contains(req.URL.Query()["
 // checkNamespace verifies that ns exists and is not terminating.
 func (s *Server) checkNamespace(ctx context.Context, ns string) error {
 	nsr := lookup("", "v1", "namespaces")
-	obj, err := s.st.get(ctx, nsr, "", ns)
+	obj, err := s.st.getSerializable(ctx, nsr, "", ns)
+	if err != nil && toStatus(err).status.Code == 404 {
+		obj, err = s.st.get(ctx, nsr, "", ns) // just created elsewhere?
+	}
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,8 @@ type Server struct {
 	scheme *runtime.Scheme
 	proto  *protobuf.Serializer
 
+	owners *ownerIndex // dependents by owner UID, kept by the collector
+
 	openapiOnce sync.Once
 	openapiV3   map[string][]byte // "api/v1" -> document
 	openapiIdx  []byte
@@ -60,7 +62,7 @@ func New(cfg Config) *Server {
 	if cfg.GitVersion == "" {
 		cfg.GitVersion = "v1.33.0-berth"
 	}
-	s := &Server{cfg: cfg, st: &storage{cli: cfg.Client}, log: cfg.Logger}
+	s := &Server{cfg: cfg, st: &storage{cli: cfg.Client}, log: cfg.Logger, owners: &ownerIndex{}}
 	s.scheme = newScheme()
 	s.proto = protobuf.NewSerializer(s.scheme, s.scheme)
 	return s

@@ -9,8 +9,8 @@ import (
 	"strconv"
 
 	"github.com/berth/berth/internal/errdefs"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -63,7 +63,17 @@ func decodeStored(r *resource, data []byte, rev int64) (runtime.Object, error) {
 }
 
 func (s *storage) get(ctx context.Context, r *resource, ns, name string) (runtime.Object, error) {
-	resp, err := s.cli.Get(ctx, r.key(ns, name))
+	return s.getOpts(ctx, r, ns, name)
+}
+
+// getSerializable reads from the local member without a quorum round trip
+// (possibly slightly stale, like an informer cache).
+func (s *storage) getSerializable(ctx context.Context, r *resource, ns, name string) (runtime.Object, error) {
+	return s.getOpts(ctx, r, ns, name, clientv3.WithSerializable())
+}
+
+func (s *storage) getOpts(ctx context.Context, r *resource, ns, name string, opts ...clientv3.OpOption) (runtime.Object, error) {
+	resp, err := s.cli.Get(ctx, r.key(ns, name), opts...)
 	if err != nil {
 		return nil, unavailable(err)
 	}
@@ -166,9 +176,9 @@ func (s *storage) guaranteedUpdate(ctx context.Context, r *resource, ns, name st
 
 // listPage is one page of a list.
 type listPage struct {
-	items    []runtime.Object
-	raw      [][]byte // with rawItems: stored JSON with the resourceVersion injected
-	rev      int64
+	items     []runtime.Object
+	raw       [][]byte // with rawItems: stored JSON with the resourceVersion injected
+	rev       int64
 	continue_ string
 }
 

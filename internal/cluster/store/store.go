@@ -13,8 +13,8 @@ import (
 	"sync"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 
@@ -201,4 +201,3 @@ func (s *Store) MemberAdd(ctx context.Context, name, peerURL string) (string, er
 	}
 	return ic, nil
 }
-

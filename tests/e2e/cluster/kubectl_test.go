@@ -209,7 +209,10 @@ func TestKubectl(t *testing.T) {
 	})
 	t.Run("delete cascade and wait", func(t *testing.T) {
 		// An owner and a dependent: orphan keeps the dependent, background removes it.
-		for _, c := range []struct{ cascade, dep string; kept bool }{{"orphan", "dep-o", true}, {"background", "dep-b", false}, {"foreground", "dep-f", false}} {
+		for _, c := range []struct {
+			cascade, dep string
+			kept         bool
+		}{{"orphan", "dep-o", true}, {"background", "dep-b", false}, {"foreground", "dep-f", false}} {
 			K("create", "configmap", "owner-"+c.dep, "--from-literal=a=b")
 			uid := K("get", "cm", "owner-"+c.dep, "-o", "jsonpath={.metadata.uid}")
 			Kin(fmt.Sprintf(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":%q,"ownerReferences":[{"apiVersion":"v1","kind":"ConfigMap","name":"owner-%s","uid":%q}]}}`, c.dep, c.dep, uid), "create", "-f", "-")

@@ -64,12 +64,12 @@ func findServer() (string, func(), error) {
 
 // server is one running berth-server process.
 type server struct {
-	dataDir                    string
-	port, etcdPort, etcdPeer   int
-	args                       []string
-	cmd                        *exec.Cmd
-	log                        *syncBuffer
-	exited                     chan struct{}
+	dataDir                  string
+	port, etcdPort, etcdPeer int
+	args                     []string
+	cmd                      *exec.Cmd
+	log                      *syncBuffer
+	exited                   chan struct{}
 }
 
 // syncBuffer is a bytes.Buffer safe for the process writer and test readers.
@@ -78,8 +78,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func (s *server) kubeconfig() string { return filepath.Join(s.dataDir, "kubeconfig") }
 
