@@ -695,7 +695,7 @@ func (m *Manager) Connect(containerID, netnsPath, network string, opts EndpointO
 	if err = netlink.LinkSetUp(host); err != nil {
 		return Endpoint{}, fmt.Errorf("network %q: up %s: %w", n.Name, hostName, err)
 	}
-	if err = configureInside(ns, ifName, ip, n.Pool.Subnet.Bits(), n.Pool.Gateway); err != nil {
+	if err = configureInside(ns, ifName, ip, n.Pool.Subnet.Bits(), n.Pool.Gateway, !n.Internal); err != nil {
 		return Endpoint{}, fmt.Errorf("network %q: inside %s: %w", n.Name, netnsPath, err)
 	}
 	m.st.Seq++
@@ -721,7 +721,10 @@ func (m *Manager) Connect(containerID, netnsPath, network string, opts EndpointO
 	return *ep, nil
 }
 
-func configureInside(ns netns.NsHandle, ifName string, ip netip.Addr, bits int, gw netip.Addr) error {
+// configureInside addresses ifName inside ns, brings it and lo up and, when
+// defaultRoute is set and the namespace has no default route yet, routes
+// through gw (internal networks give no default route, as in Docker).
+func configureInside(ns netns.NsHandle, ifName string, ip netip.Addr, bits int, gw netip.Addr, defaultRoute bool) error {
 	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return err
@@ -740,19 +743,55 @@ func configureInside(ns netns.NsHandle, ifName string, ip netip.Addr, bits int, 
 	if lo, err := h.LinkByName("lo"); err == nil {
 		h.LinkSetUp(lo)
 	}
+	if !defaultRoute {
+		return nil
+	}
+	return ensureDefaultRoute(h, link, gw)
+}
+
+func ensureDefaultRoute(h *netlink.Handle, link netlink.Link, gw netip.Addr) error {
 	routes, err := h.RouteList(nil, netlink.FAMILY_V4)
 	if err != nil {
 		return err
 	}
 	for _, r := range routes {
-		if r.Dst == nil || r.Dst.IP.IsUnspecified() && r.Dst.Mask.String() == net.CIDRMask(0, 32).String() {
+		if r.Dst == nil {
 			return nil // already has a default route (an earlier network)
+		}
+		if ones, _ := r.Dst.Mask.Size(); ones == 0 {
+			return nil
 		}
 	}
 	if err := h.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw.AsSlice()}); err != nil {
 		return fmt.Errorf("default route via %s: %w", gw, err)
 	}
 	return nil
+}
+
+// restoreDefaultRoute gives containerID a default route through its oldest
+// remaining non-internal endpoint after the one holding it went away.
+func (m *Manager) restoreDefaultRoute(containerID string) {
+	ep, ok := m.portTarget(containerID)
+	if !ok {
+		return
+	}
+	ns, err := netns.GetFromPath(ep.NetNSPath)
+	if err != nil {
+		return
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return
+	}
+	defer h.Close()
+	link, err := h.LinkByName(ep.IfName)
+	if err != nil {
+		return
+	}
+	if err := ensureDefaultRoute(h, link, netip.MustParseAddr(ep.Gateway)); err != nil {
+		m.log.Warn("restore default route", "container", containerID, "err", err)
+	}
 }
 
 // Disconnect detaches containerID from network and releases its address.
@@ -769,6 +808,8 @@ func (m *Manager) Disconnect(containerID, network string) error {
 	m.releaseLocked(n, containerID)
 	if _, ok := m.portTarget(containerID); !ok {
 		m.dropPortsLocked(containerID)
+	} else {
+		m.restoreDefaultRoute(containerID)
 	}
 	if err := m.applyRules(); err != nil {
 		return err

@@ -810,3 +810,76 @@ func TestNewAdoptsBridgeWithoutState(t *testing.T) {
 		t.Errorf("default network = %+v, %v; want bridge %s subnet %s", n, err, e.cfg.BridgeName, e.cfg.DefaultSubnet)
 	}
 }
+
+func defaultGateway(t *testing.T, path string) string {
+	t.Helper()
+	gw := ""
+	inNS(t, path, func() {
+		routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range routes {
+			if r.Dst == nil {
+				gw = r.Gw.String()
+			} else if ones, _ := r.Dst.Mask.Size(); ones == 0 {
+				gw = r.Gw.String()
+			}
+		}
+	})
+	return gw
+}
+
+func TestSecondNetworkAndPrune(t *testing.T) {
+	e := newEnv(t)
+	in, x, y, empty := "ti"+rnd(6), "tx"+rnd(6), "ty"+rnd(6), "te"+rnd(6)
+	for _, nw := range []struct {
+		name     string
+		internal bool
+	}{{in, true}, {x, false}, {y, false}, {empty, false}} {
+		if _, err := e.m.Create(nw.name, freeSubnet(t), "", nw.internal, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id, path, epi := e.container(in, EndpointOpts{})
+	if gw := defaultGateway(t, path); gw != "" {
+		t.Errorf("internal network gave a default route via %s", gw)
+	}
+	epx, err := e.m.Connect(id, path, x, EndpointOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	epy, err := e.m.Connect(id, path, y, EndpointOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if epi.IfName != "eth0" || epx.IfName != "eth1" || epy.IfName != "eth2" {
+		t.Errorf("interfaces = %s %s %s, want eth0 eth1 eth2", epi.IfName, epx.IfName, epy.IfName)
+	}
+	if gw := defaultGateway(t, path); gw != epx.Gateway {
+		t.Errorf("default route via %q, want the first non-internal network's gateway %s", gw, epx.Gateway)
+	}
+	if err := e.m.Disconnect(id, x); err != nil {
+		t.Fatal(err)
+	}
+	if gw := defaultGateway(t, path); gw != epy.Gateway {
+		t.Errorf("after disconnecting %s the default route is via %q, want %s", x, gw, epy.Gateway)
+	}
+	if err := e.m.Disconnect(id, x); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("second Disconnect = %v, want ErrNotFound", err)
+	}
+	// A reconnect takes the free eth1 again.
+	if ep, err := e.m.Connect(id, path, x, EndpointOpts{}); err != nil || ep.IfName != "eth1" {
+		t.Errorf("reconnect = %+v, %v; want eth1", ep, err)
+	}
+	got, err := e.m.Prune()
+	if err != nil || len(got) != 1 || got[0] != empty {
+		t.Errorf("Prune = %v, %v; want [%s]", got, err, empty)
+	}
+	if _, err := e.m.Get(empty); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("pruned network still there: %v", err)
+	}
+	if len(e.m.List()) != 4 {
+		t.Errorf("List after prune has %d networks, want 4", len(e.m.List()))
+	}
+}
