@@ -51,10 +51,16 @@ type Server struct {
 	tcp  net.Listener
 	wg   sync.WaitGroup
 
+	inflight chan struct{} // bounds concurrent UDP requests
+
 	mu     sync.Mutex
 	closed bool
 	conns  map[net.Conn]struct{}
 }
+
+// maxInflight bounds the UDP requests handled at once (each may wait on
+// an upstream); more are dropped and the client retries.
+const maxInflight = 256
 
 // Listen binds UDP and TCP on opts.Addr and serves until Close.
 func Listen(opts Options) (*Server, error) {
@@ -77,7 +83,7 @@ func Listen(opts Options) (*Server, error) {
 		udp.Close()
 		return nil, fmt.Errorf("dns: listen tcp %s: %w", opts.Addr, err)
 	}
-	s := &Server{opts: opts, udp: udp, tcp: tcp, conns: map[net.Conn]struct{}{}}
+	s := &Server{opts: opts, udp: udp, tcp: tcp, conns: map[net.Conn]struct{}{}, inflight: make(chan struct{}, maxInflight)}
 	s.wg.Add(2)
 	go s.serveUDP()
 	go s.serveTCP()
@@ -127,10 +133,16 @@ func (s *Server) serveUDP() {
 			}
 			continue
 		}
+		select {
+		case s.inflight <- struct{}{}:
+		default:
+			continue // overloaded: drop, the client retries
+		}
 		req := append([]byte(nil), buf[:n]...)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer func() { <-s.inflight }()
 			resp := s.handle(req, s.allowed(from), "udp")
 			if resp != nil {
 				s.udp.WriteTo(resp, from)
@@ -154,6 +166,11 @@ func (s *Server) serveTCP() {
 			s.mu.Unlock()
 			c.Close()
 			return
+		}
+		if len(s.conns) >= maxInflight {
+			s.mu.Unlock()
+			c.Close()
+			continue
 		}
 		s.conns[c] = struct{}{}
 		s.mu.Unlock()
