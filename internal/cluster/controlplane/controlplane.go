@@ -37,11 +37,14 @@ type Options struct {
 	EtcdClientPort   int
 	EtcdPeerPort     int
 	EtcdEndpoints    []string
-	ClusterInit      bool
-	Join             string // https://FIRST:PORT
-	Token            string
-	Name             string // etcd member name
-	Logger           *slog.Logger
+	// EtcdCAFile, EtcdCertFile and EtcdKeyFile secure the connection to
+	// external etcd (optional).
+	EtcdCAFile, EtcdCertFile, EtcdKeyFile string
+	ClusterInit                           bool
+	Join                                  string // https://FIRST:PORT
+	Token                                 string
+	Name                                  string // etcd member name
+	Logger                                *slog.Logger
 	// Ready, if set, is closed once the API serves.
 	Ready chan<- struct{}
 }
@@ -162,12 +165,16 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	st, err := store.Open(ctx, store.Config{
+	cfg := store.Config{
 		Endpoints: o.EtcdEndpoints, DataDir: etcdDir, Name: o.Name,
-		ClientURL: "http://" + hostPort("127.0.0.1", o.EtcdClientPort), PeerURL: peerURL,
+		ClientURL: "https://" + hostPort("127.0.0.1", o.EtcdClientPort), PeerURL: peerURL,
 		InitialCluster: initialCluster, Existing: initialCluster != "",
 		CertFile: peerCert, KeyFile: peerKey, CAFile: dir.Path("pki", "ca.crt"),
-	})
+	}
+	if len(o.EtcdEndpoints) > 0 {
+		cfg.CertFile, cfg.KeyFile, cfg.CAFile = o.EtcdCertFile, o.EtcdKeyFile, o.EtcdCAFile
+	}
+	st, err := store.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}

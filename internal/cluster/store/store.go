@@ -31,7 +31,8 @@ type Config struct {
 	// Name is the member name, unique in the cluster.
 	Name string
 	// ClientURL is where the member serves clients (loopback is enough:
-	// the API server uses the in-process client).
+	// the API server uses the in-process client). With https and
+	// CertFile set, clients need a certificate signed by CAFile.
 	ClientURL string
 	// PeerURL is where the member listens for and advertises peer traffic.
 	PeerURL string
@@ -108,6 +109,11 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 	cfg.InitialClusterToken = "berth"
 	if c.CertFile != "" {
 		cfg.PeerTLSInfo = transport.TLSInfo{CertFile: c.CertFile, KeyFile: c.KeyFile, TrustedCAFile: c.CAFile, ClientCertAuth: true}
+		if cu.Scheme == "https" {
+			// The client port holds every secret: only holders of a
+			// certificate from the cluster CA may use it.
+			cfg.ClientTLSInfo = transport.TLSInfo{CertFile: c.CertFile, KeyFile: c.KeyFile, TrustedCAFile: c.CAFile, ClientCertAuth: true}
+		}
 	}
 	// Keep about ten minutes of history: older resourceVersions get 410 Gone.
 	cfg.AutoCompactionMode = embed.CompactorModePeriodic
