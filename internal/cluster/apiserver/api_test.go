@@ -665,3 +665,36 @@ func TestInjectRV(t *testing.T) {
 		t.Errorf("injectRV without metadata: got ok")
 	}
 }
+
+func TestPodUpdateRules(t *testing.T) {
+	ns := newNS(t)
+	base := "/api/v1/namespaces/" + ns + "/pods"
+	mustCode(t, do(t, "POST", base, `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"busybox:1"}]}}`), 201)
+	cases := []struct {
+		name, patch string
+		code        int
+	}{
+		{"image may change", `{"spec":{"containers":[{"name":"c","image":"busybox:2"}]}}`, 200},
+		{"labels may change", `{"metadata":{"labels":{"a":"b"}}}`, 200},
+		{"restartPolicy may not", `{"spec":{"restartPolicy":"Never"}}`, 422},
+		{"new container may not", `{"spec":{"containers":[{"name":"c","image":"busybox:2"},{"name":"d","image":"x"}]}}`, 422},
+	}
+	for _, tc := range cases {
+		r := do(t, "PATCH", base+"/p", tc.patch, withCT(mtSMP))
+		if r.code != tc.code {
+			t.Errorf("%s: got HTTP %d, want %d: %s", tc.name, r.code, tc.code, r.body)
+		}
+	}
+	// Binding sets the node once; a second binding conflicts.
+	mustCode(t, do(t, "POST", base+"/p/binding", `{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{"kind":"Node","name":"n1"}}`), 201)
+	mustCode(t, do(t, "POST", base+"/p/binding", `{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{"kind":"Node","name":"n2"}}`), 409)
+	if got := do(t, "GET", base+"/p", nil).str("spec.nodeName"); got != "n1" {
+		t.Errorf("nodeName after binding: got %q, want n1", got)
+	}
+	// Streams are routed but need the node agent.
+	if r := do(t, "GET", base+"/p/log", nil); r.code != 503 || r.str("kind") != "Status" {
+		t.Errorf("pod log without agent: got %d %s, want 503 Status", r.code, r.body)
+	}
+	// Namespaced create without a namespace is refused with a clear message.
+	mustCode(t, do(t, "POST", "/api/v1/pods", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}}`), 405)
+}

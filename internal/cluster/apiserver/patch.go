@@ -396,16 +396,10 @@ func (s *Server) apply(w http.ResponseWriter, req *http.Request, ri *reqInfo, bo
 		cur, err := s.st.get(ctx, ri.r, ri.ns, ri.name)
 		if err != nil && toStatus(err).status.Code == 404 && ri.sub == "" {
 			ca.SetManagedFields(nil)
-			out, err := s.createObject(ctx, ri, cfgObj, manager, isDryRun(req))
+			e := entry(manager, metav1.ManagedFieldsOperationApply, apiVersion, "", applied)
+			out, err := s.createObject(ctx, ri, cfgObj, manager, isDryRun(req), &e)
 			if err != nil {
 				return err
-			}
-			accessor(out).SetManagedFields([]metav1.ManagedFieldsEntry{entry(manager, metav1.ManagedFieldsOperationApply, apiVersion, "", applied)})
-			if !isDryRun(req) {
-				out, err = s.st.update(ctx, ri.r, out, revOf(out))
-				if err != nil {
-					return err
-				}
 			}
 			addWarnings(w, warnings)
 			return s.respondObject(w, req, ri.r, 201, out)

@@ -293,6 +293,9 @@ func (s *Server) create(w http.ResponseWriter, req *http.Request, ri *reqInfo) e
 			return s.podStream(w, req, ri)
 		}
 	}
+	if ri.r.namespaced && ri.ns == "" {
+		return errMethodNotAllowed("%s are namespaced: POST to /…/namespaces/NAMESPACE/%s", ri.r.name, ri.r.name)
+	}
 	body, err := readBody(req)
 	if err != nil {
 		return err
@@ -323,9 +326,14 @@ func fieldManager(req *http.Request, def string) string {
 }
 
 // createObject runs defaulting, validation and metadata preparation, then stores obj.
-func (s *Server) createObject(ctx context.Context, ri *reqInfo, obj runtime.Object, manager string, dryRun bool) (runtime.Object, error) {
+// applied, when set, is the server-side apply managedFields entry to record.
+func (s *Server) createObject(ctx context.Context, ri *reqInfo, obj runtime.Object, manager string, dryRun bool, appliedEntry ...*metav1.ManagedFieldsEntry) (runtime.Object, error) {
 	r := ri.r
 	a := accessor(obj)
+	var applied *metav1.ManagedFieldsEntry
+	if len(appliedEntry) > 0 {
+		applied = appliedEntry[0]
+	}
 	if r.namespaced {
 		if a.GetNamespace() != "" && a.GetNamespace() != ri.ns {
 			return nil, errBadRequest("the namespace of the provided object (%s) does not match the namespace sent on the request (%s)", a.GetNamespace(), ri.ns)
@@ -367,7 +375,11 @@ func (s *Server) createObject(ctx context.Context, ri *reqInfo, obj runtime.Obje
 		if errs := validateObject(r, obj); len(errs) > 0 {
 			return nil, errInvalid(r, a.GetName(), errs)
 		}
-		setManagedFields(obj, manager, metav1.ManagedFieldsOperationUpdate, nil)
+		if applied == nil {
+			setManagedFields(obj, manager, metav1.ManagedFieldsOperationUpdate, nil)
+		} else {
+			a.SetManagedFields([]metav1.ManagedFieldsEntry{*applied})
+		}
 		if dryRun {
 			setTypeMeta(r, obj)
 			return obj, nil

@@ -8,6 +8,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apiresource "k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -417,6 +418,21 @@ func validateUpdate(r *resource, old, next runtime.Object) []fieldErr {
 		n := next.(*corev1.Pod)
 		if o.Spec.NodeName != "" && n.Spec.NodeName != o.Spec.NodeName {
 			return []fieldErr{invalid("spec.nodeName", n.Spec.NodeName, "field is immutable once set")}
+		}
+		// As upstream: only images, activeDeadlineSeconds, tolerations
+		// (additions) and terminationGracePeriodSeconds may change.
+		a, b := o.Spec.DeepCopy(), n.Spec.DeepCopy()
+		for _, s := range []*corev1.PodSpec{a, b} {
+			for i := range s.Containers {
+				s.Containers[i].Image = ""
+			}
+			for i := range s.InitContainers {
+				s.InitContainers[i].Image = ""
+			}
+			s.ActiveDeadlineSeconds, s.Tolerations, s.TerminationGracePeriodSeconds, s.NodeName = nil, nil, nil, ""
+		}
+		if !apiequality.Semantic.DeepEqual(a, b) {
+			return []fieldErr{{metav1.CauseTypeForbidden, "spec", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations) or `spec.terminationGracePeriodSeconds`"}}
 		}
 	}
 	return nil
