@@ -28,6 +28,7 @@ func runServer(args []string) error {
 	fs.BoolVar(&o.ClusterInit, "cluster-init", false, "first server of a high-availability cluster")
 	fs.StringVar(&o.Join, "join", "", "join the HA cluster of the server at https://HOST:PORT")
 	fs.StringVar(&o.Token, "token", "", "join token (from `berth token` on the first server)")
+	fs.StringVar(&o.ServiceCIDR, "service-cidr", "10.43.0.0/16", "range of service cluster IPs")
 	fs.StringVar(&o.Name, "name", "", "etcd member name (default hostname-port)")
 	disableAgent := fs.Bool("disable-agent", false, "run a pure control plane (no node agent; the agent is not part of this build yet)")
 	debug := fs.Bool("debug", false, "log every request")

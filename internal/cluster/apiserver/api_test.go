@@ -698,3 +698,29 @@ func TestPodUpdateRules(t *testing.T) {
 	// Namespaced create without a namespace is refused with a clear message.
 	mustCode(t, do(t, "POST", "/api/v1/pods", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}}`), 405)
 }
+
+func TestServiceClusterIP(t *testing.T) {
+	ns := newNS(t)
+	base := "/api/v1/namespaces/" + ns + "/services"
+	svc := `{"apiVersion":"v1","kind":"Service","metadata":{"name":"%s"},"spec":{%s"ports":[{"port":80}]}}`
+	a := do(t, "POST", base, fmt.Sprintf(svc, "a", ""))
+	mustCode(t, a, 201)
+	ip := a.str("spec.clusterIP")
+	if !strings.HasPrefix(ip, "10.43.") {
+		t.Fatalf("allocated clusterIP: got %q, want an address in 10.43.0.0/16", ip)
+	}
+	if tp := a.obj["spec"].(map[string]any)["ports"].([]any)[0].(map[string]any)["targetPort"]; fmt.Sprint(tp) != "80" {
+		t.Errorf("targetPort default: got %v, want 80", tp)
+	}
+	// The same address cannot be taken twice; an address outside the range is invalid.
+	mustCode(t, do(t, "POST", base, fmt.Sprintf(svc, "b", `"clusterIP":"`+ip+`",`)), 422)
+	mustCode(t, do(t, "POST", base, fmt.Sprintf(svc, "c", `"clusterIP":"192.168.1.1",`)), 422)
+	mustCode(t, do(t, "POST", base, fmt.Sprintf(svc, "h", `"clusterIP":"None",`)), 201)
+	// Updates keep the address; changing it is refused.
+	mustCode(t, do(t, "PATCH", base+"/a", `{"spec":{"clusterIP":"10.43.9.9"}}`, withCT(mtMergePatch)), 422)
+	// Deleting the service frees the address for others.
+	mustCode(t, do(t, "DELETE", base+"/a", nil), 200)
+	eventually(t, "cluster IP released", func() bool {
+		return do(t, "POST", base, fmt.Sprintf(svc, "b", `"clusterIP":"`+ip+`",`)).code == 201
+	})
+}

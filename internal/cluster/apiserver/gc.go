@@ -119,6 +119,16 @@ func (s *Server) Run(ctx context.Context) {
 							if json.Unmarshal(ev.PrevKv.Value, &m) == nil {
 								enqueue(gcTask{r: r, ns: ns, name: name, uid: m.Metadata.UID})
 							}
+							if r.kind == "Service" && r.group == "" {
+								var svc struct {
+									Spec struct {
+										ClusterIP string `json:"clusterIP"`
+									} `json:"spec"`
+								}
+								if json.Unmarshal(ev.PrevKv.Value, &svc) == nil {
+									s.releaseClusterIP(ctx, ns, name, svc.Spec.ClusterIP)
+								}
+							}
 						}
 						continue
 					}

@@ -384,7 +384,17 @@ func (s *Server) createObject(ctx context.Context, ri *reqInfo, obj runtime.Obje
 			setTypeMeta(r, obj)
 			return obj, nil
 		}
+		svc, isSvc := obj.(*corev1.Service)
+		if isSvc {
+			if err := s.allocateClusterIP(ctx, svc); err != nil {
+				return nil, err
+			}
+		}
 		out, err := s.st.create(ctx, r, obj)
+		if err != nil && isSvc {
+			s.releaseClusterIP(ctx, svc.Namespace, svc.Name, svc.Spec.ClusterIP)
+			svc.Spec.ClusterIP, svc.Spec.ClusterIPs = "", nil
+		}
 		if err != nil && genName && attempt < 5 && toStatus(err).status.Reason == metav1.StatusReasonAlreadyExists {
 			continue
 		}
@@ -524,6 +534,14 @@ func (s *Server) updateObject(ctx context.Context, ri *reqInfo, cur, next runtim
 		}
 		if r.name == "namespaces" {
 			result.(*corev1.Namespace).Spec = cur.(*corev1.Namespace).Spec
+		}
+		if svc, ok := result.(*corev1.Service); ok && svc.Spec.ClusterIP == "" {
+			// An update that omits the allocated address keeps it.
+			old := cur.(*corev1.Service)
+			svc.Spec.ClusterIP, svc.Spec.ClusterIPs = old.Spec.ClusterIP, old.Spec.ClusterIPs
+			if svc.Spec.IPFamilyPolicy == nil {
+				svc.Spec.IPFamilyPolicy, svc.Spec.IPFamilies = old.Spec.IPFamilyPolicy, old.Spec.IPFamilies
+			}
 		}
 		applyDefaults(result)
 	}

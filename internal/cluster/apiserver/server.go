@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -31,6 +32,8 @@ type Config struct {
 	Logger *slog.Logger
 	// GitVersion is reported by /version.
 	GitVersion string
+	// ServiceCIDR is the range of service cluster IPs (default DefaultServiceCIDR).
+	ServiceCIDR string
 	// Extra handles /berth/... paths (the HA join endpoint); it runs after
 	// authentication, with the user in the request context.
 	Extra http.Handler
@@ -45,7 +48,8 @@ type Server struct {
 	scheme *runtime.Scheme
 	proto  *protobuf.Serializer
 
-	owners *ownerIndex // dependents by owner UID, kept by the collector
+	owners      *ownerIndex // dependents by owner UID, kept by the collector
+	serviceCIDR netip.Prefix
 
 	openapiOnce sync.Once
 	openapiV3   map[string][]byte // "api/v1" -> document
@@ -63,6 +67,15 @@ func New(cfg Config) *Server {
 		cfg.GitVersion = "v1.33.0-berth"
 	}
 	s := &Server{cfg: cfg, st: &storage{cli: cfg.Client}, log: cfg.Logger, owners: &ownerIndex{}}
+	if cfg.ServiceCIDR == "" {
+		cfg.ServiceCIDR = DefaultServiceCIDR
+	}
+	p, err := netip.ParsePrefix(cfg.ServiceCIDR)
+	if err != nil || !p.Addr().Is4() || p.Bits() > 28 {
+		p = netip.MustParsePrefix(DefaultServiceCIDR)
+		s.log.Warn("service CIDR invalid, using the default", "cidr", cfg.ServiceCIDR, "default", DefaultServiceCIDR)
+	}
+	s.serviceCIDR = p
 	s.scheme = newScheme()
 	s.proto = protobuf.NewSerializer(s.scheme, s.scheme)
 	return s

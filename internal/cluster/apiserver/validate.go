@@ -409,6 +409,11 @@ func validateUpdate(r *resource, old, next runtime.Object) []fieldErr {
 				return []fieldErr{{metav1.CauseTypeForbidden, "data", "Forbidden: field is immutable when `immutable` is set"}}
 			}
 		}
+	case *corev1.Service:
+		n := next.(*corev1.Service)
+		if o.Spec.ClusterIP != "" && n.Spec.ClusterIP != o.Spec.ClusterIP {
+			return []fieldErr{invalid("spec.clusterIP", n.Spec.ClusterIP, "field is immutable")}
+		}
 	case *corev1.Secret:
 		n := next.(*corev1.Secret)
 		if o.Type != n.Type {

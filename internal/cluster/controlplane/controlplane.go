@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -44,6 +45,7 @@ type Options struct {
 	Join                                  string // https://FIRST:PORT
 	Token                                 string
 	Name                                  string // etcd member name
+	ServiceCIDR                           string // range of service cluster IPs
 	Logger                                *slog.Logger
 	// Ready, if set, is closed once the API serves.
 	Ready chan<- struct{}
@@ -83,6 +85,12 @@ func (o *Options) defaults() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.ServiceCIDR == "" {
+		o.ServiceCIDR = apiserver.DefaultServiceCIDR
+	}
+	if p, err := netip.ParsePrefix(o.ServiceCIDR); err != nil || !p.Addr().Is4() || p.Bits() > 28 || p.Bits() < 12 {
+		return fmt.Errorf("--service-cidr %q: want an IPv4 prefix between /12 and /28: %w", o.ServiceCIDR, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -181,10 +189,11 @@ func Run(ctx context.Context, o Options) error {
 	defer st.Close()
 
 	api := apiserver.New(apiserver.Config{
-		Client: st.Client,
-		Auth:   &apiserver.CredentialAuth{Tokens: pki.NewTokenStore(dir)},
-		Logger: o.Logger,
-		Extra:  joinHandler(st, ca),
+		Client:      st.Client,
+		Auth:        &apiserver.CredentialAuth{Tokens: pki.NewTokenStore(dir)},
+		Logger:      o.Logger,
+		ServiceCIDR: o.ServiceCIDR,
+		Extra:       joinHandler(st, ca),
 	})
 	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = api.Bootstrap(bctx)

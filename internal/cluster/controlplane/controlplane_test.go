@@ -25,6 +25,7 @@ func TestOptionsValidation(t *testing.T) {
 		{"bad port", func(o *Options) { o.Port = 70000 }, errdefs.ErrInvalidArgument, "--port"},
 		{"bad etcd port", func(o *Options) { o.EtcdPeerPort = 0 }, errdefs.ErrInvalidArgument, "--etcd-peer-port"},
 		{"join without token", func(o *Options) { o.Join = "https://a:1" }, errdefs.ErrInvalidArgument, "--token"},
+		{"bad service cidr", func(o *Options) { o.ServiceCIDR = "10.0.0.0/30" }, errdefs.ErrInvalidArgument, "--service-cidr"},
 		{"join over http", func(o *Options) { o.Join, o.Token = "http://a:1", "K0123456789abcdef.x" }, errdefs.ErrInvalidArgument, "--join"},
 	}
 	for _, tc := range cases {
