@@ -724,3 +724,34 @@ func TestServiceClusterIP(t *testing.T) {
 		return do(t, "POST", base, fmt.Sprintf(svc, "b", `"clusterIP":"`+ip+`",`)).code == 201
 	})
 }
+
+func TestVersionsShareStorage(t *testing.T) {
+	ns := newNS(t)
+	v1 := do(t, "POST", "/apis/autoscaling/v1/namespaces/"+ns+"/horizontalpodautoscalers", `{"apiVersion":"autoscaling/v1","kind":"HorizontalPodAutoscaler","metadata":{"name":"h"},"spec":{"scaleTargetRef":{"apiVersion":"apps/v1","kind":"Deployment","name":"web"},"maxReplicas":5,"targetCPUUtilizationPercentage":70}}`)
+	mustCode(t, v1, 201)
+	v2 := do(t, "GET", "/apis/autoscaling/v2/namespaces/"+ns+"/horizontalpodautoscalers/h", nil)
+	mustCode(t, v2, 200)
+	m := v2.obj["spec"].(map[string]any)["metrics"].([]any)[0].(map[string]any)["resource"].(map[string]any)
+	if m["name"] != "cpu" || fmt.Sprint(m["target"].(map[string]any)["averageUtilization"]) != "70" || v2.str("apiVersion") != "autoscaling/v2" {
+		t.Errorf("v1 HPA read as v2: got %s", v2.body)
+	}
+	if v2.str("metadata.uid") != v1.str("metadata.uid") || v2.str("metadata.resourceVersion") != v1.str("metadata.resourceVersion") {
+		t.Errorf("v1 and v2 views differ in identity: %s vs %s", v1.body, v2.body)
+	}
+	mustCode(t, do(t, "PATCH", "/apis/autoscaling/v2/namespaces/"+ns+"/horizontalpodautoscalers/h", `{"spec":{"maxReplicas":9}}`, withCT(mtMergePatch)), 200)
+	if got := do(t, "GET", "/apis/autoscaling/v1/namespaces/"+ns+"/horizontalpodautoscalers/h", nil).str("spec.maxReplicas"); got != "9" {
+		t.Errorf("v2 change seen through v1: got maxReplicas %q, want 9", got)
+	}
+
+	mustCode(t, do(t, "POST", "/api/v1/namespaces/"+ns+"/events", `{"apiVersion":"v1","kind":"Event","metadata":{"name":"e"},"involvedObject":{"kind":"Pod","name":"p","namespace":"`+ns+`"},"reason":"Started","message":"hello","type":"Normal"}`), 201)
+	ev := do(t, "GET", "/apis/events.k8s.io/v1/namespaces/"+ns+"/events/e", nil)
+	mustCode(t, ev, 200)
+	if ev.str("note") != "hello" || ev.str("regarding.name") != "p" || ev.str("apiVersion") != "events.k8s.io/v1" {
+		t.Errorf("core event read through events.k8s.io: got %s", ev.body)
+	}
+	mustCode(t, do(t, "POST", "/apis/events.k8s.io/v1/namespaces/"+ns+"/events", `{"apiVersion":"events.k8s.io/v1","kind":"Event","metadata":{"name":"e2"},"eventTime":"2026-01-01T00:00:00.000000Z","regarding":{"kind":"Pod","name":"q"},"reason":"Pulled","note":"world","type":"Normal","action":"Pull","reportingController":"berth/agent","reportingInstance":"n1"}`), 201)
+	l := do(t, "GET", "/api/v1/namespaces/"+ns+"/events?fieldSelector=involvedObject.name%3Dq", nil)
+	if items := l.obj["items"].([]any); len(items) != 1 || items[0].(map[string]any)["message"] != "world" {
+		t.Errorf("events.k8s.io event listed through core/v1 by involvedObject: got %s", l.body)
+	}
+}

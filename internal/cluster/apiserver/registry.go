@@ -45,6 +45,9 @@ func (r *resource) groupResource() string {
 
 // prefix is the etcd key prefix of the resource's objects.
 func (r *resource) prefix() string {
+	if c := r.conv(); c != nil {
+		return c.storage().prefix()
+	}
 	g := r.group
 	if g == "" {
 		g = "core"

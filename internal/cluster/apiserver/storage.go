@@ -37,6 +37,9 @@ func accessor(obj runtime.Object) metav1.Object {
 }
 
 func encodeStored(r *resource, obj runtime.Object) ([]byte, error) {
+	if c := r.conv(); c != nil {
+		obj, r = c.toStorage(obj), c.storage()
+	}
 	a := accessor(obj)
 	rv := a.GetResourceVersion()
 	a.SetResourceVersion("")
@@ -53,9 +56,13 @@ func encodeStored(r *resource, obj runtime.Object) ([]byte, error) {
 }
 
 func decodeStored(r *resource, data []byte, rev int64) (runtime.Object, error) {
-	obj := r.newObj()
+	sr := r.storageRes()
+	obj := sr.newObj()
 	if err := json.Unmarshal(data, obj); err != nil {
 		return nil, fmt.Errorf("stored %s: %w", r.groupResource(), err)
+	}
+	if c := r.conv(); c != nil {
+		obj = c.fromStorage(obj)
 	}
 	setTypeMeta(r, obj)
 	accessor(obj).SetResourceVersion(strconv.FormatInt(rev, 10))
@@ -254,7 +261,7 @@ func (s *storage) listMode(ctx context.Context, r *resource, ns string, limit in
 				page.rev = rev
 				return page, nil
 			}
-			if rawItems && match == nil {
+			if rawItems && match == nil && r.conv() == nil {
 				if b, ok := injectRV(kv.Value, kv.ModRevision); ok {
 					page.raw = append(page.raw, b)
 					continue
