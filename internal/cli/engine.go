@@ -21,7 +21,7 @@ import (
 func engineCommands(g *globals) []*cobra.Command {
 	system := &cobra.Command{Use: "system", Short: "Manage berth"}
 	system.AddCommand(newSystemPruneCmd(g), newInfoCmd(g))
-	cmds := []*cobra.Command{newDaemonCmd(g), newVersionCmd(g), newInfoCmd(g), system, newVolumeCmd(g)}
+	cmds := []*cobra.Command{newDaemonCmd(g), newVersionCmd(g), newInfoCmd(g), system, newVolumeCmd(g), newNetworkCmd(g)}
 	for _, name := range []string{"server", "kubeconfig", "token"} {
 		cmds = append(cmds, newForwardCmd(name))
 	}
@@ -48,11 +48,15 @@ Two daemons can run side by side with different --root, --exec-root and --socket
 			merged := fileCfg
 			fs := cmd.Flags()
 			for flag, v := range map[string]*string{"root": &merged.Root, "exec-root": &merged.ExecRoot, "socket": &merged.Socket,
-				"default-runtime": &merged.DefaultRuntime, "shim": &merged.ShimPath, "cgroup-parent": &merged.CgroupParent} {
+				"default-runtime": &merged.DefaultRuntime, "shim": &merged.ShimPath, "cgroup-parent": &merged.CgroupParent,
+				"bridge": &merged.Bridge, "bridge-subnet": &merged.BridgeSubnet} {
 				if fs.Changed(flag) || *v == "" {
 					val, _ := fs.GetString(flag)
 					*v = val
 				}
+			}
+			if fs.Changed("cleanup") {
+				merged.Cleanup = cfg.Cleanup
 			}
 			if merged.Socket == "" && merged.ExecRoot != "" {
 				merged.Socket = filepath.Join(merged.ExecRoot, "berth.sock")
@@ -78,6 +82,9 @@ Two daemons can run side by side with different --root, --exec-root and --socket
 	f.StringVar(&cfg.DefaultRuntime, "default-runtime", "crun", "Default OCI runtime for containers")
 	f.StringVar(&cfg.ShimPath, "shim", "", "Path of the berth-shim binary (default: next to berth)")
 	f.StringVar(&cfg.CgroupParent, "cgroup-parent", "berth", "Parent cgroup of containers")
+	f.StringVar(&cfg.Bridge, "bridge", "berth0", "Bridge of the default network (two daemons on one host need different ones)")
+	f.StringVar(&cfg.BridgeSubnet, "bridge-subnet", "172.30.0.0/16", "Subnet of the default network")
+	f.BoolVar(&cfg.Cleanup, "cleanup", false, "Remove the daemon's bridges and packet rules when it stops")
 	f.StringVar(&configFile, "config", "/etc/berth/daemon.json", "Daemon configuration file (JSON; flags override it)")
 	f.StringVar(&logLevel, "log-level", "info", "Log level: debug, info, warn, error")
 	return cmd

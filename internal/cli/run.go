@@ -22,6 +22,7 @@ import (
 
 	"github.com/berth/berth/internal/engine/api"
 	"github.com/berth/berth/internal/engine/client"
+	"github.com/berth/berth/internal/engine/network"
 	"github.com/berth/berth/internal/engine/volume"
 	"github.com/berth/berth/internal/errdefs"
 	"github.com/berth/berth/internal/units"
@@ -34,6 +35,10 @@ type createFlags struct {
 	env, envFiles, labels, capAdd, capDrop    []string
 	securityOpt, logOpts, tmpfs, sysctls      []string
 	volumes, mounts                           []string
+	publish, expose, dns, dnsSearch, dnsOpts  []string
+	addHosts, aliases                         []string
+	ip                                        string
+	publishAll                                bool
 	interactive, tty, readOnly, privileged    bool
 	memory, memorySwap, memoryReservation     string
 	cpus                                      float64
@@ -68,7 +73,16 @@ func addCreateFlags(fs *pflag.FlagSet, f *createFlags) {
 	fs.StringVar(&f.restart, "restart", "no", "Restart policy: no, on-failure[:max-retries], always, unless-stopped")
 	fs.StringArrayVarP(&f.labels, "label", "l", nil, "Set meta data on a container (KEY=VALUE)")
 	fs.StringVar(&f.runtime, "runtime", "", "OCI runtime to use for this container (crun, runc, or one from daemon.json)")
-	fs.StringVar(&f.network, "network", "none", "Connect a container to a network (none, host)")
+	fs.StringVar(&f.network, "network", "bridge", "Connect a container to a network (bridge, none, host, or a user network)")
+	fs.StringVar(&f.ip, "ip", "", "IPv4 address (e.g., 172.30.0.10) on a user network")
+	fs.StringArrayVar(&f.aliases, "network-alias", nil, "Add network-scoped alias for the container")
+	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "Publish a container's port(s) to the host ([hostip:]hostport:containerport[/proto], or containerport)")
+	fs.BoolVarP(&f.publishAll, "publish-all", "P", false, "Publish all exposed ports to random ports")
+	fs.StringArrayVar(&f.expose, "expose", nil, "Expose a port or a range of ports")
+	fs.StringArrayVar(&f.dns, "dns", nil, "Set custom DNS servers")
+	fs.StringArrayVar(&f.dnsSearch, "dns-search", nil, "Set custom DNS search domains")
+	fs.StringArrayVar(&f.dnsOpts, "dns-option", nil, "Set DNS options")
+	fs.StringArrayVar(&f.addHosts, "add-host", nil, "Add a custom host-to-IP mapping (host:ip)")
 	fs.BoolVar(&f.privileged, "privileged", false, "Give extended privileges to this container")
 	fs.StringArrayVar(&f.capAdd, "cap-add", nil, "Add Linux capabilities")
 	fs.StringArrayVar(&f.capDrop, "cap-drop", nil, "Drop Linux capabilities")
@@ -211,6 +225,47 @@ func (f *createFlags) request(fs *pflag.FlagSet, image string, cmd []string) (ap
 			}
 			hc.Sysctls[k] = v
 		}
+	}
+	hc.DNS, hc.DNSSearch, hc.DNSOptions, hc.ExtraHosts, hc.PublishAllPorts = f.dns, f.dnsSearch, f.dnsOpts, f.addHosts, f.publishAll
+	for _, h := range f.addHosts {
+		if _, err := network.ParseAddHost(h); err != nil {
+			return req, bad("--add-host", h, "want HOST:IP")
+		}
+	}
+	for _, e := range f.expose {
+		p := e
+		if !strings.Contains(p, "/") {
+			p += "/tcp"
+		}
+		if req.ExposedPorts == nil {
+			req.ExposedPorts = map[string]struct{}{}
+		}
+		req.ExposedPorts[p] = struct{}{}
+	}
+	for _, p := range f.publish {
+		ms, err := network.ParsePortSpec(p)
+		if err != nil {
+			return req, bad("-p, --publish", p, err.Error())
+		}
+		if hc.PortBindings == nil {
+			hc.PortBindings = map[string][]api.PortBinding{}
+		}
+		for _, m := range ms {
+			k := fmt.Sprintf("%d/%s", m.ContainerPort, m.Proto)
+			hp := ""
+			if m.HostPort != 0 {
+				hp = strconv.Itoa(int(m.HostPort))
+			}
+			hc.PortBindings[k] = append(hc.PortBindings[k], api.PortBinding{HostIP: m.HostIP, HostPort: hp})
+			if req.ExposedPorts == nil {
+				req.ExposedPorts = map[string]struct{}{}
+			}
+			req.ExposedPorts[k] = struct{}{}
+		}
+	}
+	if f.ip != "" || len(f.aliases) > 0 {
+		req.NetworkingConfig = &api.NetworkingConfig{EndpointsConfig: map[string]*api.EndpointConfigRequest{
+			f.network: {Aliases: f.aliases, IPAMConfig: &api.EndpointIPAMConfig{IPv4Address: f.ip}}}}
 	}
 	req.HostConfig = hc
 	return req, nil

@@ -58,21 +58,27 @@ type LogConfig struct {
 
 // HostConfig is the host-dependent part of a container's configuration.
 type HostConfig struct {
-	Binds          []string          `json:"Binds"`
-	Mounts         []Mount           `json:"Mounts,omitempty"`
-	NetworkMode    string            `json:"NetworkMode"`
-	RestartPolicy  RestartPolicy     `json:"RestartPolicy"`
-	AutoRemove     bool              `json:"AutoRemove"`
-	CapAdd         []string          `json:"CapAdd"`
-	CapDrop        []string          `json:"CapDrop"`
-	Privileged     bool              `json:"Privileged"`
-	ReadonlyRootfs bool              `json:"ReadonlyRootfs"`
-	SecurityOpt    []string          `json:"SecurityOpt"`
-	Tmpfs          map[string]string `json:"Tmpfs,omitempty"`
-	Sysctls        map[string]string `json:"Sysctls,omitempty"`
-	Runtime        string            `json:"Runtime,omitempty"`
-	LogConfig      LogConfig         `json:"LogConfig"`
-	OomScoreAdj    int               `json:"OomScoreAdj"`
+	Binds           []string                 `json:"Binds"`
+	Mounts          []Mount                  `json:"Mounts,omitempty"`
+	PortBindings    map[string][]PortBinding `json:"PortBindings"`
+	PublishAllPorts bool                     `json:"PublishAllPorts"`
+	DNS             []string                 `json:"Dns"`
+	DNSSearch       []string                 `json:"DnsSearch"`
+	DNSOptions      []string                 `json:"DnsOptions"`
+	ExtraHosts      []string                 `json:"ExtraHosts"`
+	NetworkMode     string                   `json:"NetworkMode"`
+	RestartPolicy   RestartPolicy            `json:"RestartPolicy"`
+	AutoRemove      bool                     `json:"AutoRemove"`
+	CapAdd          []string                 `json:"CapAdd"`
+	CapDrop         []string                 `json:"CapDrop"`
+	Privileged      bool                     `json:"Privileged"`
+	ReadonlyRootfs  bool                     `json:"ReadonlyRootfs"`
+	SecurityOpt     []string                 `json:"SecurityOpt"`
+	Tmpfs           map[string]string        `json:"Tmpfs,omitempty"`
+	Sysctls         map[string]string        `json:"Sysctls,omitempty"`
+	Runtime         string                   `json:"Runtime,omitempty"`
+	LogConfig       LogConfig                `json:"LogConfig"`
+	OomScoreAdj     int                      `json:"OomScoreAdj"`
 	Resources
 }
 
@@ -94,8 +100,8 @@ type Resources struct {
 // CreateRequest is the body of POST /containers/create.
 type CreateRequest struct {
 	Config
-	HostConfig       *HostConfig `json:"HostConfig,omitempty"`
-	NetworkingConfig any         `json:"NetworkingConfig,omitempty"`
+	HostConfig       *HostConfig       `json:"HostConfig,omitempty"`
+	NetworkingConfig *NetworkingConfig `json:"NetworkingConfig,omitempty"`
 }
 
 // CreateResponse answers POST /containers/create.

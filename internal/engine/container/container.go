@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/internal/engine/api"
+	"github.com/berth/berth/internal/engine/network"
 	"github.com/berth/berth/internal/engine/volume"
 	"github.com/berth/berth/internal/errdefs"
 )
@@ -48,9 +49,20 @@ type Container struct {
 	// parsed at create; MountPoints what the last start mounted.
 	Mounts      []volume.MountSpec `json:"mounts,omitempty"`
 	MountPoints []api.MountPoint   `json:"mountPoints,omitempty"`
+	// Networks are the networks the container joins at start, the first
+	// one holding the default route; Ports are the ports it publishes.
+	Networks []NetworkAttachment   `json:"networks,omitempty"`
+	Ports    []network.PortMapping `json:"ports,omitempty"`
 
 	dir string // <root>/containers/<id>
 	run string // <exec-root>/<short id>: bundle, shim socket, exit status
+}
+
+// NetworkAttachment is a network a container joins, with its options.
+type NetworkAttachment struct {
+	Name    string   `json:"name"`
+	IP      string   `json:"ip,omitempty"`
+	Aliases []string `json:"aliases,omitempty"`
 }
 
 // ShortID is the first 12 hex digits of the ID, as Docker shows it.

@@ -46,7 +46,8 @@ func (d *Daemon) CreateContainer(name string, req api.CreateRequest) (*container
 	if err := d.validateHostConfig(&hc); err != nil {
 		return nil, err
 	}
-	if name != "" {
+	generated := name == ""
+	if !generated {
 		if err := container.ValidateName(name); err != nil {
 			return nil, err
 		}
@@ -93,7 +94,16 @@ func (d *Daemon) CreateContainer(name string, req api.CreateRequest) (*container
 		return nil, err
 	}
 	c.Mounts = mounts
-	if err := d.ctrs.Add(c); err != nil {
+	if c.Networks, c.Ports, err = d.networkRequest(req, &c.HostConfig); err != nil {
+		return nil, err
+	}
+	err = d.ctrs.Add(c)
+	for i := 0; generated && errdefs.Is(err, errdefs.ErrConflict) && i < 20; i++ {
+		// Another create took the same random name meanwhile.
+		c.Name = d.ctrs.GenerateName()
+		err = d.ctrs.Add(c)
+	}
+	if err != nil {
 		return nil, err
 	}
 	// Claim creates the named and anonymous volumes and records this
@@ -191,13 +201,6 @@ func (d *Daemon) validateHostConfig(hc *api.HostConfig) error {
 	}
 	if hc.AutoRemove && hc.RestartPolicy.Name != "no" {
 		return fmt.Errorf("can't create 'AutoRemove' container with restart policy %q: %w", hc.RestartPolicy.Name, errdefs.ErrInvalidArgument)
-	}
-	switch hc.NetworkMode {
-	case "", "none", "default":
-		hc.NetworkMode = "none"
-	case "host":
-	default:
-		return fmt.Errorf("network %q not found (this engine supports --network none and host): %w", hc.NetworkMode, errdefs.ErrNotFound)
 	}
 	return nil
 }
@@ -308,6 +311,7 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 		c.State.Error = err.Error()
 		c.State.FinishedAt = time.Now().UTC()
 		c.Save()
+		d.teardownNetwork(c)
 		d.snaps.Unmount(c.ID)
 		l.notify()
 		return err
@@ -338,7 +342,11 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 		c.MountPoints = append(c.MountPoints, api.MountPoint{Type: string(mp.Type), Name: mp.Name, Source: mp.Source,
 			Destination: mp.Destination, Driver: mp.Driver, Mode: mp.Mode, RW: mp.RW, Propagation: mp.Propagation})
 	}
-	spec, err := d.buildSpec(c, rootfs, mounts)
+	netns, netMounts, err := d.setupNetwork(c)
+	if err != nil {
+		return fail(125, fmt.Errorf("network of container %s: %w", c.ShortID(), err))
+	}
+	spec, err := d.buildSpec(c, rootfs, netns, append(netMounts, mounts...))
 	if err == nil {
 		d.seccomp.Annotate(rt, spec)
 	}
@@ -420,7 +428,7 @@ func startErrorCode(err error) int {
 }
 
 // buildSpec generates the container's OCI spec.
-func (d *Daemon) buildSpec(c *container.Container, rootfs string, mounts []specs.Mount) (*specs.Spec, error) {
+func (d *Daemon) buildSpec(c *container.Container, rootfs, netns string, mounts []specs.Mount) (*specs.Spec, error) {
 	cfg, hc := c.Config, c.HostConfig
 	uid, gid, groups, err := runtime.ResolveUser(rootfs, cfg.User)
 	if err != nil {
@@ -452,9 +460,7 @@ func (d *Daemon) buildSpec(c *container.Container, rootfs string, mounts []specs
 		v := hc.OomScoreAdj
 		opts.OOMScoreAdj = &v
 	}
-	if hc.NetworkMode == "host" {
-		opts.NetNSPath = "host"
-	}
+	opts.NetNSPath = netns
 	for _, so := range hc.SecurityOpt {
 		switch so {
 		case "seccomp=unconfined", "seccomp:unconfined":
@@ -503,6 +509,7 @@ func (d *Daemon) handleExit(c *container.Container, st exitStatus) {
 	c.State.ExitCode = st.code
 	c.State.OOMKilled = st.oomKilled
 	c.State.FinishedAt = st.at
+	d.teardownNetwork(c)
 	if err := d.snaps.Unmount(c.ID); err != nil {
 		d.log.Warn("unmounting rootfs", "id", c.ID, "err", err)
 	}
@@ -787,6 +794,7 @@ func (d *Daemon) RemoveContainer(ref string, force, volumes bool) error {
 		errs = append(errs, fmt.Errorf("removing snapshot: %w", err))
 	}
 	d.execs.removeContainer(c.ID)
+	d.teardownNetwork(c)
 	if volumes {
 		if _, err := d.volumes.RemoveAnonymous(c.ID); err != nil {
 			errs = append(errs, fmt.Errorf("removing anonymous volumes: %w", err))

@@ -21,6 +21,7 @@ import (
 	"github.com/berth/berth/internal/engine/cgroups"
 	"github.com/berth/berth/internal/engine/container"
 	"github.com/berth/berth/internal/engine/image"
+	"github.com/berth/berth/internal/engine/network"
 	"github.com/berth/berth/internal/engine/runtime"
 	"github.com/berth/berth/internal/engine/snapshot"
 	"github.com/berth/berth/internal/engine/volume"
@@ -44,6 +45,13 @@ type Config struct {
 	ShimPath string `json:"shim"`
 	// CgroupParent is the cgroup under which containers are created.
 	CgroupParent string `json:"cgroup-parent"`
+	// Bridge and BridgeSubnet are the default network's bridge and
+	// subnet (default berth0, 172.30.0.0/16). Two daemons on one host need
+	// different ones.
+	Bridge       string `json:"bridge"`
+	BridgeSubnet string `json:"bridge-subnet"`
+	// Cleanup removes the daemon's bridges and packet rules when it stops.
+	Cleanup bool `json:"cleanup"`
 }
 
 // RuntimeConfig names one OCI runtime binary.
@@ -114,6 +122,7 @@ type Daemon struct {
 	snaps    *snapshot.Store
 	ctrs     *container.Store
 	volumes  *volume.Store
+	net      *network.Manager
 	cgroupV2 bool
 	started  time.Time
 
@@ -166,11 +175,19 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	for _, w := range vwarns {
 		log.Warn("skipping volume", "err", w)
 	}
+	nm, err := network.New(network.Config{StateDir: filepath.Join(cfg.Root, "network"), BridgeName: cfg.Bridge,
+		DefaultSubnet: cfg.BridgeSubnet, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("networking: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Daemon{cfg: cfg, log: log, images: images, snaps: snaps, ctrs: ctrs, volumes: volumes,
+	d := &Daemon{cfg: cfg, log: log, images: images, snaps: snaps, ctrs: ctrs, volumes: volumes, net: nm,
 		cgroupV2: cgroups.Detect(), started: time.Now(), tasks: map[string]*task{},
 		execs: newExecStore(), seccomp: runtime.NewSeccompCache(filepath.Join(cfg.Root, "seccomp")), events: newEventBus(), ctx: ctx, cancel: cancel}
 	d.recover()
+	if err := nm.Recover(d.isRunning); err != nil {
+		log.Warn("recovering networks", "err", err)
+	}
 	return d, nil
 }
 
@@ -225,6 +242,20 @@ func (d *Daemon) Serve(ctx context.Context) error {
 func (d *Daemon) Close() {
 	d.cancel()
 	d.wg.Wait()
+	if err := d.net.Close(d.cfg.Cleanup); err != nil {
+		d.log.Warn("closing networks", "err", err)
+	}
+}
+
+// isRunning reports whether the container with id runs (for recovery).
+func (d *Daemon) isRunning(id string) bool {
+	c, err := d.ctrs.Get(id)
+	if err != nil {
+		return false
+	}
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	return c.State.Running || c.State.Restarting
 }
 
 func listenUnix(path string) (net.Listener, error) {

@@ -69,8 +69,6 @@ func TestValidateHostConfig(t *testing.T) {
 		{"always with count", api.HostConfig{RestartPolicy: api.RestartPolicy{Name: "always", MaximumRetryCount: 3}}, false},
 		{"unknown policy", api.HostConfig{RestartPolicy: api.RestartPolicy{Name: "sometimes"}}, false},
 		{"autoremove with restart", api.HostConfig{AutoRemove: true, RestartPolicy: api.RestartPolicy{Name: "always"}}, false},
-		{"unknown network", api.HostConfig{NetworkMode: "mynet"}, false},
-		{"host network", api.HostConfig{NetworkMode: "host"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hc := tc.hc

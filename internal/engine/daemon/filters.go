@@ -123,7 +123,17 @@ func (d *Daemon) matchContainer(f filterArgs, c *container.Container) bool {
 	}) {
 		return false
 	}
-	if !f.matchAny("network", func(v string) bool { return v == c.HostConfig.NetworkMode }) {
+	if !f.matchAny("network", func(v string) bool {
+		if v == c.HostConfig.NetworkMode {
+			return true
+		}
+		for _, a := range c.Networks {
+			if a.Name == v {
+				return true
+			}
+		}
+		return false
+	}) {
 		return false
 	}
 	if !f.matchAny("volume", func(v string) bool {

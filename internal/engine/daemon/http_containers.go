@@ -49,7 +49,12 @@ func (d *Daemon) getContainersJSON(w http.ResponseWriter, r *http.Request) {
 	for _, c := range d.ctrs.List() {
 		c.Mu.Lock()
 		if (all || c.State.Running || c.State.Restarting || len(f["status"]) > 0 || len(f["exited"]) > 0) && d.matchContainer(f, c) {
-			out = append(out, summarize(c))
+			s := summarize(c)
+			s.Ports = d.summaryPorts(c)
+			for _, a := range c.Networks {
+				s.NetworkSettings.Networks[a.Name] = &api.EndpointSettings{}
+			}
+			out = append(out, s)
 		}
 		c.Mu.Unlock()
 		if limit > 0 && len(out) >= limit {
@@ -124,6 +129,10 @@ func (d *Daemon) inspect(c *container.Container) api.ContainerJSON {
 	if c.State.Running && hc.NetworkMode != "host" && c.State.Pid > 0 {
 		j.NetworkSettings.SandboxKey = fmt.Sprintf("/proc/%d/ns/net", c.State.Pid)
 	}
+	d.networkSettings(c, j.NetworkSettings)
+	j.HostsPath = filepath.Join(c.Dir(), "hosts")
+	j.ResolvConfPath = filepath.Join(c.Dir(), "resolv.conf")
+	j.HostnamePath = filepath.Join(c.Dir(), "hostname")
 	return j
 }
 

@@ -61,6 +61,14 @@ func (d *Daemon) router() http.Handler {
 	m.HandleFunc("GET /volumes/{name}", d.getVolume)
 	m.HandleFunc("DELETE /volumes/{name}", d.deleteVolume)
 
+	m.HandleFunc("GET /networks", d.getNetworks)
+	m.HandleFunc("POST /networks/create", d.postNetworksCreate)
+	m.HandleFunc("POST /networks/prune", d.postNetworksPrune)
+	m.HandleFunc("GET /networks/{id}", d.getNetwork)
+	m.HandleFunc("DELETE /networks/{id}", d.deleteNetwork)
+	m.HandleFunc("POST /networks/{id}/connect", d.postNetworkConnect)
+	m.HandleFunc("POST /networks/{id}/disconnect", d.postNetworkDisconnect)
+
 	m.HandleFunc("GET /images/json", d.getImagesJSON)
 	m.HandleFunc("POST /images/load", d.postImagesLoad)
 	m.HandleFunc("GET /images/get", d.getImagesGet)

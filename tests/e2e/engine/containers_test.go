@@ -51,7 +51,7 @@ func TestRunOutputAndExitCodes(t *testing.T) {
 }
 
 func TestIsolation(t *testing.T) {
-	out := must(t, "run", "--rm", "--hostname", "iso", "busybox", "sh", "-c",
+	out := must(t, "run", "--rm", "--network", "none", "--hostname", "iso", "busybox", "sh", "-c",
 		`echo pid=$$; hostname; ps -o pid | tail -n +2 | sort -n | tail -n 1; grep -c . /proc/self/mountinfo; ls /sys/class/net; cat /proc/self/status | grep -E '^(CapEff|NoNewPrivs|Seccomp):'`)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) < 8 {

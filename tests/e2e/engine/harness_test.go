@@ -17,6 +17,7 @@ import (
 )
 
 var (
+	daemonSeq int
 	binDir    string
 	imagesDir string
 	shared    *daemonProc // the daemon most tests use
@@ -70,6 +71,7 @@ type daemonProc struct {
 	name                 string
 	root, execRoot, sock string
 	cgroupParent         string
+	bridge, subnet       string
 	cmd                  *exec.Cmd
 	log                  *os.File
 }
@@ -83,8 +85,11 @@ func newDaemon(name string) (*daemonProc, error) {
 	if err != nil {
 		return nil, err
 	}
+	daemonSeq++
 	d := &daemonProc{name: name, root: root, execRoot: execRoot, sock: filepath.Join(execRoot, "berth.sock"),
-		cgroupParent: "berth-e2e-" + filepath.Base(execRoot)}
+		cgroupParent: "berth-e2e-" + filepath.Base(execRoot),
+		// Each daemon gets its own default bridge and subnet.
+		bridge: fmt.Sprintf("bte%d-%d", os.Getpid()%10000, daemonSeq), subnet: fmt.Sprintf("10.%d.%d.0/24", 180+os.Getpid()%40, daemonSeq)}
 	return d, d.start()
 }
 
@@ -95,7 +100,8 @@ func (d *daemonProc) start() error {
 	}
 	d.log = log
 	d.cmd = exec.Command(filepath.Join(binDir, "berth"), "daemon", "--root", d.root, "--exec-root", d.execRoot,
-		"--socket", d.sock, "--cgroup-parent", d.cgroupParent, "--config", "/nonexistent", "--log-level", "debug")
+		"--socket", d.sock, "--cgroup-parent", d.cgroupParent, "--config", "/nonexistent", "--log-level", "debug",
+		"--bridge", d.bridge, "--bridge-subnet", d.subnet)
 	d.cmd.Stdout, d.cmd.Stderr = log, log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
@@ -118,6 +124,7 @@ func (d *daemonProc) kill() {
 	d.log.Close()
 }
 
+// stop stops the daemon (SIGTERM); its containers keep running.
 func (d *daemonProc) stop() {
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
@@ -131,7 +138,23 @@ func (d *daemonProc) stop() {
 	d.log.Close()
 }
 
+// cleanup removes everything the daemon left: a last daemon run with
+// --cleanup removes its bridges and packet rules.
 func (d *daemonProc) cleanup() {
+	if d.cmd != nil && d.cmd.ProcessState != nil {
+		c := exec.Command(filepath.Join(binDir, "berth"), "daemon", "--root", d.root, "--exec-root", d.execRoot, "--socket", d.sock,
+			"--cgroup-parent", d.cgroupParent, "--config", "/nonexistent", "--bridge", d.bridge, "--bridge-subnet", d.subnet, "--cleanup")
+		if err := c.Start(); err == nil {
+			for i := 0; i < 200; i++ {
+				if r := d.run("version"); r.code == 0 {
+					break
+				}
+				time.Sleep(25 * time.Millisecond)
+			}
+			c.Process.Signal(syscall.SIGTERM)
+			c.Wait()
+		}
+	}
 	for _, h := range cgroupHierarchies() {
 		os.Remove(filepath.Join(h, d.cgroupParent))
 	}
