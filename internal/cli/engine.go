@@ -157,14 +157,14 @@ func newSystemPruneCmd(g *globals) *cobra.Command {
 	var force, all bool
 	cmd := &cobra.Command{
 		Use:   "prune [OPTIONS]",
-		Short: "Remove unused data: stopped containers and dangling (or, with -a, unused) images",
+		Short: "Remove unused data: stopped containers, unused networks and dangling (or, with -a, unused) images",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			what := "  - all dangling images\n"
 			if all {
 				what = "  - all images without at least one container associated to them\n"
 			}
-			if !force && !confirm(g, "WARNING! This will remove:\n  - all stopped containers\n"+what+"\nAre you sure you want to continue? [y/N] ") {
+			if !force && !confirm(g, "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n"+what+"\nAre you sure you want to continue? [y/N] ") {
 				return nil
 			}
 			cl, err := g.client()
@@ -179,6 +179,17 @@ func newSystemPruneCmd(g *globals) *cobra.Command {
 				fmt.Fprintln(g.out, "Deleted Containers:")
 				for _, id := range crep.ContainersDeleted {
 					fmt.Fprintln(g.out, id)
+				}
+				fmt.Fprintln(g.out)
+			}
+			var nrep api.NetworkPruneReport
+			if err := cl.JSON(cmd.Context(), http.MethodPost, "/networks/prune", nil, nil, &nrep); err != nil {
+				return err
+			}
+			if len(nrep.NetworksDeleted) > 0 {
+				fmt.Fprintln(g.out, "Deleted Networks:")
+				for _, n := range nrep.NetworksDeleted {
+					fmt.Fprintln(g.out, n)
 				}
 				fmt.Fprintln(g.out)
 			}
