@@ -257,6 +257,9 @@ func ServingRequest(cn string, advertise []string) CertRequest {
 			continue
 		}
 		if ip := net.ParseIP(a); ip != nil {
+			if ip.IsUnspecified() {
+				continue // 0.0.0.0 is a bind address, not a name to verify
+			}
 			if !slices.ContainsFunc(req.IPs, ip.Equal) {
 				req.IPs = append(req.IPs, ip)
 			}

@@ -230,6 +230,22 @@ func TestKubectl(t *testing.T) {
 			t.Errorf("get after delete: want NotFound, got %v %s", err, out)
 		}
 	})
+	t.Run("replace cordon events force-delete", func(t *testing.T) {
+		cm := K("get", "cm", "c1", "-o", "json")
+		mustContain(t, Kin(strings.Replace(cm, `"a": "b"`, `"a": "replaced"`, 1), "replace", "-f", "-"), "configmap/c1 replaced")
+		if got := K("get", "cm", "c1", "-o", "jsonpath={.data.a}"); got != "replaced" {
+			t.Errorf("after replace: got %q, want replaced", got)
+		}
+		k.okIn(t, `{"apiVersion":"v1","kind":"Node","metadata":{"name":"e2e-node"}}`, "create", "-f", "-")
+		mustContain(t, k.ok(t, "cordon", "e2e-node"), "cordoned")
+		mustContain(t, k.ok(t, "get", "nodes"), "e2e-node", "SchedulingDisabled")
+		uid := K("get", "pod", "solo", "-o", "jsonpath={.metadata.uid}")
+		Kin(`{"apiVersion":"v1","kind":"Event","metadata":{"name":"ev1"},"involvedObject":{"kind":"Pod","name":"solo","namespace":"`+ns+`","uid":"`+uid+`"},"reason":"Tested","message":"from e2e","type":"Normal"}`, "create", "-f", "-")
+		mustContain(t, K("get", "events"), "Tested", "pod/solo", "from e2e")
+		mustContain(t, K("describe", "pod", "solo"), "Tested")
+		mustContain(t, K("delete", "pod", "solo", "--grace-period=0", "--force"), "deleted")
+		k.ok(t, "delete", "node", "e2e-node")
+	})
 	t.Run("explain", func(t *testing.T) {
 		mustContain(t, k.ok(t, "explain", "pods"), "KIND:", "Pod", "FIELDS:", "spec")
 		mustContain(t, k.ok(t, "explain", "pods.spec.containers.image"), "image")
