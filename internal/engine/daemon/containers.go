@@ -342,6 +342,7 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 		c.MountPoints = append(c.MountPoints, api.MountPoint{Type: string(mp.Type), Name: mp.Name, Source: mp.Source,
 			Destination: mp.Destination, Driver: mp.Driver, Mode: mp.Mode, RW: mp.RW, Propagation: mp.Propagation})
 	}
+	d.waitNetworkTeardown(l)
 	netns, netMounts, err := d.setupNetwork(c)
 	if err != nil {
 		return fail(125, fmt.Errorf("network of container %s: %w", c.ShortID(), err))
@@ -509,7 +510,7 @@ func (d *Daemon) handleExit(c *container.Container, st exitStatus) {
 	c.State.ExitCode = st.code
 	c.State.OOMKilled = st.oomKilled
 	c.State.FinishedAt = st.at
-	d.teardownNetwork(c)
+	d.teardownNetworkAsync(c, l)
 	if err := d.snaps.Unmount(c.ID); err != nil {
 		d.log.Warn("unmounting rootfs", "id", c.ID, "err", err)
 	}
@@ -794,7 +795,14 @@ func (d *Daemon) RemoveContainer(ref string, force, volumes bool) error {
 		errs = append(errs, fmt.Errorf("removing snapshot: %w", err))
 	}
 	d.execs.removeContainer(c.ID)
-	d.teardownNetwork(c)
+	// An exit already started the teardown in the background; otherwise
+	// (never started, or the daemon restarted) do it here.
+	l.mu.Lock()
+	pending := l.netDone != nil
+	l.mu.Unlock()
+	if !pending {
+		d.teardownNetwork(c)
+	}
 	if volumes {
 		if _, err := d.volumes.RemoveAnonymous(c.ID); err != nil {
 			errs = append(errs, fmt.Errorf("removing anonymous volumes: %w", err))

@@ -18,6 +18,9 @@ type live struct {
 	pending  []func(*task)
 	timer    *time.Timer
 	removing bool
+	// netDone is closed when the network teardown of the last exit is
+	// finished (nil when none was started).
+	netDone chan struct{}
 	// restart backoff
 	backoff   time.Duration
 	lastStart time.Time

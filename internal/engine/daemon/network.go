@@ -185,6 +185,39 @@ func rwBind(src, dst string) specs.Mount {
 	return specs.Mount{Source: src, Destination: dst, Type: "bind", Options: []string{"rbind", "rprivate", "nosuid", "nodev", "noexec"}}
 }
 
+// teardownNetworkAsync tears the network of an exited container down in
+// the background: deleting a veth waits on the kernel for tens of
+// milliseconds, which neither `wait` nor removal needs to pay. A new start
+// of the container waits for it (waitNetworkTeardown).
+func (d *Daemon) teardownNetworkAsync(c *container.Container, l *live) {
+	if c.HostConfig.NetworkMode == "none" || c.HostConfig.NetworkMode == "host" {
+		return
+	}
+	done := make(chan struct{})
+	l.mu.Lock()
+	l.netDone = done
+	l.mu.Unlock()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer close(done)
+		d.teardownNetwork(c)
+	}()
+}
+
+// waitNetworkTeardown waits for a background teardown; it reports whether
+// there was one.
+func (d *Daemon) waitNetworkTeardown(l *live) bool {
+	l.mu.Lock()
+	ch := l.netDone
+	l.mu.Unlock()
+	if ch == nil {
+		return false
+	}
+	<-ch
+	return true
+}
+
 // teardownNetwork releases a stopped container's endpoints, ports and
 // namespace. It is safe to call again.
 func (d *Daemon) teardownNetwork(c *container.Container) {

@@ -158,13 +158,25 @@ func TestNetworking(t *testing.T) {
 // and no namespace file is left.
 func assertNoNetLeaks(t *testing.T, d *daemonProc) {
 	t.Helper()
-	ents, _ := os.ReadDir(filepath.Join(d.root, "network", "netns"))
-	for _, e := range ents {
-		t.Errorf("network namespace left behind: %s", e.Name())
+	// The daemon tears an exited container's network down in the
+	// background; give it a moment.
+	var left []string
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		left = nil
+		ents, _ := os.ReadDir(filepath.Join(d.root, "network", "netns"))
+		for _, e := range ents {
+			left = append(left, "network namespace "+e.Name())
+		}
+		out, _ := exec.Command("ip", "-o", "link", "show", "master", d.bridge).CombinedOutput()
+		if s := strings.TrimSpace(string(out)); s != "" {
+			left = append(left, "links on "+d.bridge+": "+s)
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
 	}
-	out, _ := exec.Command("ip", "-o", "link", "show", "master", d.bridge).CombinedOutput()
-	if strings.TrimSpace(string(out)) != "" {
-		t.Errorf("links left on %s: %s", d.bridge, out)
+	for _, l := range left {
+		t.Errorf("left behind: %s", l)
 	}
 }
 
