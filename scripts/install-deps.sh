@@ -5,7 +5,7 @@
 set -euo pipefail
 
 need=()
-for pair in crun:crun runc:runc busybox:busybox-static ip:iproute2 tmux:tmux script:bsdutils; do
+for pair in crun:crun runc:runc busybox:busybox-static ip:iproute2 nft:nftables tmux:tmux script:bsdutils; do
 	cmd=${pair%%:*} pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

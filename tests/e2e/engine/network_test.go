@@ -69,6 +69,13 @@ func TestNetworking(t *testing.T) {
 		t.Errorf("default bridge: got %q, want an address in %s and the gateway as nameserver", out, d.subnet)
 	}
 
+	out = mustOn(t, d, "run", "--rm", "--dns", "192.0.2.53", "--dns-search", "example.test", "--add-host", "db.local:192.0.2.10", "busybox", "sh", "-c", "cat /etc/resolv.conf /etc/hosts")
+	for _, want := range []string{"nameserver 192.0.2.53", "search example.test", "192.0.2.10\tdb.local"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--dns/--dns-search/--add-host: %q lacks %q", out, want)
+		}
+	}
+
 	// Two user networks: names resolve and TCP works within one; nothing
 	// crosses between them.
 	mustOn(t, d, "network", "create", "--subnet", fmt.Sprintf("10.%d.%d.0/24", 180+os.Getpid()%40, 100+daemonSeq), "front")
@@ -194,13 +201,21 @@ func TestNetworkLeaks(t *testing.T) {
 	if testing.Short() {
 		n = 50
 	}
+	rulesBefore := nftRules(t, d)
 	for i := 0; i < n; i++ {
-		if i%2 == 0 {
+		switch i % 3 {
+		case 0:
 			mustOn(t, d, "run", "--rm", "busybox", "true")
-		} else {
-			id := strings.TrimSpace(mustOn(t, d, "create", "-p", "7000", "busybox", "true"))
-			mustOn(t, d, "rm", id)
+		case 1:
+			mustOn(t, d, "run", "--rm", "-p", "7000", "busybox", "true")
+		case 2:
+			id := strings.TrimSpace(mustOn(t, d, "run", "-d", "-p", "127.0.0.1::7000", "busybox", "sleep", "10"))
+			mustOn(t, d, "rm", "-f", id)
 		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if after := nftRules(t, d); after != rulesBefore {
+		t.Errorf("packet rules after %d cycles: %d, before: %d", n, after, rulesBefore)
 	}
 	assertNoLeaks(t, d)
 	assertNoNetLeaks(t, d)
@@ -210,4 +225,16 @@ func TestNetworkLeaks(t *testing.T) {
 	if got := strings.TrimSpace(mustOn(t, d, "network", "inspect", "-f", "{{len .Containers}}", "bridge")); got != "0" {
 		t.Errorf("endpoints left on the default network: %s", got)
 	}
+}
+
+// nftRules counts the rules in the daemon's nftables table (named after a
+// hash of its network state directory).
+func nftRules(t *testing.T, d *daemonProc) int {
+	t.Helper()
+	sum := sha256hex([]byte(filepath.Join(d.root, "network")))
+	out, err := exec.Command("nft", "list", "table", "ip", "berth_"+sum[:8]).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list table: %v: %s", err, out)
+	}
+	return strings.Count(string(out), "\n")
 }
