@@ -1,7 +1,7 @@
 # berth: `make run` sets up, builds and starts the engine with a demo;
 # `make test` sets up, builds and runs every test. Both run as root on Debian.
 
-export PATH := /usr/local/go/bin:$(PATH)
+export PATH := /usr/local/go/bin:/usr/local/sbin:/usr/sbin:/sbin:$(PATH)
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/berth/berth/internal/cli.Version=$(VERSION) -X github.com/berth/berth/internal/engine/daemon.BuildVersion=$(VERSION)
