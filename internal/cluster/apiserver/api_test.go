@@ -591,6 +591,9 @@ func TestTableAndDiscovery(t *testing.T) {
 
 func TestAuthorization(t *testing.T) {
 	ns := newNS(t)
+	// Cluster-scoped leftovers of an earlier run (-count > 1).
+	do(t, "DELETE", "/api/v1/nodes/node1", nil)
+	do(t, "DELETE", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node1", nil)
 	cases := []struct {
 		name, token, method, path, body string
 		code                            int

@@ -240,23 +240,33 @@ type ownerIndex struct {
 	ready bool
 	byUID map[types.UID]map[string]bool
 	byKey map[string][]types.UID
+	// namespaces caches namespace existence (value: terminating) for the
+	// create path; a miss falls back to etcd.
+	namespaces map[string]bool
 }
 
 func newOwnerIndex() *ownerIndex {
-	return &ownerIndex{ready: true, byUID: map[types.UID]map[string]bool{}, byKey: map[string][]types.UID{}}
+	return &ownerIndex{ready: true, byUID: map[types.UID]map[string]bool{}, byKey: map[string][]types.UID{}, namespaces: map[string]bool{}}
 }
 
 func (x *ownerIndex) replace(o *ownerIndex) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.ready, x.byUID, x.byKey = true, o.byUID, o.byKey
+	x.ready, x.byUID, x.byKey, x.namespaces = true, o.byUID, o.byKey, o.namespaces
 }
 
 func (x *ownerIndex) observe(key string, value []byte, deleted bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.byUID == nil {
-		x.byUID, x.byKey = map[types.UID]map[string]bool{}, map[string][]types.UID{}
+		x.byUID, x.byKey, x.namespaces = map[types.UID]map[string]bool{}, map[string][]types.UID{}, map[string]bool{}
+	}
+	if name, ok := strings.CutPrefix(key, nsKeyPrefix); ok {
+		if deleted {
+			delete(x.namespaces, name)
+		} else {
+			x.namespaces[name] = bytes.Contains(value, []byte(`"deletionTimestamp"`))
+		}
 	}
 	for _, u := range x.byKey[key] {
 		delete(x.byUID[u], key)
@@ -482,4 +492,27 @@ func (s *Server) emptyNamespace(ctx context.Context, ns string) bool {
 		}
 	}
 	return empty
+}
+
+var nsKeyPrefix = lookup("", "v1", "namespaces").prefix() + "-/"
+
+// namespace reports a cached namespace's state: exists, terminating, known.
+func (x *ownerIndex) namespace(name string) (terminating, known bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.ready {
+		return false, false
+	}
+	t, ok := x.namespaces[name]
+	return t, ok
+}
+
+// markTerminating records at once that this server put ns into
+// Terminating, so its own creates see it without waiting for the watch.
+func (x *ownerIndex) markTerminating(ns string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.namespaces != nil {
+		x.namespaces[ns] = true
+	}
 }

@@ -266,6 +266,12 @@ func isDryRun(req *http.Request) bool { return slices.Contains(req.URL.Query()["
 
 // checkNamespace verifies that ns exists and is not terminating.
 func (s *Server) checkNamespace(ctx context.Context, ns string) error {
+	if terminating, known := s.owners.namespace(ns); known {
+		if terminating {
+			return errForbidden("unable to create new content in namespace %s because it is being terminated", ns)
+		}
+		return nil
+	}
 	nsr := lookup("", "v1", "namespaces")
 	obj, err := s.st.getSerializable(ctx, nsr, "", ns)
 	if err != nil && toStatus(err).status.Code == 404 {
@@ -929,6 +935,9 @@ func (s *Server) deleteObject(ctx context.Context, r *resource, ns, name string,
 			out, err := s.st.update(ctx, r, next, revOf(cur))
 			if err != nil && toStatus(err).status.Reason == metav1.StatusReasonConflict {
 				continue
+			}
+			if err == nil && r.name == "namespaces" && r.group == "" {
+				s.owners.markTerminating(name)
 			}
 			return out, err
 		}
