@@ -38,17 +38,21 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
 
-// findServer returns the berth-server binary, building it into a temp dir
-// when BERTH_BIN_DIR has none.
+// findServer returns $BERTH_BIN_DIR/berth-server (default: the repo's
+// bin/), building one into a temp dir when bin/ has none.
 func findServer() (string, func(), error) {
 	dir := os.Getenv("BERTH_BIN_DIR")
 	if dir == "" {
 		dir = filepath.Join(repoRoot(), "bin")
 	}
 	p := filepath.Join(dir, "berth-server")
-	if _, err := os.Stat(p); err == nil && os.Getenv("BERTH_BIN_DIR") != "" {
+	if _, err := os.Stat(p); err == nil {
 		return p, func() {}, nil
 	}
+	if os.Getenv("BERTH_BIN_DIR") != "" {
+		return "", nil, fmt.Errorf("BERTH_BIN_DIR=%s has no berth-server: build it with `go build -o %s ./cmd/berth-server`", dir, p)
+	}
+	// No bin/berth-server yet: build one for this run.
 	tmp, err := os.MkdirTemp("", "berth-server-bin")
 	if err != nil {
 		return "", nil, err
