@@ -758,3 +758,34 @@ func TestVersionsShareStorage(t *testing.T) {
 		t.Errorf("events.k8s.io event listed through core/v1 by involvedObject: got %s", l.body)
 	}
 }
+
+func TestAccessReviews(t *testing.T) {
+	review := func(tok, verb, resource, group string) bool {
+		t.Helper()
+		r := do(t, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", fmt.Sprintf(`{"apiVersion":"authorization.k8s.io/v1","kind":"SelfSubjectAccessReview","spec":{"resourceAttributes":{"namespace":"default","verb":%q,"resource":%q,"group":%q}}}`, verb, resource, group), withToken(tok))
+		mustCode(t, r, 201)
+		return r.str("status.allowed") == "true"
+	}
+	cases := []struct {
+		tok, verb, resource, group string
+		want                       bool
+	}{
+		{adminToken, "delete", "nodes", "", true},
+		{"viewer-token", "list", "deployments", "apps", true},
+		{"viewer-token", "create", "deployments", "apps", false},
+		{"viewer-token", "get", "secrets", "", false},
+		{"node1-token", "create", "configmaps", "", false},
+		{"node1-token", "list", "pods", "", true},
+	}
+	for _, tc := range cases {
+		if got := review(tc.tok, tc.verb, tc.resource, tc.group); got != tc.want {
+			t.Errorf("%s can-i %s %s.%s: got %v, want %v", tc.tok, tc.verb, tc.resource, tc.group, got, tc.want)
+		}
+	}
+	who := do(t, "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", `{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}`, withToken("viewer-token"))
+	mustCode(t, who, 201)
+	if who.str("status.userInfo.username") != "viewer" {
+		t.Errorf("whoami: got %s", who.body)
+	}
+	mustCode(t, do(t, "GET", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", nil), 405)
+}

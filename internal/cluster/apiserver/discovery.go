@@ -12,6 +12,13 @@ import (
 
 var itemVerbs = metav1.Verbs{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
 
+func verbsOf(r *resource) metav1.Verbs {
+	if r.virtual {
+		return metav1.Verbs{"create"}
+	}
+	return itemVerbs
+}
+
 func subVerbs(sub string) []string {
 	switch sub {
 	case "status", "scale", "ephemeralcontainers":
@@ -91,7 +98,7 @@ func aggregatedGroup(group string) apidiscoveryv2.APIGroupDiscovery {
 			}
 			rd := apidiscoveryv2.APIResourceDiscovery{
 				Resource: r.name, ResponseKind: &metav1.GroupVersionKind{Group: r.group, Version: r.version, Kind: r.kind},
-				Scope: scope, SingularResource: r.singular, Verbs: itemVerbs, ShortNames: r.shortNames, Categories: r.categories,
+				Scope: scope, SingularResource: r.singular, Verbs: verbsOf(r), ShortNames: r.shortNames, Categories: r.categories,
 			}
 			for _, sub := range subsOf(r) {
 				sg, sv, sk := subKind(r, sub)
@@ -193,7 +200,7 @@ func (s *Server) discoveryGroup(w http.ResponseWriter, req *http.Request, g stri
 func (s *Server) discoveryResources(w http.ResponseWriter, req *http.Request, group, version string) {
 	list := metav1.APIResourceList{TypeMeta: metav1.TypeMeta{Kind: "APIResourceList", APIVersion: "v1"}, GroupVersion: apiVersionOf(group, version)}
 	for _, r := range resourcesOf(group, version) {
-		list.APIResources = append(list.APIResources, metav1.APIResource{Name: r.name, SingularName: r.singular, Namespaced: r.namespaced, Kind: r.kind, Verbs: itemVerbs, ShortNames: r.shortNames, Categories: r.categories})
+		list.APIResources = append(list.APIResources, metav1.APIResource{Name: r.name, SingularName: r.singular, Namespaced: r.namespaced, Kind: r.kind, Verbs: verbsOf(r), ShortNames: r.shortNames, Categories: r.categories})
 		for _, sub := range subsOf(r) {
 			sg, sv, sk := subKind(r, sub)
 			list.APIResources = append(list.APIResources, metav1.APIResource{Name: r.name + "/" + sub, Namespaced: r.namespaced, Group: sg, Version: sv, Kind: sk, Verbs: subVerbs(sub)})

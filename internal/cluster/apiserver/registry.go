@@ -2,6 +2,8 @@ package apiserver
 
 import (
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
@@ -26,6 +28,9 @@ type resource struct {
 	status         bool     // has /status
 	scale          bool     // has /scale (autoscaling/v1 Scale)
 	extraSubs      []string // other subresources (pods: binding, log, exec, ...)
+	// virtual resources are not stored: only create, answered at once
+	// (access reviews).
+	virtual bool
 }
 
 func (r *resource) apiVersion() string {
@@ -103,11 +108,13 @@ var resources = []*resource{
 	{group: "autoscaling", version: "v1", name: "horizontalpodautoscalers", singular: "horizontalpodautoscaler", kind: "HorizontalPodAutoscaler", namespaced: true, shortNames: []string{"hpa"}, categories: all, newObj: func() runtime.Object { return &autoscalingv1.HorizontalPodAutoscaler{} }, status: true},
 	{group: "coordination.k8s.io", version: "v1", name: "leases", singular: "lease", kind: "Lease", namespaced: true, newObj: func() runtime.Object { return &coordinationv1.Lease{} }},
 	{group: "discovery.k8s.io", version: "v1", name: "endpointslices", singular: "endpointslice", kind: "EndpointSlice", namespaced: true, newObj: func() runtime.Object { return &discoveryv1.EndpointSlice{} }},
+	{group: "authorization.k8s.io", version: "v1", name: "selfsubjectaccessreviews", singular: "selfsubjectaccessreview", kind: "SelfSubjectAccessReview", newObj: func() runtime.Object { return &authorizationv1.SelfSubjectAccessReview{} }, virtual: true},
+	{group: "authentication.k8s.io", version: "v1", name: "selfsubjectreviews", singular: "selfsubjectreview", kind: "SelfSubjectReview", newObj: func() runtime.Object { return &authenticationv1.SelfSubjectReview{} }, virtual: true},
 	{group: "events.k8s.io", version: "v1", name: "events", singular: "event", kind: "Event", namespaced: true, shortNames: []string{"ev"}, newObj: func() runtime.Object { return &eventsv1.Event{} }},
 }
 
 // groupOrder is the order groups appear in discovery.
-var groupOrder = []string{"", "apps", "events.k8s.io", "autoscaling", "batch", "coordination.k8s.io", "discovery.k8s.io"}
+var groupOrder = []string{"", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling", "batch", "coordination.k8s.io", "discovery.k8s.io"}
 
 // lookup finds a resource by group, version and plural name.
 func lookup(group, version, name string) *resource {

@@ -122,6 +122,16 @@ func (s *Server) serveResource(w http.ResponseWriter, req *http.Request) {
 		writeError(w, errMethodNotAllowed("method %s is not allowed on %s", req.Method, req.URL.Path))
 		return
 	}
+	if ri.r.virtual {
+		if ri.verb != "create" || ri.name != "" {
+			writeError(w, errMethodNotAllowed("%s only supports create", ri.r.groupResource()))
+			return
+		}
+		if err := s.review(w, req, ri); err != nil {
+			writeError(w, err)
+		}
+		return
+	}
 	if err := s.authorize(req.Context(), ri.user, ri); err != nil {
 		writeError(w, err)
 		return

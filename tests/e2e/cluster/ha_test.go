@@ -267,6 +267,19 @@ func TestCredentialsAndRoles(t *testing.T) {
 	if err == nil || !strings.Contains(out, "Forbidden") {
 		t.Errorf("node creates another Node: want Forbidden, got %v %s", err, out)
 	}
+	// kubectl auth can-i / whoami go through the real authorizer.
+	if out, _ := as(viewer, "auth", "can-i", "create", "configmaps", "-n", "default"); !strings.HasPrefix(out, "no") {
+		t.Errorf("viewer can-i create configmaps: got %q, want no", out)
+	}
+	if out, _ := as(viewer, "auth", "can-i", "list", "pods", "-n", "default"); strings.TrimSpace(out) != "yes" {
+		t.Errorf("viewer can-i list pods: got %q, want yes", out)
+	}
+	if out := k.ok(t, "auth", "can-i", "delete", "nodes"); !strings.HasSuffix(strings.TrimSpace(out), "yes") {
+		t.Errorf("admin can-i delete nodes: got %q, want yes", out)
+	}
+	if out, err := as(node, "auth", "whoami"); err != nil || !strings.Contains(out, "system:node:n1") {
+		t.Errorf("node whoami: got %v %s", err, out)
+	}
 	if out, err := as("berth-bogus", "get", "ns"); err == nil || !strings.Contains(out, "Unauthorized") {
 		t.Errorf("bogus token: want Unauthorized, got %v %s", err, out)
 	}
