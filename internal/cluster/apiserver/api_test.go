@@ -789,3 +789,25 @@ func TestAccessReviews(t *testing.T) {
 	}
 	mustCode(t, do(t, "GET", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", nil), 405)
 }
+
+func TestContinueAfterCompaction(t *testing.T) {
+	ns := newNS(t)
+	base := "/api/v1/namespaces/" + ns + "/configmaps"
+	for i := 0; i < 3; i++ {
+		mustCode(t, do(t, "POST", base, cm(fmt.Sprintf("c%d", i), nil)), 201)
+	}
+	first := do(t, "GET", base+"?limit=1", nil)
+	cont := first.str("metadata.continue")
+	if cont == "" {
+		t.Fatal("no continue token")
+	}
+	last := do(t, "POST", base, cm("later", nil))
+	rev, _ := strconv.ParseInt(last.str("metadata.resourceVersion"), 10, 64)
+	if _, err := testStore.Client.Compact(context.Background(), rev); err != nil {
+		t.Fatal(err)
+	}
+	r := do(t, "GET", base+"?limit=1&continue="+cont, nil)
+	if r.code != 410 || r.str("reason") != "Expired" {
+		t.Errorf("continue after compaction: got %d %s, want 410 Expired", r.code, r.body)
+	}
+}
