@@ -56,7 +56,8 @@ fi
 if [ "$(stat -f -c %T /sys/fs/cgroup)" != cgroup2fs ] && grep -qw '^hugetlb' /proc/cgroups &&
 	! mountpoint -q /sys/fs/cgroup/hugetlb; then
 	mkdir -p /sys/fs/cgroup/hugetlb
-	mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+	mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb ||
+		echo "bench: could not bind hugetlb to /sys/fs/cgroup/hugetlb; crun may refuse to run" >&2
 fi
 
 work=$(mktemp -d /var/tmp/berth-bench.XXXXXX)
