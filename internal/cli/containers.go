@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -498,7 +500,17 @@ func newLogsCmd(g *globals) *cobra.Command {
 				_, err = copyOut(g.out, resp.Body)
 				return err
 			}
-			return client.Demux(resp.Body, g.out, g.err)
+			// Write through buffers (a big log is many small frames);
+			// a follower's lines go out as they come.
+			stdout, stderr := bufio.NewWriterSize(g.out, 64<<10), bufio.NewWriterSize(g.err, 4<<10)
+			var o, e io.Writer = stdout, stderr
+			if follow {
+				o, e = flushing{stdout}, flushing{stderr}
+			}
+			err = client.Demux(resp.Body, o, e)
+			stdout.Flush()
+			stderr.Flush()
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -508,6 +520,17 @@ func newLogsCmd(g *globals) *cobra.Command {
 	f.StringVar(&since, "since", "", "Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)")
 	f.StringVar(&until, "until", "", "Show logs before a timestamp or relative time")
 	return cmd
+}
+
+// flushing flushes its buffer after every write.
+type flushing struct{ w *bufio.Writer }
+
+func (f flushing) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.w.Flush()
+	}
+	return n, err
 }
 
 func newExecCmd(g *globals) *cobra.Command {

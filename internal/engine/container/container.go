@@ -276,10 +276,10 @@ func writeFileAtomic(path string, b []byte) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
+	// No fsync: the rename makes the record atomic against a crash of the
+	// daemon, and live state is rebuilt from the shims at start; paying a
+	// disk flush on every state change of every container is not worth
+	// surviving a power loss with the last second of state.
 	if err := f.Close(); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -477,26 +478,34 @@ func (d *Daemon) getContainerLogs(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/vnd.docker.multiplexed-stream")
 	}
 	w.WriteHeader(200)
-	fw := &flushWriter{w: w}
-	if fl, ok := w.(http.Flusher); ok {
-		fw.f = fl
+	fl, _ := w.(http.Flusher)
+	if fl != nil {
 		fl.Flush()
 	}
-	stdout, stderr := outputWriters(fw, tty, o.Stdout, o.Stderr)
+	// Buffer the stream; a follower gets each record as soon as it is read.
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var out io.Writer = bw
+	if o.Follow {
+		out = &flushWriter{w: bw, f: fl}
+	}
+	stdout, stderr := outputWriters(out, tty, o.Stdout, o.Stderr)
 	if err := d.copyLogs(r.Context(), c, o, stdout, stderr, boolParam(r, "timestamps")); err != nil && r.Context().Err() == nil {
 		d.log.Debug("streaming logs", "id", c.ID, "err", err)
 	}
+	bw.Flush()
 }
 
-// flushWriter flushes after every write while following, and buffers
-// otherwise, so a large log streams in big chunks.
+// flushWriter pushes every write of a follower to the client at once.
 type flushWriter struct {
-	w io.Writer
+	w *bufio.Writer
 	f http.Flusher
 }
 
 func (f *flushWriter) Write(p []byte) (int, error) {
 	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.w.Flush()
+	}
 	if f.f != nil {
 		f.f.Flush()
 	}
