@@ -195,8 +195,11 @@ func Run(ctx context.Context, o Options) error {
 		ServiceCIDR: o.ServiceCIDR,
 		Extra:       joinHandler(st, ca),
 	})
-	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = api.Bootstrap(bctx)
+	bctx, cancel := context.WithTimeout(ctx, 120*time.Second)
+	err = st.WaitWritable(bctx) // a joining member serves once promoted
+	if err == nil {
+		err = api.Bootstrap(bctx)
+	}
 	cancel()
 	if err != nil {
 		return fmt.Errorf("bootstrap namespaces: %w", err)

@@ -185,10 +185,14 @@ func (s *Store) MemberAdd(ctx context.Context, name, peerURL string) (string, er
 			}
 		}
 	}
-	resp, err := s.Client.MemberAdd(ctx, []string{peerURL})
+	// The new member joins as a learner: it does not count for quorum
+	// until it has caught up, so the cluster keeps serving writes while it
+	// starts. promoteWhenReady makes it a voting member.
+	resp, err := s.Client.MemberAddAsLearner(ctx, []string{peerURL})
 	if err != nil {
 		return "", fmt.Errorf("etcd member add %s: %w", peerURL, err)
 	}
+	go s.promoteWhenReady(resp.Member.ID, name)
 	ic := ""
 	for _, m := range resp.Members {
 		n := m.Name
@@ -206,4 +210,51 @@ func (s *Store) MemberAdd(ctx context.Context, name, peerURL string) (string, er
 		}
 	}
 	return ic, nil
+}
+
+// promoteWhenReady promotes a learner once it is in sync with the leader
+// (etcd refuses earlier), retrying for up to five minutes.
+func (s *Store) promoteWhenReady(id uint64, name string) {
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		time.Sleep(500 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := s.Client.MemberPromote(ctx, id)
+		cancel()
+		if err == nil {
+			return
+		}
+		if ml, lerr := s.Client.MemberList(context.Background()); lerr == nil {
+			found := false
+			for _, m := range ml.Members {
+				if m.ID == id {
+					found = true
+					if !m.IsLearner {
+						return // promoted by someone else
+					}
+				}
+			}
+			if !found {
+				return // removed
+			}
+		}
+	}
+}
+
+// WaitWritable blocks until the store accepts linearizable requests (a
+// joining learner does once promoted).
+func (s *Store) WaitWritable(ctx context.Context) error {
+	for {
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := s.Client.Get(tctx, "/berth-writable-probe")
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("etcd not writable: %v: %w", err, errdefs.ErrUnavailable)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
