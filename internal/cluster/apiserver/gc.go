@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // The built-in collectors: they finish deletions the API started. They are
@@ -77,7 +78,48 @@ func (s *Server) Bootstrap(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return s.bootstrapKubernetesService(ctx)
+}
+
+// bootstrapKubernetesService creates default/kubernetes (the first address
+// of the service range, port 443) and adds this server to its endpoints.
+func (s *Server) bootstrapKubernetesService(ctx context.Context) error {
+	if s.cfg.AdvertiseAddress == "" || s.cfg.AdvertisePort == 0 {
+		return nil
+	}
+	first := s.serviceCIDR.Masked().Addr().Next()
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default", Labels: map[string]string{"component": "apiserver", "provider": "kubernetes"}},
+		Spec: corev1.ServiceSpec{ClusterIP: first.String(), Ports: []corev1.ServicePort{{Name: "https", Port: 443, TargetPort: intstr.FromInt32(int32(s.cfg.AdvertisePort))}}}}
+	_, err := s.createObject(ctx, &reqInfo{r: lookup("", "v1", "services"), ns: "default"}, svc, "berth-server", false)
+	if err != nil && toStatus(err).status.Reason != metav1.StatusReasonAlreadyExists {
+		return err
+	}
+	epr := lookup("", "v1", "endpoints")
+	addr := corev1.EndpointAddress{IP: s.cfg.AdvertiseAddress}
+	port := corev1.EndpointPort{Name: "https", Port: int32(s.cfg.AdvertisePort), Protocol: corev1.ProtocolTCP}
+	_, err = s.st.guaranteedUpdate(ctx, epr, "default", "kubernetes", func(cur runtime.Object) (runtime.Object, error) {
+		ep := cur.(*corev1.Endpoints)
+		for _, ss := range ep.Subsets {
+			for _, a := range ss.Addresses {
+				if a.IP == addr.IP {
+					return nil, nil
+				}
+			}
+		}
+		if len(ep.Subsets) == 0 {
+			ep.Subsets = []corev1.EndpointSubset{{Ports: []corev1.EndpointPort{port}}}
+		}
+		ep.Subsets[0].Addresses = append(ep.Subsets[0].Addresses, addr)
+		return ep, nil
+	})
+	if err != nil && toStatus(err).status.Code == 404 {
+		ep := &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default"}, Subsets: []corev1.EndpointSubset{{Addresses: []corev1.EndpointAddress{addr}, Ports: []corev1.EndpointPort{port}}}}
+		_, err = s.createObject(ctx, &reqInfo{r: epr, ns: "default"}, ep, "berth-server", false)
+		if err != nil && toStatus(err).status.Reason == metav1.StatusReasonAlreadyExists {
+			return s.bootstrapKubernetesService(ctx) // another server won the race
+		}
+	}
+	return err
 }
 
 // Run runs the collectors until ctx ends.

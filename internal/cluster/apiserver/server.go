@@ -32,6 +32,11 @@ type Config struct {
 	Logger *slog.Logger
 	// GitVersion is reported by /version.
 	GitVersion string
+	// AdvertiseAddress and AdvertisePort are where clients reach this API
+	// server; Bootstrap publishes them in the default/kubernetes service's
+	// endpoints. Optional.
+	AdvertiseAddress string
+	AdvertisePort    int
 	// ServiceCIDR is the range of service cluster IPs (default DefaultServiceCIDR).
 	ServiceCIDR string
 	// Extra handles /berth/... paths (the HA join endpoint); it runs after

@@ -193,7 +193,10 @@ func Run(ctx context.Context, o Options) error {
 		Auth:        &apiserver.CredentialAuth{Tokens: pki.NewTokenStore(dir)},
 		Logger:      o.Logger,
 		ServiceCIDR: o.ServiceCIDR,
-		Extra:       joinHandler(st, ca),
+		// Published in default/kubernetes only when pods can reach it.
+		AdvertiseAddress: publishable(o.AdvertiseAddress),
+		AdvertisePort:    o.Port,
+		Extra:            joinHandler(st, ca),
 	})
 	bctx, cancel := context.WithTimeout(ctx, 120*time.Second)
 	err = st.WaitWritable(bctx) // a joining member serves once promoted
@@ -249,4 +252,13 @@ func writeSecret(path, data string) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// publishable returns addr if it is an IP other than unspecified, else "".
+func publishable(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil || ip.IsUnspecified() {
+		return ""
+	}
+	return addr
 }
