@@ -811,3 +811,23 @@ func TestContinueAfterCompaction(t *testing.T) {
 		t.Errorf("continue after compaction: got %d %s, want 410 Expired", r.code, r.body)
 	}
 }
+
+func TestBootstrapKubernetesService(t *testing.T) {
+	ctx := context.Background()
+	for i, addr := range []string{"10.0.0.1", "10.0.0.1", "10.0.0.2"} {
+		s := New(Config{Client: testStore.Client, AdvertiseAddress: addr, AdvertisePort: 6443})
+		if err := s.Bootstrap(ctx); err != nil {
+			t.Fatalf("bootstrap %d (%s): %v", i, addr, err)
+		}
+	}
+	svc := do(t, "GET", "/api/v1/namespaces/default/services/kubernetes", nil)
+	mustCode(t, svc, 200)
+	if svc.str("spec.clusterIP") != "10.43.0.1" {
+		t.Errorf("kubernetes service clusterIP: got %q, want 10.43.0.1", svc.str("spec.clusterIP"))
+	}
+	ep := do(t, "GET", "/api/v1/namespaces/default/endpoints/kubernetes", nil)
+	addrs := ep.obj["subsets"].([]any)[0].(map[string]any)["addresses"].([]any)
+	if len(addrs) != 2 {
+		t.Errorf("endpoints after two servers (one restarted): got %d addresses, want 2: %s", len(addrs), ep.body)
+	}
+}

@@ -90,7 +90,14 @@ func (s *Server) bootstrapKubernetesService(ctx context.Context) error {
 	first := s.serviceCIDR.Masked().Addr().Next()
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default", Labels: map[string]string{"component": "apiserver", "provider": "kubernetes"}},
 		Spec: corev1.ServiceSpec{ClusterIP: first.String(), Ports: []corev1.ServicePort{{Name: "https", Port: 443, TargetPort: intstr.FromInt32(int32(s.cfg.AdvertisePort))}}}}
-	_, err := s.createObject(ctx, &reqInfo{r: lookup("", "v1", "services"), ns: "default"}, svc, "berth-server", false)
+	svcr := lookup("", "v1", "services")
+	_, err := s.st.get(ctx, svcr, "default", "kubernetes")
+	if err != nil && toStatus(err).status.Code == 404 {
+		_, err = s.createObject(ctx, &reqInfo{r: svcr, ns: "default"}, svc, "berth-server", false)
+		if err != nil && toStatus(err).status.Code == 422 {
+			err = nil // another server created it (and holds the address) meanwhile
+		}
+	}
 	if err != nil && toStatus(err).status.Reason != metav1.StatusReasonAlreadyExists {
 		return err
 	}
