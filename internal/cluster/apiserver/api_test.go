@@ -831,3 +831,15 @@ func TestBootstrapKubernetesService(t *testing.T) {
 		t.Errorf("endpoints after two servers (one restarted): got %d addresses, want 2: %s", len(addrs), ep.body)
 	}
 }
+
+func TestClusterScopedOwner(t *testing.T) {
+	ns := newNS(t)
+	node := do(t, "POST", "/api/v1/nodes", `{"apiVersion":"v1","kind":"Node","metadata":{"name":"owner-node-`+ns+`"}}`)
+	mustCode(t, node, 201)
+	lease := map[string]any{"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": map[string]any{"name": "l", "ownerReferences": ownerRef("Node", "v1", node.str("metadata.name"), node.str("metadata.uid"))}}
+	mustCode(t, do(t, "POST", "/apis/coordination.k8s.io/v1/namespaces/"+ns+"/leases", lease), 201)
+	mustCode(t, do(t, "DELETE", "/api/v1/nodes/"+node.str("metadata.name"), nil), 200)
+	eventually(t, "namespaced dependent of a node collected", func() bool {
+		return do(t, "GET", "/apis/coordination.k8s.io/v1/namespaces/"+ns+"/leases/l", nil).code == 404
+	})
+}

@@ -383,7 +383,7 @@ func (s *Server) dependents(ctx context.Context, ns string, uid types.UID) []gcT
 	var out []gcTask
 	if keys, ok := s.owners.dependents(uid); ok {
 		for _, k := range keys {
-			if r, dns, name, ok := keyResource(k); ok && (dns == ns || dns == "") {
+			if r, dns, name, ok := keyResource(k); ok && (ns == "" || dns == ns || dns == "") {
 				out = append(out, gcTask{r: r, ns: dns, name: name})
 			}
 		}
@@ -399,7 +399,7 @@ func (s *Server) dependents(ctx context.Context, ns string, uid types.UID) []gcT
 			continue
 		}
 		r, dns, name, ok := keyResource(string(kv.Key))
-		if !ok || (dns != ns && dns != "") {
+		if !ok || (ns != "" && dns != ns && dns != "") {
 			continue
 		}
 		var m metaOnly
