@@ -45,6 +45,7 @@ test-e2e:
 
 bench: deps build testimages
 	scripts/bench.sh $(BIN) $(TESTIMG)
+	$(BIN)/berth-server bench
 
 clean:
 	rm -rf $(BIN)
