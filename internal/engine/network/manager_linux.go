@@ -1216,6 +1216,15 @@ func (m *Manager) Close(cleanup bool) error {
 	defer m.mu.Unlock()
 	m.stopAllLocked()
 	if !cleanup {
+		// Running containers keep their namespace files (the next daemon
+		// adopts them); with none left, the shared directory mount goes
+		// too, so the daemon's root can be removed.
+		if len(m.listNetNS()) == 0 {
+			dir := filepath.Join(m.cfg.StateDir, "netns")
+			if err := unix.Unmount(dir, unix.MNT_DETACH); err == nil {
+				netnsDirOnce.Delete(dir)
+			}
+		}
 		return nil
 	}
 	var errs []error
