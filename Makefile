@@ -32,7 +32,7 @@ run: deps build testimages
 	@scripts/run-demo.sh $(BIN) $(TESTIMG) $(ROOT) $(SOCK)
 
 stop:
-	@pkill -f "$(BIN)/berth daemon" || true
+	@pkill -f "^$(BIN)/berth daemon" && echo "berth daemon stopped" || echo "no berth daemon running from $(BIN)"
 
 test: deps build testimages test-unit test-e2e
 
