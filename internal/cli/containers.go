@@ -62,13 +62,7 @@ func newStartCmd(g *globals) *cobra.Command {
 				}
 				return startAttached(ctx, g, cl, args[0], interactive)
 			}
-			return forEach(g, args, func(id string) error {
-				if err := cl.JSON(ctx, http.MethodPost, "/containers/"+url.PathEscape(id)+"/start", nil, nil, nil); err != nil {
-					return err
-				}
-				fmt.Fprintln(g.out, id)
-				return nil
-			})
+			return actOnEach(ctx, g, cl, args, http.MethodPost, "start", nil)
 		},
 	}
 	cmd.Flags().BoolVarP(&attach, "attach", "a", false, "Attach STDOUT/STDERR and forward signals")
@@ -132,13 +126,7 @@ func newStopCmd(g *globals) *cobra.Command {
 			if sig != "" {
 				q.Set("signal", sig)
 			}
-			return forEach(g, args, func(id string) error {
-				if err := cl.JSON(cmd.Context(), http.MethodPost, "/containers/"+url.PathEscape(id)+"/stop", q, nil, nil); err != nil {
-					return err
-				}
-				fmt.Fprintln(g.out, id)
-				return nil
-			})
+			return actOnEach(cmd.Context(), g, cl, args, http.MethodPost, "stop", q)
 		},
 	}
 	cmd.Flags().IntVarP(&t, "time", "t", 10, "Seconds to wait before killing the container")
@@ -161,13 +149,7 @@ func newRestartCmd(g *globals) *cobra.Command {
 			if cmd.Flags().Changed("time") {
 				q.Set("t", strconv.Itoa(t))
 			}
-			return forEach(g, args, func(id string) error {
-				if err := cl.JSON(cmd.Context(), http.MethodPost, "/containers/"+url.PathEscape(id)+"/restart", q, nil, nil); err != nil {
-					return err
-				}
-				fmt.Fprintln(g.out, id)
-				return nil
-			})
+			return actOnEach(cmd.Context(), g, cl, args, http.MethodPost, "restart", q)
 		},
 	}
 	cmd.Flags().IntVarP(&t, "time", "t", 10, "Seconds to wait before killing the container")
@@ -185,13 +167,7 @@ func newKillCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return forEach(g, args, func(id string) error {
-				if err := cl.JSON(cmd.Context(), http.MethodPost, "/containers/"+url.PathEscape(id)+"/kill", url.Values{"signal": {sig}}, nil, nil); err != nil {
-					return err
-				}
-				fmt.Fprintln(g.out, id)
-				return nil
-			})
+			return actOnEach(cmd.Context(), g, cl, args, http.MethodPost, "kill", url.Values{"signal": {sig}})
 		},
 	}
 	cmd.Flags().StringVarP(&sig, "signal", "s", "KILL", "Signal to send to the container")
@@ -217,13 +193,7 @@ func newRmCmd(g *globals) *cobra.Command {
 			if volumes {
 				q.Set("v", "1")
 			}
-			return forEach(g, args, func(id string) error {
-				if err := cl.JSON(cmd.Context(), http.MethodDelete, "/containers/"+url.PathEscape(id), q, nil, nil); err != nil {
-					return err
-				}
-				fmt.Fprintln(g.out, id)
-				return nil
-			})
+			return actOnEach(cmd.Context(), g, cl, args, http.MethodDelete, "", q)
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Force the removal of a running container (uses SIGKILL)")
@@ -243,13 +213,7 @@ func newPauseCmd(g *globals, action string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return forEach(g, args, func(id string) error {
-				if err := cl.JSON(cmd.Context(), http.MethodPost, "/containers/"+url.PathEscape(id)+"/"+action, nil, nil, nil); err != nil {
-					return err
-				}
-				fmt.Fprintln(g.out, id)
-				return nil
-			})
+			return actOnEach(cmd.Context(), g, cl, args, http.MethodPost, action, nil)
 		},
 	}
 }
@@ -382,6 +346,19 @@ func newPsCmd(g *globals) *cobra.Command {
 	f.StringArrayVarP(&filters, "filter", "f", nil, "Filter output based on conditions provided (id, name, label, status, exited, ancestor)")
 	f.StringVar(&format, "format", "", "Format output using a Go template ('table …' for columns, 'json' for JSON)")
 	return cmd
+}
+
+// filterQuery is the query of a list or prune request with --filter flags.
+func filterQuery(fs []string) (url.Values, error) {
+	q := url.Values{}
+	fj, err := filtersJSON(fs)
+	if err != nil {
+		return nil, err
+	}
+	if fj != "" {
+		q.Set("filters", fj)
+	}
+	return q, nil
 }
 
 // filtersJSON encodes repeated --filter k=v flags as the API wants them.
@@ -651,6 +628,28 @@ func inspectObjects(ctx context.Context, g *globals, cl *client.Client, args []s
 		json.Unmarshal(raw, &v)
 		objs = append(objs, v)
 	}
+	return printInspected(g, objs, format, failed)
+}
+
+// actOnEach sends one request per container argument and prints each
+// argument that succeeded, as Docker's multi-container commands do.
+func actOnEach(ctx context.Context, g *globals, cl *client.Client, args []string, method, action string, q url.Values) error {
+	return forEach(g, args, func(id string) error {
+		path := "/containers/" + url.PathEscape(id)
+		if action != "" {
+			path += "/" + action
+		}
+		if err := cl.JSON(ctx, method, path, q, nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintln(g.out, id)
+		return nil
+	})
+}
+
+// printInspected prints inspected objects as a JSON array (indented like
+// Docker's) or through a template; failed makes the status 1.
+func printInspected(g *globals, objs []any, format string, failed bool) error {
 	if format == "" {
 		if objs == nil {
 			objs = []any{}
@@ -680,19 +679,7 @@ func inspectRaw(cmd *cobra.Command, g *globals, cl *client.Client, names []strin
 		}
 		objs = append(objs, v)
 	}
-	if format == "" {
-		if objs == nil {
-			objs = []any{}
-		}
-		b, _ := json.MarshalIndent(objs, "", "    ")
-		fmt.Fprintln(g.out, string(b))
-	} else if err := renderEach(g.out, format, objs); err != nil {
-		return &StatusError{Status: 1, Err: err}
-	}
-	if failed {
-		return &StatusError{Status: 1}
-	}
-	return nil
+	return printInspected(g, objs, format, failed)
 }
 
 func newStatsCmd(g *globals) *cobra.Command {
@@ -846,13 +833,9 @@ func newContainerPruneCmd(g *globals) *cobra.Command {
 }
 
 func pruneContainers(ctx context.Context, cl *client.Client, filters []string) (api.PruneReport, error) {
-	q := url.Values{}
-	fj, err := filtersJSON(filters)
+	q, err := filterQuery(filters)
 	if err != nil {
 		return api.PruneReport{}, err
-	}
-	if fj != "" {
-		q.Set("filters", fj)
 	}
 	var rep api.PruneReport
 	err = cl.JSON(ctx, http.MethodPost, "/containers/prune", q, nil, &rep)

@@ -50,13 +50,9 @@ func newImagesCmd(g *globals) *cobra.Command {
 			if len(args) == 1 {
 				filters = append(filters, "reference="+args[0])
 			}
-			q := url.Values{}
-			fj, err := filtersJSON(filters)
+			q, err := filterQuery(filters)
 			if err != nil {
 				return err
-			}
-			if fj != "" {
-				q.Set("filters", fj)
 			}
 			var list []api.ImageSummary
 			if err := cl.JSON(cmd.Context(), http.MethodGet, "/images/json", q, nil, &list); err != nil {

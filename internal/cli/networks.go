@@ -57,13 +57,9 @@ func newNetworkCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			q := url.Values{}
-			fj, err := filtersJSON(filters)
+			q, err := filterQuery(filters)
 			if err != nil {
 				return err
-			}
-			if fj != "" {
-				q.Set("filters", fj)
 			}
 			var nets []api.Network
 			if err := cl.JSON(cmd.Context(), http.MethodGet, "/networks", q, nil, &nets); err != nil {

@@ -54,13 +54,9 @@ func newVolumeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			q := url.Values{}
-			fj, err := filtersJSON(filters)
+			q, err := filterQuery(filters)
 			if err != nil {
 				return err
-			}
-			if fj != "" {
-				q.Set("filters", fj)
 			}
 			var resp api.VolumeListResponse
 			if err := cl.JSON(cmd.Context(), http.MethodGet, "/volumes", q, nil, &resp); err != nil {
@@ -149,13 +145,9 @@ func newVolumeCmd(g *globals) *cobra.Command {
 			if pall {
 				fs = append(fs, "all=true")
 			}
-			q := url.Values{}
-			fj, err := filtersJSON(fs)
+			q, err := filterQuery(fs)
 			if err != nil {
 				return err
-			}
-			if fj != "" {
-				q.Set("filters", fj)
 			}
 			var rep api.VolumePruneReport
 			if err := cl.JSON(cmd.Context(), http.MethodPost, "/volumes/prune", q, nil, &rep); err != nil {
