@@ -839,55 +839,6 @@ func (d *Daemon) RenameContainer(ref, name string) error {
 	return c.Save()
 }
 
-// WaitContainer blocks until the container meets condition
-// ("not-running" (default), "next-exit" or "removed") and returns its exit code.
-func (d *Daemon) WaitContainer(ctx context.Context, ref, condition string) (int, error) {
-	c, err := d.ctrs.Get(ref)
-	if err != nil {
-		return 0, err
-	}
-	l := d.live(c.ID)
-	switch condition {
-	case "", "not-running":
-		c.Mu.Lock()
-		if !c.State.Running && !c.State.Restarting {
-			code := c.State.ExitCode
-			c.Mu.Unlock()
-			return code, nil
-		}
-		ch := l.exitChan()
-		c.Mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-	case "next-exit":
-		c.Mu.Lock()
-		ch := l.exitChan()
-		c.Mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-	case "removed":
-		c.Mu.Lock()
-		ch := l.removedChan()
-		c.Mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-	default:
-		return 0, fmt.Errorf("invalid condition %q (want not-running, next-exit or removed): %w", condition, errdefs.ErrInvalidArgument)
-	}
-	c.Mu.Lock()
-	defer c.Mu.Unlock()
-	return c.State.ExitCode, nil
-}
-
 // Container returns the record for ref.
 func (d *Daemon) Container(ref string) (*container.Container, error) { return d.ctrs.Get(ref) }
 

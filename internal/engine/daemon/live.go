@@ -58,12 +58,6 @@ func (l *live) removedChan() <-chan struct{} {
 	return l.removed
 }
 
-func (l *live) changedChan() <-chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.changed
-}
-
 func (l *live) notify() {
 	l.mu.Lock()
 	close(l.changed)
