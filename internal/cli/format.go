@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"reflect"
 	"regexp"
 	"strings"
 	"text/tabwriter"
@@ -137,5 +136,3 @@ func confirm(g *globals, q string) bool {
 }
 
 func copyOut(w io.Writer, r io.Reader) (int64, error) { return io.Copy(w, r) }
-
-var _ = reflect.TypeOf

@@ -6,12 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -275,6 +273,3 @@ func (e *execRecord) wait(ctx context.Context) (int, error) {
 	}
 	return *e.ExitCode, nil
 }
-
-var _ = io.EOF
-var _ = time.Second

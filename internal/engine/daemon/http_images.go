@@ -3,7 +3,6 @@ package daemon
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -409,5 +408,3 @@ func (d *Daemon) postImagesPrune(w http.ResponseWriter, r *http.Request) {
 func (d *Daemon) getImagesSearch(w http.ResponseWriter, r *http.Request) {
 	writeError(w, fmt.Errorf("search is not supported: berth does not query Docker Hub; list local images with `images`: %w", errdefs.ErrNotImplemented))
 }
-
-var _ = io.EOF
