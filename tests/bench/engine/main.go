@@ -1,14 +1,18 @@
 // Package main is the berth engine benchmark behind `make bench`: it runs
 // berth side by side with bare crun and runc, podman and docker on the same
 // busybox image, interleaved round-robin, and prints a markdown report with
-// median/min/max, ratios to berth and the targets of issue 2 as PASS/MISS.
+// median/min/max, ratios to berth and the targets of issue 2 as PASS/MISS;
+// then the networking figures of issue 3 (start latency on the default
+// networks, TCP throughput between two berth containers against a bare
+// veth pair).
 //
 // It owns everything it starts (a berth daemon, dockerd with its containerd,
 // podman storage, bare-runtime containers), all under one work directory,
 // and stops and removes it all on exit, also on SIGINT/SIGTERM.
 //
 //	engine -bin BIN -images TESTIMG [-rounds 30] [-detached 50] [-monitors 10]
-//	       [-log-lines 100000] [-log-rounds 5] [-engines berth,crun,runc,podman,docker]
+//	       [-log-lines 100000] [-log-rounds 5] [-tcp-rounds 5] [-tcp-mib 1024]
+//	       [-engines berth,crun,runc,podman,docker]
 //	       [-work DIR] [-out FILE]
 //
 // It must run as root. scripts/bench.sh installs the peers and calls it.
@@ -33,6 +37,7 @@ type config struct {
 	binDir, images, work, out  string
 	rounds, detached, monitors int
 	logLines, logRounds        int
+	tcpRounds, tcpMiB          int
 	engines                    []string
 }
 
@@ -50,6 +55,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.monitors, "monitors", 10, "running containers per engine for the monitor RSS")
 	fs.IntVar(&c.logLines, "log-lines", 100000, "lines printed by the container whose logs are read")
 	fs.IntVar(&c.logRounds, "log-rounds", 5, "timed `logs` reads per engine")
+	fs.IntVar(&c.tcpRounds, "tcp-rounds", 5, "TCP throughput rounds per path (berth network, bare veth)")
+	fs.IntVar(&c.tcpMiB, "tcp-mib", 1024, "MiB sent per TCP throughput round")
 	engines := fs.String("engines", strings.Join(allEngines, ","), "comma-separated engines to run")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -61,7 +68,7 @@ func parseFlags(args []string) (config, error) {
 		name string
 		v    int
 		min  int
-	}{{"rounds", c.rounds, 1}, {"detached", c.detached, 1}, {"monitors", c.monitors, 1}, {"log-lines", c.logLines, 1}, {"log-rounds", c.logRounds, 1}} {
+	}{{"rounds", c.rounds, 1}, {"detached", c.detached, 1}, {"monitors", c.monitors, 1}, {"log-lines", c.logLines, 1}, {"log-rounds", c.logRounds, 1}, {"tcp-rounds", c.tcpRounds, 1}, {"tcp-mib", c.tcpMiB, 1}} {
 		if n.v < n.min {
 			return c, fmt.Errorf("-%s %d: want a count of at least %d", n.name, n.v, n.min)
 		}
@@ -122,6 +129,7 @@ func run(args []string) int {
 	defer stop()
 	cl := &cleanups{}
 	before := snapshotHost()
+	beforeNet := snapshotNet()
 	res := &results{Config: cfg, Host: hostInfo(), Errors: map[string]error{}}
 
 	func() {
@@ -140,6 +148,9 @@ func run(args []string) int {
 			}
 			for _, err := range before.restore() {
 				cl.note("remove what the peers left on the host: %v", err)
+			}
+			for _, l := range beforeNet.leftovers() {
+				cl.note("after clean-up: %s", l)
 			}
 		}()
 		measure(ctx, cfg, archive, cl, res)
@@ -200,7 +211,7 @@ func measure(ctx context.Context, cfg config, archive string, cl *cleanups, res 
 	}
 	if want("docker") {
 		logf("starting dockerd")
-		e, d := setupDocker(ctx, cfg.work, archive, cl)
+		e, d := setupDocker(ctx, cfg.work, archive, "docker", "", cl)
 		res.Engines = append(res.Engines, e)
 		res.dockerd = d
 	}
@@ -221,6 +232,7 @@ func measure(ctx context.Context, cfg config, archive string, cl *cleanups, res 
 		{"monitor RSS", monitorRSS},
 		{"logs", logsRounds},
 		{"daemon idle RSS after the workload", func(ctx context.Context, cfg config, r *results) { idleRSS(ctx, r, "after workload") }},
+		{"networking", func(ctx context.Context, cfg config, r *results) { networking(ctx, cfg, r, cl) }},
 	}
 	for _, s := range steps {
 		if ctx.Err() != nil {

@@ -23,6 +23,7 @@ type results struct {
 	Monitors  map[string]*monitorResult
 	Logs      map[string][]float64 // ms per read
 	Idle      []idleResult
+	Net       *netResult
 
 	Errors map[string]error // "phase/engine" → first error
 	Notes  []string
@@ -346,6 +347,8 @@ func (r *results) markdown() string {
 		}
 		p("| %s | %s | %s | %s | %s |\n", name, fmtMS(s.Median), fmtMS(s.Min), fmtMS(s.Max), rel)
 	}
+
+	r.netMarkdown(p)
 
 	if len(r.Errors) > 0 || len(r.Notes) > 0 {
 		p("\n## Errors and notes\n\n")

@@ -140,10 +140,21 @@ func loadSpecTemplate(ctx context.Context, work string) error {
 	return fmt.Errorf("no OCI runtime to write a default spec: %w", errors.Join(errs...))
 }
 
-// setupBerth starts a berth daemon with its own root, exec root and socket
-// under work, waits for it and loads the busybox archive.
+// The berth daemon's own default network: a bridge and subnet no other
+// daemon on the host uses, removed when the daemon stops (--cleanup).
+const (
+	benchBridge       = "bbench0"
+	benchBridgeSubnet = "10.251.0.0/24"
+)
+
+// setupBerth starts a berth daemon with its own root, exec root, socket and
+// default bridge under work (started with --cleanup, so that stopping it
+// removes its bridges and nftables table), waits for it and loads the
+// busybox archive. Its `run` gets --network none, like docker's and
+// podman's, so that the engine figures compare like with like; the
+// networking step measures the bridge.
 func setupBerth(ctx context.Context, work, binDir, archive string, cl *cleanups) (*engine, *daemonProc) {
-	e := &engine{Name: "berth", Kind: cliEngine, monitor: "berth-shim"}
+	e := &engine{Name: "berth", Kind: cliEngine, runArgs: []string{"--network", "none"}, monitor: "berth-shim"}
 	bin := filepath.Join(binDir, "berth")
 	if _, err := os.Stat(bin); err != nil {
 		e.Err = fmt.Errorf("berth binary: %w (run make build)", err)
@@ -166,7 +177,8 @@ func setupBerth(ctx context.Context, work, binDir, archive string, cl *cleanups)
 		e.Version = firstLine(v)
 	}
 	d, err := startDaemon("berth daemon", nil, filepath.Join(dir, "daemon.log"),
-		bin, "daemon", "--root", root, "--exec-root", execRoot, "--socket", sock, "--config", cfg)
+		bin, "daemon", "--root", root, "--exec-root", execRoot, "--socket", sock, "--config", cfg,
+		"--bridge", benchBridge, "--bridge-subnet", benchBridgeSubnet, "--cleanup")
 	if err != nil {
 		e.Err = err
 		return e, nil
@@ -197,10 +209,17 @@ func setupBerth(ctx context.Context, work, binDir, archive string, cl *cleanups)
 }
 
 // setupDocker starts dockerd (which starts its own containerd) with its own
-// data root, exec root, pidfile and socket under work, no bridge and no
-// iptables, waits for it and loads the busybox archive.
-func setupDocker(ctx context.Context, work, archive string, cl *cleanups) (*engine, *daemonProc) {
-	e := &engine{Name: "docker", Kind: cliEngine, runArgs: []string{"--network", "none"}, monitor: "containerd-shim"}
+// data root, exec root, pidfile and socket under work/name, waits for it
+// and loads the busybox archive. With netns empty it runs in the host's
+// network namespace with no bridge and no iptables, and its `run` gets
+// --network none; otherwise it runs inside that named network namespace
+// (`ip netns`) with docker's default bridge (docker0, --bip dockerBIP) and
+// iptables rules, which all go away with the namespace.
+func setupDocker(ctx context.Context, work, archive, name, netns string, cl *cleanups) (*engine, *daemonProc) {
+	e := &engine{Name: "docker", Kind: cliEngine, monitor: "containerd-shim"}
+	if netns == "" {
+		e.runArgs = []string{"--network", "none"}
+	}
 	dockerd, err := exec.LookPath("dockerd")
 	if err != nil {
 		e.Err = fmt.Errorf("dockerd not installed: %w", err)
@@ -215,7 +234,7 @@ func setupDocker(ctx context.Context, work, archive string, cl *cleanups) (*engi
 		}
 	}
 	cli = filepath.Clean(cli)
-	dir := filepath.Join(work, "docker")
+	dir := filepath.Join(work, name)
 	e.dir = dir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		e.Err = err
@@ -228,16 +247,21 @@ func setupDocker(ctx context.Context, work, archive string, cl *cleanups) (*engi
 	}
 	sock := filepath.Join(dir, "docker.sock")
 	e.prefix = []string{cli, "-H", "unix://" + sock}
-	d, err := startDaemon("dockerd", nil, filepath.Join(dir, "dockerd.log"),
-		dockerd, "--config-file", cfg, "--data-root", filepath.Join(dir, "data"),
+	argv := []string{dockerd, "--config-file", cfg, "--data-root", filepath.Join(dir, "data"),
 		"--exec-root", filepath.Join(dir, "exec"), "--pidfile", filepath.Join(dir, "docker.pid"),
-		"-H", "unix://"+sock, "--bridge=none", "--iptables=false", "--ip6tables=false",
-		"--ip-forward=false", "--ip-masq=false")
+		"-H", "unix://" + sock}
+	if netns == "" {
+		argv = append(argv, "--bridge=none", "--iptables=false", "--ip6tables=false",
+			"--ip-forward=false", "--ip-masq=false")
+	} else {
+		argv = append(append([]string{"nsenter", "--net=" + netnsPath(netns)}, argv...), "--bip", dockerBIP)
+	}
+	d, err := startDaemon(name+"d", nil, filepath.Join(dir, "dockerd.log"), argv...)
 	if err != nil {
 		e.Err = err
 		return e, nil
 	}
-	cl.add("dockerd", func() error {
+	cl.add(name+"d", func() error {
 		var errs []error
 		if out, err := output(context.Background(), nil, e.cli("ps", "-aq")...); err == nil {
 			if ids := strings.Fields(out); len(ids) > 0 {
