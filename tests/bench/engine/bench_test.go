@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -369,6 +370,8 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-engines", "berth, crun,berth"}, []string{"berth", "crun"}, false},
 		{[]string{"-engines", "lxc"}, nil, true},
 		{[]string{"-rounds", "0"}, nil, true},
+		{[]string{"-tcp-rounds", "0"}, nil, true},
+		{[]string{"-tcp-mib", "-1"}, nil, true},
 		{[]string{"extra"}, nil, true},
 	}
 	for _, tt := range tests {
@@ -439,13 +442,13 @@ func TestTargets(t *testing.T) {
 
 func TestMarkdownShowsFiguresAndFailures(t *testing.T) {
 	r := resultsWith(map[string]float64{"berth": 24, "crun": 22}, 25, 20*1024, 1.5*1024, nil)
-	r.Engines = []*engine{{Name: "berth", Kind: cliEngine}, {Name: "crun", Kind: ociEngine},
+	r.Engines = []*engine{{Name: "berth", Kind: cliEngine, runArgs: []string{"--network", "none"}}, {Name: "crun", Kind: ociEngine},
 		{Name: "docker", Kind: cliEngine, Err: os.ErrNotExist}}
 	r.Errors["run --rm/berth"] = os.ErrPermission
 	r.RunRmFail = map[string]int{"berth": 2}
 	md := r.markdown()
 	for _, want := range []string{
-		"| berth | `berth run --rm busybox true` | 24.0 ms | 21.6 ms | 36.0 ms | 1.00× | 2 (see below) |",
+		"| berth | `berth run --rm --network none busybox true` | 24.0 ms | 21.6 ms | 36.0 ms | 1.00× | 2 (see below) |",
 		"| crun | `crun run --bundle B ID` | 22.0 ms |",
 		"| docker | – | **not run**: file does not exist |",
 		"- run --rm/berth: permission denied",
@@ -471,6 +474,86 @@ func TestBusy(t *testing.T) {
 	for _, tt := range tests {
 		if got := busy(tt.load); got != tt.want {
 			t.Errorf("busy(%q) = %v, want %v", tt.load, got, tt.want)
+		}
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	tests := []struct {
+		out     string
+		want    float64
+		wantErr bool
+	}{
+		{"MiB/s 1234.5\n", 1234.5, false},
+		{"listening\nMiB/s 12\n", 12, false},
+		{"MiB/s fast\n", 0, true},
+		{"MiB/s 0\n", 0, true},
+		{"", 0, true},
+		{"rate 12\n", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := parseRate(tt.out)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("parseRate(%q) = %v, %v; want %v, error %v", tt.out, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+// netWith builds results whose networking medians are the given figures.
+func netWith(lat map[string]float64, tcp map[string]float64) *results {
+	nr := newNetResult()
+	for k, v := range lat {
+		nr.Latency[k] = []float64{v * 0.9, v, v * 1.2}
+	}
+	for k, v := range tcp {
+		nr.TCP[k] = []float64{v}
+	}
+	return &results{Config: config{rounds: 3, tcpRounds: 1, tcpMiB: 1024}, Net: nr, Errors: map[string]error{}}
+}
+
+func TestNetTargets(t *testing.T) {
+	tests := []struct {
+		name string
+		r    *results
+		want []string
+	}{
+		{"all pass", netWith(map[string]float64{rowBerthBridge: 30, rowBerthNone: 25, rowDocker: 400}, map[string]float64{"berth": 950, "veth": 1000}), []string{"PASS", "PASS", "PASS"}},
+		{"at the limits", netWith(map[string]float64{rowBerthBridge: 35, rowBerthNone: 25, rowDocker: 350}, map[string]float64{"berth": 900, "veth": 1000}), []string{"PASS", "PASS", "PASS"}},
+		{"all miss", netWith(map[string]float64{rowBerthBridge: 36, rowBerthNone: 25, rowDocker: 300}, map[string]float64{"berth": 899, "veth": 1000}), []string{"MISS", "MISS", "MISS"}},
+		{"berth much faster than veth is a miss too", netWith(nil, map[string]float64{"berth": 1200, "veth": 1000}), []string{"n/a", "n/a", "MISS"}},
+		{"nothing measured", netWith(nil, nil), []string{"n/a", "n/a", "n/a"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, x := range tt.r.netTargets() {
+				got = append(got, x.verdict())
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("verdicts = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNetMarkdownShowsFiguresAndFailures(t *testing.T) {
+	r := netWith(map[string]float64{rowBerthBridge: 30, rowBerthNone: 25}, map[string]float64{"veth": 1000})
+	r.Net.Commands[rowDocker] = "`docker run --rm busybox true`"
+	r.Net.RowErr[rowDocker] = os.ErrNotExist
+	r.Net.TCPErr["berth"] = os.ErrPermission
+	var w strings.Builder
+	r.netMarkdown(func(f string, a ...any) { fmt.Fprintf(&w, f, a...) })
+	md := w.String()
+	for _, want := range []string{
+		"## Networking (issue 3)",
+		"| bridge adds ≤ 10 ms to `berth run --rm` (bridge − none median) | 30.0 ms − 25.0 ms = +5.0 ms | PASS |",
+		"| berth, none |  | 25.0 ms | 22.5 ms | 30.0 ms | 0.83× | 0 |",
+		"| docker, bridge | `docker run --rm busybox true` | – | – | – | – | **failed**: file does not exist |",
+		"| berth | 0 | – | – | – | – | permission denied |",
+		"| veth | 1 | 1000 MiB/s | 1000 MiB/s | 1000 MiB/s | 1.00× | – |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q; got:\n%s", want, md)
 		}
 	}
 }

@@ -133,10 +133,8 @@ func commandOf(e *engine) string {
 	switch {
 	case e.Kind == ociEngine:
 		return "`" + e.Name + " run --bundle B ID`"
-	case e.Name == "berth":
-		return "`berth run --rm busybox true`"
 	default:
-		return "`" + e.Name + " run --rm --network none busybox true`"
+		return "`" + strings.Join(append(append([]string{e.Name, "run", "--rm"}, e.runArgs...), "busybox", "true"), " ") + "`"
 	}
 }
 
