@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The engine benchmark behind `make bench`: berth beside bare crun and runc,
-# podman and docker, in one interleaved run (see docs/benchmarks.md).
+# podman and docker, in one interleaved run, then the networking figures of
+# issue 3 (see docs/benchmarks.md).
 #
 #   scripts/bench.sh BIN TESTIMG [flags of tests/bench/engine ...]
 #
-# BIN holds berth and berth-shim; TESTIMG holds busybox-docker.tar. Extra
+# BIN holds berth and berth-shim; TESTIMG holds busybox-docker.tar and
+# progs.tar. Extra
 # flags (or BENCH_ARGS in the environment) go to the benchmark program, e.g.
 # `-rounds 10 -engines berth,crun`. The markdown report goes to stdout and
 # to BENCH_OUT (default BIN/bench.md). Run as root.
@@ -127,6 +129,13 @@ cleanup() {
 	for cg in /sys/fs/cgroup/*/bench-*-"${child:-0}"-*; do
 		rmdir "$cg" 2>/dev/null
 	done
+	# The networking step's namespaces (they take the veth pair, docker0,
+	# podman0 and their rules with them) and, should the berth daemon have
+	# died before its --cleanup ran, its bridge.
+	for p in peers a b; do
+		ip netns del "bbench-$p-${child:-0}" 2>/dev/null
+	done
+	ip link del bbench0 2>/dev/null
 	exit "$rc"
 }
 trap cleanup EXIT
