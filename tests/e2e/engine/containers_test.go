@@ -155,7 +155,7 @@ func TestCPUQuota(t *testing.T) {
 	if _, err := fmt.Sscanf(out, "wall_ms=%d cpu_ms=%d ratio=%f", &wall, &cpu, &ratio); err != nil {
 		t.Fatalf("spin output %q: %v", out, err)
 	}
-	if ratio > 0.4 || ratio < 0.1 {
+	if ratio > 0.4 || ratio < 0.05 { // a hard cap: never above 0.25 (plus noise); starved below it on a busy host
 		t.Errorf("CPU share under --cpus 0.25: got %.2f (%s), want about 0.25", ratio, strings.TrimSpace(out))
 	}
 }
