@@ -10,14 +10,14 @@ ROOT    ?= /var/lib/berth
 SOCK    ?= /run/berth/berth.sock
 TESTIMG := $(BIN)/testimages
 
-.PHONY: all deps build run stop test test-unit test-e2e bench clean testimages
+.PHONY: all deps test-deps build run stop test test-unit test-e2e bench clean testimages
 
 all: build
 
 deps:
 	@scripts/install-deps.sh
 
-build:
+build: deps
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/berth ./cmd/berth
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/berth-shim ./cmd/berth-shim
 	@if [ -d cmd/berth-server ] && ls cmd/berth-server/*.go >/dev/null 2>&1; then \
@@ -34,7 +34,10 @@ run: deps build testimages
 stop:
 	@pkill -f "^$(BIN)/berth daemon" && echo "berth daemon stopped" || echo "no berth daemon running from $(BIN)"
 
-test: deps build testimages test-unit test-e2e
+test: test-deps build testimages test-unit test-e2e
+
+test-deps:
+	@scripts/install-deps.sh test
 
 test-unit:
 	$(GO) vet ./...

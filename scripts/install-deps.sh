@@ -2,10 +2,14 @@
 # Installs what berth needs on a fresh Debian machine, idempotently:
 # the OCI runtimes (crun, runc), busybox-static for the test images, and
 # the tools the tests drive. Safe to run again; does nothing when all is there.
+# With "test", it also installs podman, which the tests use to check that
+# images saved by berth load into another engine.
 set -euo pipefail
 
+pairs="crun:crun runc:runc busybox:busybox-static ip:iproute2 nft:nftables tmux:tmux script:bsdutils"
+[ "${1:-}" = test ] && pairs="$pairs podman:podman"
 need=()
-for pair in crun:crun runc:runc busybox:busybox-static ip:iproute2 nft:nftables tmux:tmux script:bsdutils; do
+for pair in $pairs; do
 	cmd=${pair%%:*} pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
