@@ -75,36 +75,9 @@ func startAttached(ctx context.Context, g *globals, cl *client.Client, id string
 	if err := cl.JSON(ctx, http.MethodGet, "/containers/"+url.PathEscape(id)+"/json", nil, nil, &j); err != nil {
 		return err
 	}
-	q := url.Values{"stream": {"1"}, "stdout": {"1"}, "stderr": {"1"}}
-	if interactive {
-		q.Set("stdin", "1")
-	}
-	s, err := cl.Hijack(ctx, http.MethodPost, "/containers/"+j.ID+"/attach", q, nil)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	wr, err := cl.Do(ctx, http.MethodPost, "/containers/"+j.ID+"/wait", url.Values{"condition": {"next-exit"}}, nil, "")
-	if err != nil {
-		return err
-	}
-	defer wr.Body.Close()
 	tty := j.Config != nil && j.Config.Tty
-	if tty && term.IsTerminal(int(os.Stdin.Fd())) {
-		if st, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
-			defer term.Restore(int(os.Stdin.Fd()), st)
-		}
-	}
-	if err := cl.JSON(ctx, http.MethodPost, "/containers/"+j.ID+"/start", nil, nil, nil); err != nil {
-		return err
-	}
-	<-pumpStreams(g, s, tty, interactive)
-	var w api.WaitResponse
-	json.NewDecoder(wr.Body).Decode(&w)
-	if w.StatusCode != 0 {
-		return &StatusError{Status: w.StatusCode}
-	}
-	return nil
+	same := func(err error) error { return err }
+	return attachStartWait(ctx, g, cl, j.ID, tty, interactive, "next-exit", same, same)
 }
 
 func newStopCmd(g *globals) *cobra.Command {

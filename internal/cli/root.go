@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth/berth/internal/engine/client"
-	"github.com/berth/berth/internal/errdefs"
 )
 
 // StatusError carries a process exit status out of a command, like the
@@ -78,9 +77,6 @@ func Main(args []string) int {
 	if errors.As(err, &fe) {
 		fmt.Fprintf(g.err, "See 'berth %s --help'.\n", fe.cmd)
 		return 125
-	}
-	if errdefs.Is(err, errdefs.ErrUnavailable) {
-		return 1
 	}
 	return 1
 }

@@ -371,9 +371,6 @@ the command cannot be run and 127 when it cannot be found.`,
 			if err != nil {
 				return err
 			}
-			if detach && f.rm && false {
-				return nil
-			}
 			if detach {
 				req.AttachStdin, req.AttachStdout, req.AttachStderr = false, false, false
 			}
@@ -405,29 +402,42 @@ func runContainer(ctx context.Context, g *globals, cl *client.Client, f *createF
 		fmt.Fprintln(g.out, id)
 		return nil
 	}
-	// Attach before start so no output is lost, and ask for the exit
-	// before start so a fast exit is not missed.
-	q := url.Values{"stream": {"1"}, "stdout": {"1"}, "stderr": {"1"}}
-	if f.interactive {
-		q.Set("stdin", "1")
-	}
-	stream, err := cl.Hijack(ctx, http.MethodPost, "/containers/"+id+"/attach", q, nil)
-	if err != nil {
-		return &StatusError{Status: 125, Err: err}
-	}
-	defer stream.Close()
 	cond := "next-exit"
 	if f.rm {
 		cond = "removed"
 	}
+	fail := func(err error) error { return &StatusError{Status: 125, Err: err} }
+	startFail := func(err error) error {
+		if f.rm {
+			cl.JSON(context.Background(), http.MethodDelete, "/containers/"+id, url.Values{"force": {"1"}}, nil, nil)
+		}
+		return &StatusError{Status: startFailureStatus(err), Err: err}
+	}
+	return attachStartWait(ctx, g, cl, id, f.tty, f.interactive, cond, fail, startFail)
+}
+
+// attachStartWait is Docker's attached start: attach before the start so
+// no output is lost, ask for the exit before the start so a fast exit is
+// not missed, then copy the streams and return the container's status.
+// fail wraps errors of the attach and wait requests, startFail the start's.
+func attachStartWait(ctx context.Context, g *globals, cl *client.Client, id string, tty, stdin bool, cond string, fail, startFail func(error) error) error {
+	q := url.Values{"stream": {"1"}, "stdout": {"1"}, "stderr": {"1"}}
+	if stdin {
+		q.Set("stdin", "1")
+	}
+	stream, err := cl.Hijack(ctx, http.MethodPost, "/containers/"+id+"/attach", q, nil)
+	if err != nil {
+		return fail(err)
+	}
+	defer stream.Close()
 	waitResp, err := cl.Do(ctx, http.MethodPost, "/containers/"+id+"/wait", url.Values{"condition": {cond}}, nil, "")
 	if err != nil {
-		return &StatusError{Status: 125, Err: err}
+		return fail(err)
 	}
 	defer waitResp.Body.Close()
 
 	var restore func()
-	if f.tty && term.IsTerminal(int(os.Stdin.Fd())) {
+	if tty && term.IsTerminal(int(os.Stdin.Fd())) {
 		if st, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
 			restore = func() { term.Restore(int(os.Stdin.Fd()), st) }
 			defer restore()
@@ -437,19 +447,15 @@ func runContainer(ctx context.Context, g *globals, cl *client.Client, f *createF
 		if restore != nil {
 			restore()
 		}
-		if f.rm {
-			cl.JSON(context.Background(), http.MethodDelete, "/containers/"+id, url.Values{"force": {"1"}}, nil, nil)
-		}
-		return &StatusError{Status: startFailureStatus(err), Err: err}
+		return startFail(err)
 	}
-	if f.tty {
+	if tty {
 		resizeLoop(ctx, cl, "/containers/"+id+"/resize")
 	}
-	outDone := pumpStreams(g, stream, f.tty, f.interactive)
-	<-outDone
+	<-pumpStreams(g, stream, tty, stdin)
 	var wr api.WaitResponse
 	if err := json.NewDecoder(waitResp.Body).Decode(&wr); err != nil {
-		return &StatusError{Status: 125, Err: fmt.Errorf("waiting for container %s: %v", id[:12], err)}
+		return fail(fmt.Errorf("waiting for container %s: %v", id[:12], err))
 	}
 	if wr.StatusCode != 0 {
 		return &StatusError{Status: wr.StatusCode}

@@ -159,10 +159,8 @@ func mountSpecs(hc api.HostConfig) ([]volume.MountSpec, error) {
 	return out, nil
 }
 
+// cgroupsPath is the container's cgroup, the same path on v1 and v2.
 func (d *Daemon) cgroupsPath(id string) string {
-	if d.cgroupV2 {
-		return "/" + d.cfg.CgroupParent + "/" + id
-	}
 	return "/" + d.cfg.CgroupParent + "/" + id
 }
 
