@@ -160,7 +160,12 @@ func TestHAKillMember(t *testing.T) {
 	// to voters for the other two to keep a quorum.
 	s1.kill()
 	killedAt := n.Load()
-	time.Sleep(2500 * time.Millisecond)
+	// Keep writing until the survivors acknowledge some writes (a new
+	// leader election takes longer on a busy machine), then a little more.
+	for deadline := time.Now().Add(20 * time.Second); n.Load() <= killedAt && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
 	close(stop)
 	wait()
 	if n.Load() <= killedAt {
