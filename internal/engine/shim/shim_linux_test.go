@@ -425,11 +425,17 @@ func TestSeccompAndCaps(t *testing.T) {
 			{"unshare", "-m", "true"},
 			{"mount", "-t", "tmpfs", "none", "/tmp"},
 		} {
-			_, errOut, es, _ := e.run(args, "", nil)
+			_, errOut, es, c := e.run(args, "", nil)
 			if es.ExitCode == 0 {
 				t.Errorf("%q succeeded in a default container, want it denied", args)
 			} else if !strings.Contains(errOut, "not permitted") && !strings.Contains(errOut, "permission denied") {
-				t.Errorf("%q: stderr %q, want EPERM (Operation not permitted / permission denied)", args, errOut)
+				// Say what the log kept too: it tells lost attach
+				// output apart from a process that never printed.
+				var logged []string
+				for _, le := range readLog(t, c.log) {
+					logged = append(logged, le.Stream+": "+string(le.Line))
+				}
+				t.Errorf("%q: exit %+v, attached stderr %q, log %q; want EPERM (Operation not permitted / permission denied)", args, es, errOut, logged)
 			}
 		}
 		// Docker's default set as root (0xa80425fb); nothing for a
