@@ -1057,7 +1057,7 @@ func (m *Manager) dropPortsLocked(containerID string) {
 func (m *Manager) applyRules() error {
 	var rs nft.Ruleset
 	for _, n := range m.sortedNetworks() {
-		rs.Bridges = append(rs.Bridges, nft.Bridge{Name: n.Bridge, Subnet: n.Pool.Subnet, Internal: n.Internal})
+		rs.Bridges = append(rs.Bridges, nft.Bridge{Name: n.Bridge, Subnet: n.Pool.Subnet, Gateway: n.Pool.Gateway, Internal: n.Internal})
 	}
 	cids := make([]string, 0, len(m.st.Ports))
 	for cid := range m.st.Ports {

@@ -22,8 +22,8 @@ func TestApplyReplaceDelete(t *testing.T) {
 	t.Cleanup(func() { Delete(table) })
 	rs := Ruleset{
 		Bridges: []Bridge{
-			{Name: "bt-a", Subnet: netip.MustParsePrefix("10.250.1.0/24")},
-			{Name: "bt-b", Subnet: netip.MustParsePrefix("10.250.2.0/24"), Internal: true},
+			{Name: "bt-a", Subnet: netip.MustParsePrefix("10.250.1.0/24"), Gateway: netip.MustParseAddr("10.250.1.1")},
+			{Name: "bt-b", Subnet: netip.MustParsePrefix("10.250.2.0/24"), Gateway: netip.MustParseAddr("10.250.2.1"), Internal: true},
 		},
 		Ports: []Port{
 			{Proto: "tcp", HostPort: 8080, Addr: netip.MustParseAddr("10.250.1.2"), Port: 80},
@@ -38,7 +38,7 @@ func TestApplyReplaceDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int{ChainPrerouting: 2, ChainOutput: 2, ChainPostrouting: 5, ChainForward: 5, ChainInput: 2}
+	want := map[string]int{ChainRaw: 2, ChainPrerouting: 2, ChainOutput: 2, ChainPostrouting: 5, ChainForward: 5, ChainInput: 2}
 	for ch, n := range want {
 		if got[ch] != n {
 			t.Errorf("chain %s has %d rules, want %d", ch, got[ch], n)
@@ -53,6 +53,7 @@ func TestApplyReplaceDelete(t *testing.T) {
 			"ip saddr 10.250.1.0/24 oifname != \"bt-a\" masquerade",
 			"iifname \"bt-a\" oifname \"bt-b\" drop",
 			"ct status dnat accept",
+			"ip saddr 10.250.1.0/24 ip daddr 10.250.1.0/24 ip saddr != 10.250.1.1 ip daddr != 10.250.1.1 notrack",
 			"iifname \"bt-a\" ip daddr 127.0.0.0/8 ct state ! established,related drop",
 		} {
 			if !strings.Contains(text, s) {
