@@ -38,10 +38,17 @@ type config struct {
 	rounds, detached, monitors int
 	logLines, logRounds        int
 	tcpRounds, tcpMiB          int
+	buildRounds, xferRounds    int
+	bigMiB                     int
+	only                       string
 	engines                    []string
 }
 
 var allEngines = []string{"berth", "crun", "runc", "podman", "docker"}
+
+// stepNames are the measurement steps, in order, as -only names them.
+var stepNames = []string{"daemon idle RSS after load", "run --rm", "detached starts", "monitor RSS", "logs",
+	"daemon idle RSS after the workload", "networking", "images"}
 
 func parseFlags(args []string) (config, error) {
 	var c config
@@ -57,6 +64,10 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.logRounds, "log-rounds", 5, "timed `logs` reads per engine")
 	fs.IntVar(&c.tcpRounds, "tcp-rounds", 5, "TCP throughput rounds per path (berth network, bare veth)")
 	fs.IntVar(&c.tcpMiB, "tcp-mib", 1024, "MiB sent per TCP throughput round")
+	fs.IntVar(&c.buildRounds, "build-rounds", 5, "rounds of cold and cached `build` per builder")
+	fs.IntVar(&c.xferRounds, "xfer-rounds", 3, "rounds of registry push and pull per client")
+	fs.IntVar(&c.bigMiB, "big-mib", 200, "size in MiB of the image pushed and pulled")
+	fs.StringVar(&c.only, "only", "", "run only these comma-separated steps (e.g. images,networking); default all")
 	engines := fs.String("engines", strings.Join(allEngines, ","), "comma-separated engines to run")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -68,9 +79,16 @@ func parseFlags(args []string) (config, error) {
 		name string
 		v    int
 		min  int
-	}{{"rounds", c.rounds, 1}, {"detached", c.detached, 1}, {"monitors", c.monitors, 1}, {"log-lines", c.logLines, 1}, {"log-rounds", c.logRounds, 1}, {"tcp-rounds", c.tcpRounds, 1}, {"tcp-mib", c.tcpMiB, 1}} {
+	}{{"rounds", c.rounds, 1}, {"detached", c.detached, 1}, {"monitors", c.monitors, 1}, {"log-lines", c.logLines, 1}, {"log-rounds", c.logRounds, 1}, {"tcp-rounds", c.tcpRounds, 1}, {"tcp-mib", c.tcpMiB, 1}, {"build-rounds", c.buildRounds, 1}, {"xfer-rounds", c.xferRounds, 1}, {"big-mib", c.bigMiB, 4}} {
 		if n.v < n.min {
 			return c, fmt.Errorf("-%s %d: want a count of at least %d", n.name, n.v, n.min)
+		}
+	}
+	if c.only != "" {
+		for _, name := range strings.Split(c.only, ",") {
+			if !slices.Contains(stepNames, name) {
+				return c, fmt.Errorf("-only: unknown step %q, want some of %q", name, stepNames)
+			}
 		}
 	}
 	for _, name := range strings.Split(*engines, ",") {
@@ -233,8 +251,12 @@ func measure(ctx context.Context, cfg config, archive string, cl *cleanups, res 
 		{"logs", logsRounds},
 		{"daemon idle RSS after the workload", func(ctx context.Context, cfg config, r *results) { idleRSS(ctx, r, "after workload") }},
 		{"networking", func(ctx context.Context, cfg config, r *results) { networking(ctx, cfg, r, cl) }},
+		{"images", func(ctx context.Context, cfg config, r *results) { images(ctx, cfg, r, cl) }},
 	}
 	for _, s := range steps {
+		if cfg.only != "" && s.name != "warm-up" && !slices.Contains(strings.Split(cfg.only, ","), s.name) {
+			continue
+		}
 		if ctx.Err() != nil {
 			res.Errors["bench"] = fmt.Errorf("interrupted before %s", s.name)
 			return

@@ -24,6 +24,7 @@ type results struct {
 	Logs      map[string][]float64 // ms per read
 	Idle      []idleResult
 	Net       *netResult
+	Images    *imagesResult
 
 	Errors map[string]error // "phase/engine" → first error
 	Notes  []string
@@ -347,6 +348,7 @@ func (r *results) markdown() string {
 	}
 
 	r.netMarkdown(p)
+	r.imagesMarkdown(p)
 
 	if len(r.Errors) > 0 || len(r.Notes) > 0 {
 		p("\n## Errors and notes\n\n")
