@@ -12,7 +12,6 @@
 package registry
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -96,7 +95,7 @@ func open(opts Options) (*Registry, error) {
 		uploads: map[string]*upload{},
 	}
 	if r.log == nil {
-		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		r.log = slog.New(slog.DiscardHandler)
 	}
 	if r.realm == "" {
 		r.realm = "berth-registry"
@@ -189,7 +188,7 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			if u, _, ok := req.BasicAuth(); ok {
 				user = u
 			}
-			r.log.Debug("registry request", "method", req.Method, "path", req.URL.Path, "status", rw.status,
+			r.log.Debug("registry request", "method", req.Method, "path", req.URL.Path, "query", req.URL.RawQuery, "status", rw.status,
 				"bytes", rw.n, "duration", time.Since(start), "user", user, "remote", req.RemoteAddr)
 		}
 	}()
@@ -332,6 +331,3 @@ func (s *statusWriter) ReadFrom(src io.Reader) (int64, error) {
 }
 
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-// contextDone reports whether the client went away.
-func contextDone(ctx context.Context) bool { return ctx.Err() != nil }

@@ -42,9 +42,11 @@ func ListenAndServe(ctx context.Context, h http.Handler, opts ServeOptions, read
 		l = tls.NewListener(l, tlsCfg)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
-	if opts.Log != nil {
-		srv.ErrorLog = slog.NewLogLogger(opts.Log.Handler(), slog.LevelDebug)
+	logger := opts.Log
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
+	srv.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelDebug)
 	if ready != nil {
 		ready(l.Addr())
 	}
