@@ -9,6 +9,8 @@
 #
 # The suite is a Go module on the module proxy; it is built in a temporary
 # copy (our go.mod is untouched) and cached as BIN_DIR/oci-conformance-<ver>.
+# Its reports (results.yaml, junit.xml, report.html) land in
+# BIN_DIR/conformance/<run>/.
 set -euo pipefail
 
 bin=$(cd "${1:-bin}" && pwd)
@@ -54,15 +56,17 @@ run() { # run NAME [registry flags...]
 		OCI_REPO1=conformance/repo1 OCI_REPO2=conformance/repo2 \
 		OCI_RESULTS_DIR="$res" OCI_LOG=warn "${creds[@]}" "$suite") >"$out" 2>&1 || status=$?
 	kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
-	local counts
+	mkdir -p "$bin/conformance/$name" && cp "$res"/* "$out" "$bin/conformance/$name/" 2>/dev/null || true
+	local counts pass fail err skip dis
 	counts=$(sed -n '/^OCI Conformance Result/,/Total/p' "$out")
-	echo "conformance ($name): $(echo "$counts" | tr -s ' .' ' ' | tr '\n' ';')"
-	local bad
-	bad=$(echo "$counts" | awk '/(FAIL|Error|Skip)\.*:/ { if ($NF != 0) print }')
+	count() { echo "$counts" | awk -v k="$1" '$1 ~ "^"k"\\.*:$" { print $2 }'; }
+	pass=$(count Pass) fail=$(count FAIL) err=$(count Error) skip=$(count Skip) dis=$(count Disabled)
+	echo "conformance ($name): ${pass:-?} passed, ${fail:-?} failed, ${err:-?} errors, ${skip:-?} skipped, ${dis:-?} disabled"
+	local bad=
+	[ "${fail:-1}${err:-1}${skip:-1}" = 000 ] || bad=1
 	if [ "$status" != 0 ] || [ -n "$bad" ] || ! grep -q '^OCI Conformance Result: Pass' "$out"; then
 		grep -E ': (FAIL|Error|Skip)$|^ +- ' "$out" | head -80 >&2 || true
-		echo "conformance ($name): FAILED (full output: keep it with KEEP=1)" >&2
-		[ -n "${KEEP:-}" ] && cp "$out" "${KEEP}-$name.out"
+		echo "conformance ($name): FAILED; full output and report.html in $bin/conformance/$name" >&2
 		return 1
 	fi
 }
