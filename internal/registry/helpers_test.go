@@ -21,7 +21,7 @@ import (
 
 // env is a registry under test behind an httptest server.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	reg  *Registry
 	srv  *httptest.Server
 	root string
@@ -29,7 +29,7 @@ type env struct {
 	pass string
 }
 
-func newEnv(t *testing.T, opts Options) *env {
+func newEnv(t testing.TB, opts Options) *env {
 	t.Helper()
 	if opts.Root == "" {
 		opts.Root = t.TempDir()
