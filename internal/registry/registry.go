@@ -79,7 +79,7 @@ func open(opts Options) (*Registry, error) {
 	}
 	for _, d := range []string{root, filepath.Join(root, "blobs"), filepath.Join(root, "repositories"), filepath.Join(root, "uploads")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("registry root %s: %w", root, err)
+			return nil, fmt.Errorf("registry root %s: %w (choose another directory with --root)", root, err)
 		}
 	}
 	lock, err := lockRoot(root, false)
