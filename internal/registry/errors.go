@@ -25,7 +25,6 @@ var (
 	errNameUnknown         = errorCode{"NAME_UNKNOWN", http.StatusNotFound}
 	errSizeInvalid         = errorCode{"SIZE_INVALID", http.StatusBadRequest}
 	errUnauthorized        = errorCode{"UNAUTHORIZED", http.StatusUnauthorized}
-	errDenied              = errorCode{"DENIED", http.StatusForbidden}
 	errUnsupported         = errorCode{"UNSUPPORTED", http.StatusMethodNotAllowed}
 	errTagInvalid          = errorCode{"TAG_INVALID", http.StatusBadRequest}
 	errRangeInvalid        = errorCode{"BLOB_UPLOAD_INVALID", http.StatusRequestedRangeNotSatisfiable}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -183,6 +184,9 @@ func (e *env) files() []string {
 	filepath.WalkDir(e.root, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && d.Name() != ".lock" {
 			rel, _ := filepath.Rel(e.root, p)
+			if fi, err := d.Info(); err == nil {
+				rel += fmt.Sprintf(" (%d bytes)", fi.Size())
+			}
 			out = append(out, rel)
 		}
 		return nil

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -586,3 +589,54 @@ func TestConcurrentPushes(t *testing.T) {
 		t.Errorf("%d upload sessions left", len(ents))
 	}
 }
+
+// TestClientGoesAway: a chunk or a monolithic upload whose body breaks off
+// leaves nothing behind; the session goes on from where it was.
+func TestClientGoesAway(t *testing.T) {
+	logs := &syncBuffer{}
+	e := newEnv(t, Options{Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	data := randBytes(4000)
+	r := e.do("POST", "/v2/g/blobs/uploads/", nil)
+	loc := r.header.Get("Location")
+	e.expect(e.do("PATCH", loc, bytes.NewReader(data[:1000])), 202, "")
+	before := e.files()
+	host := strings.TrimPrefix(e.srv.URL, "http://")
+	cut := func(method, path string) {
+		c, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: 3000\r\n\r\n", method, path, host)
+		c.Write(data[1000:2500]) // half of what was announced
+		c.Close()
+	}
+	cut("PATCH", loc)
+	cut("POST", "/v2/g/blobs/uploads/?digest="+digest.FromBytes(data[1000:]).String())
+	// wait until the server has answered both broken requests
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(logs.String(), "status=400") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the broken requests were not answered with 400:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.expectSameFiles(before, "requests whose body broke off")
+	r = e.do("GET", loc, nil)
+	if r.header.Get("Range") != "0-999" {
+		t.Errorf("Range after a broken chunk = %q, want 0-999", r.header.Get("Range"))
+	}
+	e.expect(e.do("PATCH", loc, bytes.NewReader(data[1000:]), "Content-Range", "1000-3999"), 202, "")
+	e.expect(e.do("PUT", loc+"?digest="+digest.FromBytes(data).String(), nil), 201, "")
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
