@@ -10,7 +10,7 @@ ROOT    ?= /var/lib/berth
 SOCK    ?= /run/berth/berth.sock
 TESTIMG := $(BIN)/testimages
 
-.PHONY: all deps test-deps build run stop test test-unit test-e2e bench clean testimages
+.PHONY: all deps test-deps build run stop test test-unit test-e2e test-conformance bench clean testimages
 
 all: build
 
@@ -34,7 +34,7 @@ run: deps build testimages
 stop:
 	@pkill -f "^$(BIN)/berth daemon" && echo "berth daemon stopped" || echo "no berth daemon running from $(BIN)"
 
-test: test-deps build testimages test-unit test-e2e
+test: test-deps build testimages test-unit test-e2e test-conformance
 
 test-deps:
 	@scripts/install-deps.sh test
@@ -45,6 +45,10 @@ test-unit:
 
 test-e2e:
 	BERTH_BIN_DIR=$(BIN) BERTH_TESTIMAGES=$(TESTIMG) $(GO) test -count=1 -timeout 20m ./tests/e2e/...
+
+# The OCI distribution-spec conformance suite against `berth registry`.
+test-conformance: build
+	scripts/conformance.sh $(BIN)
 
 bench: deps build testimages
 	scripts/bench.sh $(BIN) $(TESTIMG)

@@ -49,7 +49,8 @@ Two daemons can run side by side with different --root, --exec-root and --socket
 			fs := cmd.Flags()
 			for flag, v := range map[string]*string{"root": &merged.Root, "exec-root": &merged.ExecRoot, "socket": &merged.Socket,
 				"default-runtime": &merged.DefaultRuntime, "shim": &merged.ShimPath, "cgroup-parent": &merged.CgroupParent,
-				"bridge": &merged.Bridge, "bridge-subnet": &merged.BridgeSubnet} {
+				"bridge": &merged.Bridge, "bridge-subnet": &merged.BridgeSubnet,
+				"registry-addr": &merged.RegistryAddr, "registry-root": &merged.RegistryRoot} {
 				if fs.Changed(flag) || *v == "" {
 					val, _ := fs.GetString(flag)
 					*v = val
@@ -85,6 +86,8 @@ Two daemons can run side by side with different --root, --exec-root and --socket
 	f.StringVar(&cfg.Bridge, "bridge", "berth0", "Bridge of the default network (two daemons on one host need different ones)")
 	f.StringVar(&cfg.BridgeSubnet, "bridge-subnet", "172.30.0.0/16", "Subnet of the default network")
 	f.BoolVar(&cfg.Cleanup, "cleanup", false, "Remove the daemon's bridges and packet rules when it stops")
+	f.StringVar(&cfg.RegistryAddr, "registry-addr", "", "Also serve an OCI registry on this address (e.g. 127.0.0.1:5000; see 'berth registry')")
+	f.StringVar(&cfg.RegistryRoot, "registry-root", "", "Directory of the registry's content (default <root>/registry)")
 	f.StringVar(&configFile, "config", "/etc/berth/daemon.json", "Daemon configuration file (JSON; flags override it)")
 	f.StringVar(&logLevel, "log-level", "info", "Log level: debug, info, warn, error")
 	return cmd

@@ -123,6 +123,7 @@ The CLI talks to the daemon at -H/--host, BERTH_HOST, or ` + client.DefaultHost 
 		c.GroupID = "engine"
 		root.AddCommand(c)
 	}
+	root.AddCommand(newRegistryCmd(g))
 	return root
 }
 

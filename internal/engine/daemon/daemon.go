@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 	"github.com/berth/berth/internal/engine/snapshot"
 	"github.com/berth/berth/internal/engine/volume"
 	"github.com/berth/berth/internal/errdefs"
+	"github.com/berth/berth/internal/registry"
 )
 
 // Config is the daemon's configuration: command-line flags, optionally
@@ -52,6 +54,11 @@ type Config struct {
 	BridgeSubnet string `json:"bridge-subnet"`
 	// Cleanup removes the daemon's bridges and packet rules when it stops.
 	Cleanup bool `json:"cleanup"`
+	// RegistryAddr, if set, is a TCP address on which the daemon also
+	// serves an OCI registry (internal/registry); RegistryRoot holds its
+	// content (default <root>/registry).
+	RegistryAddr string `json:"registry-addr"`
+	RegistryRoot string `json:"registry-root"`
 }
 
 // RuntimeConfig names one OCI runtime binary.
@@ -89,6 +96,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.CgroupParent == "" {
 		c.CgroupParent = "berth"
+	}
+	if c.RegistryRoot == "" {
+		c.RegistryRoot = filepath.Join(c.Root, "registry")
 	}
 	if c.ShimPath == "" {
 		exe, err := os.Executable()
@@ -133,6 +143,8 @@ type Daemon struct {
 	execs   *execStore
 	seccomp *runtime.SeccompCache
 	events  *eventBus
+
+	registry http.Handler // the OCI registry, nil unless cfg.RegistryAddr is set
 
 	ctx    context.Context // lives as long as the daemon
 	cancel context.CancelFunc
@@ -180,8 +192,14 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("networking: %w", err)
 	}
+	var reg http.Handler
+	if cfg.RegistryAddr != "" {
+		if reg, err = registry.New(registry.Options{Root: cfg.RegistryRoot, Log: log}); err != nil {
+			return nil, fmt.Errorf("registry: %w", err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Daemon{cfg: cfg, log: log, images: images, snaps: snaps, ctrs: ctrs, volumes: volumes, net: nm,
+	d := &Daemon{cfg: cfg, registry: reg, log: log, images: images, snaps: snaps, ctrs: ctrs, volumes: volumes, net: nm,
 		cgroupV2: cgroups.Detect(), started: time.Now(), tasks: map[string]*task{},
 		execs: newExecStore(), seccomp: runtime.NewSeccompCache(filepath.Join(cfg.Root, "seccomp")), events: newEventBus(), ctx: ctx, cancel: cancel}
 	d.recover()
@@ -221,8 +239,18 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		return err
 	}
 	srv := &http.Server{Handler: d.router(), ReadHeaderTimeout: 30 * time.Second}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(l) }()
+	if d.registry != nil {
+		go func() {
+			err := registry.ListenAndServe(ctx, d.registry, registry.ServeOptions{Addr: d.cfg.RegistryAddr, Log: d.log}, func(a net.Addr) {
+				d.log.Info("berth registry listening", "addr", a.String(), "root", d.cfg.RegistryRoot)
+			})
+			if err != nil {
+				errc <- err
+			}
+		}()
+	}
 	d.log.Info("berth daemon listening", "socket", d.cfg.Socket, "root", d.cfg.Root)
 	select {
 	case <-ctx.Done():
@@ -242,6 +270,9 @@ func (d *Daemon) Serve(ctx context.Context) error {
 func (d *Daemon) Close() {
 	d.cancel()
 	d.wg.Wait()
+	if c, ok := d.registry.(io.Closer); ok {
+		c.Close()
+	}
 	if err := d.net.Close(d.cfg.Cleanup); err != nil {
 		d.log.Warn("closing networks", "err", err)
 	}
