@@ -78,8 +78,8 @@ type timage struct {
 	blobs            [][]byte // config and layer blobs
 }
 
-func (i timage) id() string                   { return digest.FromBytes(i.config).String() }
-func (i timage) digest() digest.Digest        { return digest.FromBytes(i.manifest) }
+func (i timage) id() string            { return digest.FromBytes(i.config).String() }
+func (i timage) digest() digest.Digest { return digest.FromBytes(i.manifest) }
 func (i timage) desc(p *ocispec.Platform) ocispec.Descriptor {
 	return ocispec.Descriptor{MediaType: i.mediaType, Digest: i.digest(), Size: int64(len(i.manifest)), Platform: p}
 }

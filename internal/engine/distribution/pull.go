@@ -64,7 +64,9 @@ type manifestDoc struct {
 	FSLayers      json.RawMessage      `json:"fsLayers"`
 }
 
-func isIndex(mt string) bool { return mt == ocispec.MediaTypeImageIndex || mt == MediaTypeDockerManifestList }
+func isIndex(mt string) bool {
+	return mt == ocispec.MediaTypeImageIndex || mt == MediaTypeDockerManifestList
+}
 func isManifest(mt string) bool {
 	return mt == ocispec.MediaTypeImageManifest || mt == MediaTypeDockerManifest
 }

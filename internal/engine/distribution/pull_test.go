@@ -267,12 +267,12 @@ func TestPullBadManifests(t *testing.T) {
 	serve := map[string]struct {
 		body, contentType string
 	}{
-		"notjson": {`{"schemaVersion": 2, "layers": [`, MediaTypeDockerManifest},
-		"zstd": {strings.Replace(string(img.manifest), image.MediaTypeDockerLayer, ocispec.MediaTypeImageLayerZstd, 1), MediaTypeDockerManifest},
-		"oddlayer": {strings.Replace(string(img.manifest), image.MediaTypeDockerLayer, "application/x-weird", 1), MediaTypeDockerManifest},
-		"helm": {strings.Replace(string(img.manifest), MediaTypeDockerConfig, "application/vnd.cncf.helm.config.v1+json", 1), MediaTypeDockerManifest},
-		"schema1": {`{"schemaVersion":1,"name":"x","tag":"schema1","fsLayers":[]}`, "application/vnd.docker.distribution.manifest.v1+prettyjws"},
-		"other": {`{"schemaVersion":2}`, "application/vnd.example.thing+json"},
+		"notjson":   {`{"schemaVersion": 2, "layers": [`, MediaTypeDockerManifest},
+		"zstd":      {strings.Replace(string(img.manifest), image.MediaTypeDockerLayer, ocispec.MediaTypeImageLayerZstd, 1), MediaTypeDockerManifest},
+		"oddlayer":  {strings.Replace(string(img.manifest), image.MediaTypeDockerLayer, "application/x-weird", 1), MediaTypeDockerManifest},
+		"helm":      {strings.Replace(string(img.manifest), MediaTypeDockerConfig, "application/vnd.cncf.helm.config.v1+json", 1), MediaTypeDockerManifest},
+		"schema1":   {`{"schemaVersion":1,"name":"x","tag":"schema1","fsLayers":[]}`, "application/vnd.docker.distribution.manifest.v1+prettyjws"},
+		"other":     {`{"schemaVersion":2}`, "application/vnd.example.thing+json"},
 		"baddigest": {strings.Replace(string(img.manifest), l.gzDigest.String(), "sha256:1234", 1), MediaTypeDockerManifest},
 	}
 	reg.setHook(func(w http.ResponseWriter, r *http.Request) bool {

@@ -69,7 +69,7 @@ type record struct {
 	// image, newest first: what a push re-sends unchanged (see dist.go).
 	Manifests []digest.Digest `json:"manifests,omitempty"`
 	Size      int64           `json:"size"`
-	Added          time.Time       `json:"added"`
+	Added     time.Time       `json:"added"`
 
 	config ocispec.Image
 }
