@@ -114,6 +114,10 @@ func New(store *image.Store, cfg Config) (*Client, error) {
 		skip := t.Clone()
 		skip.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // only for --insecure-registry and loopback, as Docker
 		c.skipTLS = skip
+	} else if t, ok := base.(*http.Transport); ok {
+		skip := t.Clone()
+		skip.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // as above
+		c.skipTLS = skip
 	} else {
 		c.skipTLS = base
 	}
