@@ -58,6 +58,9 @@ Two daemons can run side by side with different --root, --exec-root and --socket
 			if fs.Changed("cleanup") {
 				merged.Cleanup = cfg.Cleanup
 			}
+			if fs.Changed("insecure-registry") {
+				merged.InsecureRegistries = append(merged.InsecureRegistries, cfg.InsecureRegistries...)
+			}
 			if merged.Socket == "" && merged.ExecRoot != "" {
 				merged.Socket = filepath.Join(merged.ExecRoot, "berth.sock")
 			}
@@ -85,6 +88,7 @@ Two daemons can run side by side with different --root, --exec-root and --socket
 	f.StringVar(&cfg.Bridge, "bridge", "berth0", "Bridge of the default network (two daemons on one host need different ones)")
 	f.StringVar(&cfg.BridgeSubnet, "bridge-subnet", "172.30.0.0/16", "Subnet of the default network")
 	f.BoolVar(&cfg.Cleanup, "cleanup", false, "Remove the daemon's bridges and packet rules when it stops")
+	f.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", nil, "Registry (host[:port] or CIDR) that may be reached over plain HTTP or unverified HTTPS; loopback registries always may (repeatable)")
 	f.StringVar(&configFile, "config", "/etc/berth/daemon.json", "Daemon configuration file (JSON; flags override it)")
 	f.StringVar(&logLevel, "log-level", "info", "Log level: debug, info, warn, error")
 	return cmd

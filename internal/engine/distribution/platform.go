@@ -14,8 +14,6 @@ import (
 func HostPlatform() ocispec.Platform {
 	p := ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}
 	switch runtime.GOARCH {
-	case "arm64":
-		p.Variant = "v8"
 	case "arm":
 		p.Variant = "v7"
 	}
@@ -64,8 +62,9 @@ func normalize(p ocispec.Platform) ocispec.Platform {
 	}
 	switch p.Architecture {
 	case "arm64":
-		if p.Variant == "8" || p.Variant == "" {
-			p.Variant = "v8"
+		// v8 is arm64's baseline: like containerd, leave it unsaid.
+		if p.Variant == "8" || p.Variant == "v8" || p.Variant == "v8.0" {
+			p.Variant = ""
 		}
 	case "arm":
 		if p.Variant == "" {

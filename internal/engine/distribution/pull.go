@@ -538,19 +538,21 @@ func (c *Client) downloadLayer(ctx context.Context, s *session, j layerJob, prog
 // progressReader reports bytes read at most every 100 ms and remembers
 // the read error (a broken transfer, as opposed to bad content).
 type progressReader struct {
-	r      io.Reader
-	n      int64
-	total  int64
-	last   time.Time
-	report func(int64)
-	err    error
+	r        io.Reader
+	n        int64
+	total    int64
+	last     time.Time
+	reported int64
+	report   func(int64)
+	err      error
 }
 
 func (p *progressReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
 	p.n += int64(n)
-	if now := time.Now(); now.Sub(p.last) >= 100*time.Millisecond || (err == io.EOF && p.n > 0) {
-		p.last = now
+	now := time.Now()
+	if p.n != p.reported && (now.Sub(p.last) >= 100*time.Millisecond || p.n == p.total || err == io.EOF) {
+		p.last, p.reported = now, p.n
 		p.report(p.n)
 	}
 	if err != nil && err != io.EOF {

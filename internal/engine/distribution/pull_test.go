@@ -171,8 +171,8 @@ func TestPullMultiPlatformIndex(t *testing.T) {
 }
 
 func TestParsePlatform(t *testing.T) {
-	for in, want := range map[string]string{"linux/amd64": "linux/amd64", "arm64": "linux/arm64/v8",
-		"linux/arm": "linux/arm/v7", "linux/arm/v6": "linux/arm/v6", "linux/x86_64": "linux/amd64", "linux/aarch64/8": "linux/arm64/v8"} {
+	for in, want := range map[string]string{"linux/amd64": "linux/amd64", "arm64": "linux/arm64",
+		"linux/arm": "linux/arm/v7", "linux/arm/v6": "linux/arm/v6", "linux/x86_64": "linux/amd64", "linux/aarch64/8": "linux/arm64", "linux/arm64/v9": "linux/arm64/v9"} {
 		p, err := ParsePlatform(in)
 		if err != nil || FormatPlatform(p) != want {
 			t.Errorf("ParsePlatform(%q) = %s, %v; want %s", in, FormatPlatform(p), err, want)
