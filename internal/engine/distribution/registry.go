@@ -218,6 +218,9 @@ func (c *Client) explain(host string, err error) error {
 		msg := registryMessage(terr)
 		switch terr.StatusCode {
 		case http.StatusUnauthorized:
+			if msg == "unauthorized" { // no body (a HEAD request)
+				msg = "unauthorized: authentication required"
+			}
 			return fmt.Errorf("%s: %w", msg, errdefs.ErrUnauthorized)
 		case http.StatusForbidden:
 			return fmt.Errorf("%s: %w", msg, errdefs.ErrForbidden)
