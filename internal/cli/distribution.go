@@ -225,10 +225,7 @@ func displayProgress(out io.Writer, r io.Reader) ([]api.PushResult, error) {
 			if m.ErrorDetail != nil {
 				class = errdefs.FromKind(m.ErrorDetail.Kind)
 			}
-			if class != nil {
-				return results, fmt.Errorf("%s: %w", m.Error, class)
-			}
-			return results, errors.New(m.Error)
+			return results, &streamError{msg: m.Error, class: class}
 		}
 		if len(m.Aux) > 0 {
 			var pr api.PushResult
@@ -292,6 +289,16 @@ func progressText(cur, total int64, width int) string {
 	n = max(0, min(n, 50))
 	return "[" + strings.Repeat("=", n) + ">" + strings.Repeat(" ", 50-n) + "] " + counts
 }
+
+// streamError is an error the daemon sent in a progress stream; its
+// class came along as the errorDetail's kind.
+type streamError struct {
+	msg   string
+	class error
+}
+
+func (e *streamError) Error() string { return e.msg }
+func (e *streamError) Unwrap() error { return e.class }
 
 // pullImage asks the daemon to pull ref and prints its progress to out
 // (nothing when quiet).
