@@ -488,3 +488,35 @@ func TestConcurrentPullsShareDownloads(t *testing.T) {
 		t.Errorf("after removing every pulled image, blobs remain: %v", blobs)
 	}
 }
+
+// A layer kept here under another chain (the same layer over another
+// base) is unpacked from the kept blob, not downloaded.
+func TestPullReusesKeptLayerElsewhereInTheStack(t *testing.T) {
+	needRoot(t)
+	reg := newRegistry(t)
+	shared := mkLayer(t, map[string]string{"shared": "s"})
+	base := mkLayer(t, map[string]string{"base": "b"})
+	a := mkImage(t, runtime.GOARCH, shared)
+	b := mkImage(t, runtime.GOARCH, base, shared)
+	reg.putImage("a", "v1", a)
+	reg.putImage("b", "v1", b)
+	s, _ := newStore(t)
+	c := newClient(t, s, Config{})
+	if _, err := c.Pull(ctx, reg.host+"/a:v1", PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	reg.resetCounts()
+	got, err := c.Pull(ctx, reg.host+"/b:v1", PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := reg.blobGets("b", shared.gzDigest); n != 0 {
+		t.Errorf("layer kept here was downloaded %d times", n)
+	}
+	if n := reg.blobGets("b", base.gzDigest); n != 1 {
+		t.Errorf("new layer downloaded %d times, want 1", n)
+	}
+	if v := readLayerFile(t, s, got, "shared"); v != "s" {
+		t.Errorf("shared = %q", v)
+	}
+}

@@ -191,35 +191,28 @@ type LayerForm struct {
 	Local bool
 }
 
-// DiffIDOf returns the diff ID of the layer whose compressed form has
-// digest d, if one is known.
-func (s *Store) DiffIDOf(d digest.Digest) (digest.Digest, bool) {
-	s.dist.mu.Lock()
-	defer s.dist.mu.Unlock()
-	for diffID, forms := range s.dist.meta.Forms {
-		for _, f := range forms {
-			if f.Digest == d {
-				return diffID, true
-			}
-		}
-	}
-	return "", false
-}
-
 // RecordForm remembers that layer diffID has the compressed form c, held
 // by repository repo (a normalised name; "" for none).
 func (s *Store) RecordForm(diffID digest.Digest, c Compressed, repo string) error {
 	s.dist.mu.Lock()
 	defer s.dist.mu.Unlock()
-	s.recordFormLocked(diffID, c)
-	if repo != "" {
-		s.addRepoLocked(c.Digest, repo)
+	changed := s.recordFormLocked(diffID, c)
+	if repo != "" && s.addRepoLocked(c.Digest, repo) {
+		changed = true
+	}
+	if !changed {
+		return nil
 	}
 	return s.dist.saveLocked()
 }
 
-func (s *Store) recordFormLocked(diffID digest.Digest, c Compressed) {
+// recordFormLocked makes c the newest form of diffID and reports whether
+// that changed anything. Hold s.dist.mu.
+func (s *Store) recordFormLocked(diffID digest.Digest, c Compressed) bool {
 	forms := s.dist.meta.Forms[diffID]
+	if n := len(forms); n > 0 && forms[n-1] == c {
+		return false
+	}
 	for i, f := range forms {
 		if f.Digest == c.Digest {
 			forms = append(forms[:i:i], forms[i+1:]...)
@@ -227,15 +220,23 @@ func (s *Store) recordFormLocked(diffID digest.Digest, c Compressed) {
 		}
 	}
 	s.dist.meta.Forms[diffID] = append(forms, c)
+	return true
 }
 
-func (s *Store) addRepoLocked(d digest.Digest, repo string) {
-	repos := remove(append([]string(nil), s.dist.meta.Repos[d]...), repo)
+// addRepoLocked makes repo the newest holder of blob d and reports
+// whether that changed anything. Hold s.dist.mu.
+func (s *Store) addRepoLocked(d digest.Digest, repo string) bool {
+	old := s.dist.meta.Repos[d]
+	if n := len(old); n > 0 && old[n-1] == repo {
+		return false
+	}
+	repos := remove(append([]string(nil), old...), repo)
 	repos = append(repos, repo)
 	if len(repos) > maxRepos {
 		repos = repos[len(repos)-maxRepos:]
 	}
 	s.dist.meta.Repos[d] = repos
+	return true
 }
 
 // BlobRepos returns the repositories (normalised names, newest first)
@@ -255,7 +256,9 @@ func (s *Store) BlobRepos(d digest.Digest) []string {
 func (s *Store) AddBlobRepo(d digest.Digest, repo string) error {
 	s.dist.mu.Lock()
 	defer s.dist.mu.Unlock()
-	s.addRepoLocked(d, repo)
+	if !s.addRepoLocked(d, repo) {
+		return nil
+	}
 	return s.dist.saveLocked()
 }
 
@@ -511,6 +514,7 @@ func (s *Store) CommitPulled(p PulledImage) (img *Image, changed bool, err error
 	defer s.mu.Unlock()
 	undo := s.snapshotMetaLocked()
 	r := s.images[id.String()]
+	dirty := r == nil || len(r.Manifests) == 0 || r.Manifests[0] != md
 	if r == nil {
 		r = &record{ID: id.String(), Layers: cfg.RootFS.DiffIDs, Size: size, Added: time.Now().UTC(), config: cfg}
 		s.images[r.ID] = r
@@ -526,9 +530,11 @@ func (s *Store) CommitPulled(p PulledImage) (img *Image, changed bool, err error
 		}
 		s.setRefLocked(n.String(), r.ID, nil)
 	}
-	if err := s.saveLocked(); err != nil {
-		undo()
-		return nil, false, err
+	if dirty || changed {
+		if err := s.saveLocked(); err != nil {
+			undo()
+			return nil, false, err
+		}
 	}
 	ok = true
 	return r.image(), changed, nil
