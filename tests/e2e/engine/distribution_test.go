@@ -185,6 +185,25 @@ func TestRegistryPushPullRun(t *testing.T) {
 		t.Log("skipping the terminal progress check: script(1) not installed")
 	}
 
+	// docker-py's pull and push.
+	py := `import docker, sys
+c = docker.DockerClient(base_url=sys.argv[1])
+img = c.images.pull(sys.argv[2], tag="v1")
+print(img.id)
+for line in c.images.push(sys.argv[2], tag="v1", stream=True, decode=True):
+    if "error" in line: sys.exit(line["error"])
+    if "aux" in line: print(line["aux"]["Digest"])
+`
+	if exec.Command("python3", "-c", "import docker").Run() == nil {
+		mustOn(t, d, "rmi", ref)
+		b, err := exec.Command("python3", "-c", py, "unix://"+d.sock, host+"/e2e/busybox").CombinedOutput()
+		if err != nil || !strings.Contains(string(b), inspect(t, shared, "{{.Id}}", ref)) || !strings.Contains(string(b), dig) {
+			t.Errorf("docker-py pull and push: %v\n%s", err, b)
+		}
+	} else {
+		t.Log("skipping the docker-py checks: python3 docker module not installed")
+	}
+
 	// The stock docker CLI speaks the same routes.
 	docker, err := exec.LookPath("docker")
 	if err != nil {
@@ -299,6 +318,26 @@ func TestRegistryLogin(t *testing.T) {
 	}
 	if r := berth("pull", host+"/private/busybox:v1"); r.code == 0 || !strings.Contains(r.stderr, "pull access denied") {
 		t.Errorf("pull after logout: %s", r)
+	}
+
+	// The docker CLI's login goes through the same /auth route.
+	docker, err := exec.LookPath("docker")
+	if err != nil {
+		t.Log("skipping the docker login check: docker not installed")
+		return
+	}
+	dk := func(stdin string, args ...string) (string, error) {
+		c := exec.Command(docker, args...)
+		c.Env = append(os.Environ(), "DOCKER_HOST=unix://"+shared.sock, "DOCKER_CONFIG="+t.TempDir())
+		c.Stdin = strings.NewReader(stdin)
+		b, err := c.CombinedOutput()
+		return string(b), err
+	}
+	if out, err := dk("nope\n", "login", "-u", "alice", "--password-stdin", host); err == nil || !strings.Contains(out, "401 Unauthorized") {
+		t.Errorf("docker login with a wrong password: %v\n%s", err, out)
+	}
+	if out, err := dk("s3cret\n", "login", "-u", "alice", "--password-stdin", host); err != nil || !strings.Contains(out, "Login Succeeded") {
+		t.Errorf("docker login: %v\n%s", err, out)
 	}
 }
 
