@@ -59,6 +59,9 @@ Two daemons can run side by side with different --root, --exec-root and --socket
 			if fs.Changed("cleanup") {
 				merged.Cleanup = cfg.Cleanup
 			}
+			if fs.Changed("insecure-registry") {
+				merged.InsecureRegistries = append(merged.InsecureRegistries, cfg.InsecureRegistries...)
+			}
 			if merged.Socket == "" && merged.ExecRoot != "" {
 				merged.Socket = filepath.Join(merged.ExecRoot, "berth.sock")
 			}
@@ -88,6 +91,7 @@ Two daemons can run side by side with different --root, --exec-root and --socket
 	f.BoolVar(&cfg.Cleanup, "cleanup", false, "Remove the daemon's bridges and packet rules when it stops")
 	f.StringVar(&cfg.RegistryAddr, "registry-addr", "", "Also serve an OCI registry on this address (e.g. 127.0.0.1:5000; see 'berth registry')")
 	f.StringVar(&cfg.RegistryRoot, "registry-root", "", "Directory of the registry's content (default <root>/registry)")
+	f.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", nil, "Registry (host[:port] or CIDR) that may be reached over plain HTTP or unverified HTTPS; loopback registries always may (repeatable)")
 	f.StringVar(&configFile, "config", "/etc/berth/daemon.json", "Daemon configuration file (JSON; flags override it)")
 	f.StringVar(&logLevel, "log-level", "info", "Log level: debug, info, warn, error")
 	return cmd

@@ -61,6 +61,11 @@ func newImagesCmd(g *globals) *cobra.Command {
 			var rows []any
 			for _, img := range list {
 				tags := img.RepoTags
+				if len(tags) == 0 && len(img.RepoDigests) > 0 {
+					// Pulled by digest only: Docker shows the repository.
+					repo, _, _ := strings.Cut(img.RepoDigests[0], "@")
+					tags = []string{repo + ":<none>"}
+				}
 				if len(tags) == 0 {
 					tags = []string{"<none>:<none>"}
 				}

@@ -119,6 +119,13 @@ The CLI talks to the daemon at -H/--host, BERTH_HOST, or ` + client.DefaultHost 
 		c.GroupID = "images"
 		root.AddCommand(c)
 	}
+	for _, c := range distributionCommands(g) {
+		c.GroupID = "images"
+		root.AddCommand(c)
+	}
+	if img, _, err := root.Find([]string{"image"}); err == nil && img != root {
+		img.AddCommand(newPullCmd(g), newPushCmd(g))
+	}
 	for _, c := range engineCommands(g) {
 		c.GroupID = "engine"
 		root.AddCommand(c)

@@ -316,10 +316,15 @@ func containerCreate(ctx context.Context, cl *client.Client, name string, req ap
 		q.Set("name", name)
 	}
 	var resp api.CreateResponse
-	if err := cl.JSON(ctx, http.MethodPost, "/containers/create", q, req, &resp); err != nil {
-		if errdefs.Is(err, errdefs.ErrNotFound) && strings.Contains(err.Error(), "No such image") {
-			return "", fmt.Errorf("Unable to find image '%s' locally: %w\n(load it with `berth load -i FILE` or `berth import ROOTFS.tar NAME`)", req.Image, err)
+	err := cl.JSON(ctx, http.MethodPost, "/containers/create", q, req, &resp)
+	if errdefs.Is(err, errdefs.ErrNotFound) && strings.Contains(err.Error(), "No such image") {
+		// Pull it, as docker run does, then create again.
+		if perr := pullMissing(ctx, cl, req.Image, os.Stderr); perr != nil {
+			return "", perr
 		}
+		err = cl.JSON(ctx, http.MethodPost, "/containers/create", q, req, &resp)
+	}
+	if err != nil {
 		return "", err
 	}
 	return resp.ID, nil

@@ -379,13 +379,46 @@ type HistoryItem struct {
 
 // JSONMessage is one line of a streamed progress reply (load, pull, build).
 type JSONMessage struct {
-	Stream      string       `json:"stream,omitempty"`
-	Status      string       `json:"status,omitempty"`
-	ID          string       `json:"id,omitempty"`
-	Progress    string       `json:"progress,omitempty"`
-	Error       string       `json:"error,omitempty"`
-	ErrorDetail *ErrorDetail `json:"errorDetail,omitempty"`
-	Aux         any          `json:"aux,omitempty"`
+	Stream         string          `json:"stream,omitempty"`
+	Status         string          `json:"status,omitempty"`
+	ProgressDetail *ProgressDetail `json:"progressDetail,omitempty"`
+	ID             string          `json:"id,omitempty"`
+	Progress       string          `json:"progress,omitempty"`
+	Error          string          `json:"error,omitempty"`
+	ErrorDetail    *ErrorDetail    `json:"errorDetail,omitempty"`
+	Aux            any             `json:"aux,omitempty"`
+}
+
+// ProgressDetail is the byte count of a pull or push progress line
+// (empty, "{}", on the other lines of a layer, as Docker sends it).
+type ProgressDetail struct {
+	Current int64 `json:"current,omitempty"`
+	Total   int64 `json:"total,omitempty"`
+}
+
+// AuthConfig is a registry's credentials: the body of POST /auth and,
+// base64url-encoded, the X-Registry-Auth header of pull and push.
+type AuthConfig struct {
+	Username      string `json:"username,omitempty"`
+	Password      string `json:"password,omitempty"`
+	Auth          string `json:"auth,omitempty"` // base64 of "username:password"
+	Email         string `json:"email,omitempty"`
+	ServerAddress string `json:"serveraddress,omitempty"`
+	IdentityToken string `json:"identitytoken,omitempty"`
+	RegistryToken string `json:"registrytoken,omitempty"`
+}
+
+// AuthResponse answers POST /auth.
+type AuthResponse struct {
+	Status        string `json:"Status"`
+	IdentityToken string `json:"IdentityToken"`
+}
+
+// PushResult is the aux message that ends a push of one tag.
+type PushResult struct {
+	Tag    string `json:"Tag"`
+	Digest string `json:"Digest"`
+	Size   int    `json:"Size"`
 }
 
 // ErrorDetail carries a streamed error.

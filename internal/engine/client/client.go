@@ -85,6 +85,11 @@ func (c *Client) unreachable(err error) error {
 // Do sends a request and returns the response when its status is 2xx or
 // 304; other statuses become errors carrying the daemon's message.
 func (c *Client) Do(ctx context.Context, method, path string, query url.Values, body io.Reader, contentType string) (*http.Response, error) {
+	return c.DoHeader(ctx, method, path, query, nil, body, contentType)
+}
+
+// DoHeader is Do with extra request headers (such as X-Registry-Auth).
+func (c *Client) DoHeader(ctx context.Context, method, path string, query url.Values, header http.Header, body io.Reader, contentType string) (*http.Response, error) {
 	u := "http://berth" + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -92,6 +97,9 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/berth/berth/internal/engine/cgroups"
 	"github.com/berth/berth/internal/engine/container"
+	"github.com/berth/berth/internal/engine/distribution"
 	"github.com/berth/berth/internal/engine/image"
 	"github.com/berth/berth/internal/engine/network"
 	"github.com/berth/berth/internal/engine/runtime"
@@ -59,6 +60,9 @@ type Config struct {
 	// content (default <root>/registry).
 	RegistryAddr string `json:"registry-addr"`
 	RegistryRoot string `json:"registry-root"`
+	// InsecureRegistries may be reached over plain HTTP (or HTTPS without
+	// certificate checks): host[:port] or CIDR, as Docker's flag.
+	InsecureRegistries []string `json:"insecure-registries"`
 }
 
 // RuntimeConfig names one OCI runtime binary.
@@ -143,6 +147,7 @@ type Daemon struct {
 	execs   *execStore
 	seccomp *runtime.SeccompCache
 	events  *eventBus
+	dist    *distribution.Client
 
 	registry http.Handler // the OCI registry, nil unless cfg.RegistryAddr is set
 
@@ -173,6 +178,10 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		return nil, fmt.Errorf("image store: %w", err)
 	}
 	snaps := images.Snapshots()
+	dist, err := distribution.New(images, distribution.Config{InsecureRegistries: cfg.InsecureRegistries, UserAgent: "berth/" + BuildVersion})
+	if err != nil {
+		return nil, err
+	}
 	ctrs, warns, err := container.NewStore(cfg.Root, filepath.Join(cfg.ExecRoot, "c"))
 	if err != nil {
 		return nil, fmt.Errorf("container store: %w", err)
@@ -201,7 +210,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Daemon{cfg: cfg, registry: reg, log: log, images: images, snaps: snaps, ctrs: ctrs, volumes: volumes, net: nm,
 		cgroupV2: cgroups.Detect(), started: time.Now(), tasks: map[string]*task{},
-		execs: newExecStore(), seccomp: runtime.NewSeccompCache(filepath.Join(cfg.Root, "seccomp")), events: newEventBus(), ctx: ctx, cancel: cancel}
+		execs: newExecStore(), seccomp: runtime.NewSeccompCache(filepath.Join(cfg.Root, "seccomp")), events: newEventBus(), dist: dist, ctx: ctx, cancel: cancel}
 	d.recover()
 	if err := nm.Recover(d.isRunning); err != nil {
 		log.Warn("recovering networks", "err", err)

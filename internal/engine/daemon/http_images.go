@@ -42,7 +42,7 @@ func (d *Daemon) getImagesJSON(w http.ResponseWriter, r *http.Request) {
 		if !f.matchLabels("label", img.Config.Config.Labels) {
 			continue
 		}
-		dangling := len(img.RepoTags) == 0
+		dangling := len(img.RepoTags)+len(img.RepoDigests) == 0
 		if !f.matchAny("dangling", func(v string) bool { return (v == "true" || v == "1") == dangling }) {
 			continue
 		}
@@ -167,6 +167,8 @@ func (d *Daemon) imagesByName(w http.ResponseWriter, r *http.Request) {
 		}
 		d.events.publish("image", "tag", name, map[string]string{"name": dst})
 		w.WriteHeader(http.StatusCreated)
+	case r.Method == http.MethodPost && action == "push":
+		d.postImagePush(w, r, name)
 	default:
 		writeError(w, fmt.Errorf("page not found: %s %s: %w", r.Method, r.URL.Path, errdefs.ErrNotFound))
 	}
@@ -301,16 +303,15 @@ func (d *Daemon) getImagesGet(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// postImagesCreate is `import` (fromSrc=-); pulling from registries is
-// the images issue's work.
+// postImagesCreate is `pull` (fromImage=) or `import` (fromSrc=-).
 func (d *Daemon) postImagesCreate(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if q.Get("fromSrc") != "-" {
 		if q.Get("fromImage") != "" {
-			writeError(w, fmt.Errorf("pull access denied for %s: this berth engine has no registry client yet; load the image with `berth load -i FILE`: %w", q.Get("fromImage"), errdefs.ErrNotFound))
+			d.postImagesPull(w, r)
 			return
 		}
-		writeError(w, fmt.Errorf("images/create needs fromSrc=- (import from the request body): %w", errdefs.ErrInvalidArgument))
+		writeError(w, fmt.Errorf("images/create needs fromImage=NAME (pull) or fromSrc=- (import from the request body): %w", errdefs.ErrInvalidArgument))
 		return
 	}
 	ref := q.Get("repo")
@@ -390,7 +391,8 @@ func (d *Daemon) postImagesPrune(w http.ResponseWriter, r *http.Request) {
 	rep := api.PruneReport{ImagesDeleted: []api.ImageDeleteItem{}}
 	for _, img := range d.images.List() {
 		img := img
-		if (danglingOnly && len(img.RepoTags) > 0) || d.imageInUse(img.ID) || !f.matchLabels("label", img.Config.Config.Labels) {
+		// An image pulled by digest only has a name: not dangling.
+		if (danglingOnly && len(img.RepoTags)+len(img.RepoDigests) > 0) || d.imageInUse(img.ID) || !f.matchLabels("label", img.Config.Config.Labels) {
 			continue
 		}
 		res, err := d.images.Remove(img.ID, true, d.imageInUse)
@@ -401,6 +403,14 @@ func (d *Daemon) postImagesPrune(w http.ResponseWriter, r *http.Request) {
 			rep.ImagesDeleted = append(rep.ImagesDeleted, api.ImageDeleteItem{Untagged: x.Untagged, Deleted: x.Deleted})
 		}
 		rep.SpaceReclaimed += uint64(img.Size)
+	}
+	// Layers that failed pulls kept for a retry, if no image came to use them.
+	if layers, err := d.images.PruneLayers(); err == nil {
+		for _, x := range layers {
+			rep.ImagesDeleted = append(rep.ImagesDeleted, api.ImageDeleteItem{Deleted: x.Deleted})
+		}
+	} else {
+		d.log.Warn("pruning layers of failed pulls", "err", err)
 	}
 	writeJSONResponse(w, 200, rep)
 }

@@ -31,6 +31,7 @@ func (d *Daemon) router() http.Handler {
 	m.HandleFunc("GET /version", d.version)
 	m.HandleFunc("GET /info", d.info)
 	m.HandleFunc("GET /events", d.eventsHandler)
+	m.HandleFunc("POST /auth", d.postAuth)
 
 	m.HandleFunc("POST /containers/create", d.postContainersCreate)
 	m.HandleFunc("GET /containers/json", d.getContainersJSON)

@@ -396,16 +396,18 @@ func (s *Store) RemoveImage(refOrID string, opts RemoveOptions) ([]Deleted, erro
 	}
 	chain := ChainIDs(r.Layers)
 	for i := len(chain) - 1; i >= 0; i-- {
-		if !usedChains[chain[i]] {
+		// A leased layer is one a pull in progress counts on.
+		if !usedChains[chain[i]] && !s.dist.leased(chain[i]) {
 			if err := s.snaps.RemoveLayer(chain[i]); err == nil {
 				out = append(out, Deleted{Deleted: chain[i].String()})
 			}
 		}
-		if !usedBlobs[r.Layers[i]] {
+		if !usedBlobs[r.Layers[i]] && !s.dist.leased(r.Layers[i]) {
 			s.content.Delete(r.Layers[i])
 			usedBlobs[r.Layers[i]] = true
 		}
 	}
+	s.dropDistLocked(r)
 	return out, nil
 }
 

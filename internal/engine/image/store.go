@@ -65,8 +65,11 @@ type record struct {
 	RepoDigests    []string        `json:"repoDigests,omitempty"`
 	Layers         []digest.Digest `json:"layers"`
 	ManifestDigest digest.Digest   `json:"manifestDigest,omitempty"`
-	Size           int64           `json:"size"`
-	Added          time.Time       `json:"added"`
+	// Manifests are the registry manifests kept (as blobs) for this
+	// image, newest first: what a push re-sends unchanged (see dist.go).
+	Manifests []digest.Digest `json:"manifests,omitempty"`
+	Size      int64           `json:"size"`
+	Added     time.Time       `json:"added"`
 
 	config ocispec.Image
 }
@@ -107,6 +110,8 @@ type Store struct {
 	mu     sync.RWMutex
 	images map[string]*record // by ID
 	refs   map[string]string  // normalised name → ID
+
+	dist dist // distribution metadata and leases (dist.go)
 }
 
 // New opens (creating if needed) the image store under root: blobs in
@@ -125,6 +130,9 @@ func New(root string) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{root: root, content: cs, snaps: ss, images: map[string]*record{}, refs: map[string]string{}}
+	if err := s.dist.open(root); err != nil {
+		return nil, err
+	}
 	b, err := os.ReadFile(s.metaPath())
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
@@ -324,6 +332,7 @@ func (s *Store) snapshotMetaLocked() func() {
 		c := *r
 		c.RepoTags = append([]string(nil), r.RepoTags...)
 		c.RepoDigests = append([]string(nil), r.RepoDigests...)
+		c.Manifests = append([]digest.Digest(nil), r.Manifests...)
 		images[id] = &c
 	}
 	refs := map[string]string{}

@@ -74,9 +74,10 @@ type daemonProc struct {
 	bridge, subnet       string
 	cmd                  *exec.Cmd
 	log                  *os.File
+	extraArgs            []string // more `berth daemon` flags
 }
 
-func newDaemon(name string) (*daemonProc, error) {
+func newDaemon(name string, extraArgs ...string) (*daemonProc, error) {
 	root, err := os.MkdirTemp("/var/tmp", "berth-e2e-"+name+"-")
 	if err != nil {
 		return nil, err
@@ -89,7 +90,8 @@ func newDaemon(name string) (*daemonProc, error) {
 	d := &daemonProc{name: name, root: root, execRoot: execRoot, sock: filepath.Join(execRoot, "berth.sock"),
 		cgroupParent: "berth-e2e-" + filepath.Base(execRoot),
 		// Each daemon gets its own default bridge and subnet.
-		bridge: fmt.Sprintf("bte%d-%d", os.Getpid()%10000, daemonSeq), subnet: fmt.Sprintf("10.%d.%d.0/24", 180+os.Getpid()%40, daemonSeq)}
+		bridge: fmt.Sprintf("bte%d-%d", os.Getpid()%10000, daemonSeq), subnet: fmt.Sprintf("10.%d.%d.0/24", 180+os.Getpid()%40, daemonSeq),
+		extraArgs: extraArgs}
 	return d, d.start()
 }
 
@@ -102,6 +104,7 @@ func (d *daemonProc) start() error {
 	d.cmd = exec.Command(filepath.Join(binDir, "berth"), "daemon", "--root", d.root, "--exec-root", d.execRoot,
 		"--socket", d.sock, "--cgroup-parent", d.cgroupParent, "--config", "/nonexistent", "--log-level", "debug",
 		"--bridge", d.bridge, "--bridge-subnet", d.subnet)
+	d.cmd.Args = append(d.cmd.Args, d.extraArgs...)
 	d.cmd.Stdout, d.cmd.Stderr = log, log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
