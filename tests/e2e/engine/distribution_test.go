@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
 	"os"
@@ -18,18 +17,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/berth/berth/internal/registry"
 )
 
-// startRegistry serves go-containerregistry's in-memory registry on ip
-// (port chosen by the kernel), optionally wrapped, and returns host:port.
+// startRegistry serves berth's registry (internal/registry, on a fresh root)
+// on ip (port chosen by the kernel), optionally wrapped, and returns
+// host:port.
 func startRegistry(t *testing.T, ip string, wrap func(http.Handler) http.Handler) string {
 	t.Helper()
 	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var h http.Handler = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	reg, err := registry.New(registry.Options{Root: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.(io.Closer).Close() })
+	h := reg
 	if wrap != nil {
 		h = wrap(h)
 	}
