@@ -303,9 +303,11 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 		}
 		defer blobW.Close()
 	}
-	cr := &countHash{r: io.LimitReader(r, src.Size+1), h: digest.SHA256.Hash()}
+	cr := &countHash{r: io.LimitReader(r, src.Size+1)}
 	if formW != nil {
-		cr.w = formW
+		cr.w = formW // it hashes what it is given
+	} else {
+		cr.h = digest.SHA256.Hash()
 	}
 	checkBlob := func() error {
 		if _, err := io.Copy(io.Discard, cr); err != nil {
@@ -314,7 +316,7 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 		if cr.n != src.Size {
 			return bad("layer %s: blob is %d bytes, but the manifest says %d", src.Digest, cr.n, src.Size)
 		}
-		if got := digest.NewDigest(digest.SHA256, cr.h); got != src.Digest {
+		if got := cr.digest(); got != src.Digest {
 			return bad("layer %s: digest mismatch: the blob hashes to %s", src.Digest, got)
 		}
 		return nil
@@ -337,11 +339,7 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 		return explain(fmt.Errorf("layer %s: %w", src.Digest, err))
 	}
 	defer dr.Close()
-	var tee io.Writer = io.Discard
-	if blobW != nil {
-		tee = blobW
-	}
-	vr := &verifyReader{r: io.TeeReader(dr, tee), h: digest.SHA256.Hash(), want: src.DiffID}
+	vr := newVerifyReader(dr, blobW, src.DiffID)
 	applied := false
 	created, err := s.snaps.ApplyLayer(src.ChainID, func(dir string) (int64, error) {
 		applied = true
@@ -391,19 +389,29 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 	return s.dist.saveLocked()
 }
 
-// countHash reads r, hashing and counting what it yields and copying it
-// to w (if not nil).
+// countHash reads r, counting what it yields and copying it to w, a
+// content writer that hashes it, or hashing it into h when there is no w.
 type countHash struct {
 	r io.Reader
 	h hash.Hash
-	w io.Writer
+	w *content.Writer
 	n int64
+}
+
+// digest is the digest of what was read so far.
+func (c *countHash) digest() digest.Digest {
+	if c.w != nil {
+		return c.w.Digest()
+	}
+	return digest.NewDigest(digest.SHA256, c.h)
 }
 
 func (c *countHash) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	if n > 0 {
-		c.h.Write(p[:n])
+		if c.h != nil {
+			c.h.Write(p[:n])
+		}
 		c.n += int64(n)
 		if c.w != nil {
 			if _, werr := c.w.Write(p[:n]); werr != nil {

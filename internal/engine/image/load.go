@@ -375,18 +375,36 @@ func parseOCIManifest(st *staged, d ocispec.Descriptor, where string) (pending, 
 }
 
 // verifyReader passes r through, hashing it, and at its end fails unless
-// the hash is want.
+// the hash is want. When everything read is also written to a content
+// writer, the writer's running digest serves (sum), so that the bytes are
+// hashed once.
 type verifyReader struct {
 	r    io.Reader
-	h    hash.Hash
+	h    hash.Hash            // nil when sum is set
+	sum  func() digest.Digest // the digest of what was read, if not h's
 	want digest.Digest
+}
+
+// newVerifyReader returns a verifyReader of r against want; w, if not
+// nil, is the content writer that receives every byte read from r.
+func newVerifyReader(r io.Reader, w *content.Writer, want digest.Digest) *verifyReader {
+	if w != nil {
+		return &verifyReader{r: io.TeeReader(r, w), sum: w.Digest, want: want}
+	}
+	return &verifyReader{r: r, h: digest.SHA256.Hash(), want: want}
 }
 
 func (v *verifyReader) Read(p []byte) (int, error) {
 	n, err := v.r.Read(p)
-	v.h.Write(p[:n])
+	if v.h != nil {
+		v.h.Write(p[:n])
+	}
 	if err == io.EOF {
-		if got := digest.NewDigest(digest.SHA256, v.h); got != v.want {
+		got := v.sum
+		if v.h != nil {
+			got = func() digest.Digest { return digest.NewDigest(digest.SHA256, v.h) }
+		}
+		if got := got(); got != v.want {
 			return n, bad("layer content hashes to %s, but the image config's diff_id is %s", got, v.want)
 		}
 	}
@@ -427,16 +445,14 @@ func (t *txn) addLayer(r io.Reader, entry string, diffID, chainID digest.Digest)
 	needBlob := !s.content.Exists(diffID)
 	needSnap := !s.snaps.HasLayer(chainID)
 	var w *content.Writer
-	var sink io.Writer = io.Discard
 	if needBlob {
 		var err error
 		if w, err = s.content.Writer(); err != nil {
 			return 0, err
 		}
 		defer w.Close()
-		sink = w
 	}
-	vr := &verifyReader{r: io.TeeReader(r, sink), h: digest.SHA256.Hash(), want: diffID}
+	vr := newVerifyReader(r, w, diffID)
 	if needSnap {
 		created, err := s.snaps.ApplyLayer(chainID, func(dir string) (int64, error) {
 			n, err := archive.ApplyUncompressed(dir, vr)
