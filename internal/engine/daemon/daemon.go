@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth/berth/internal/engine/build"
 	"github.com/berth/berth/internal/engine/cgroups"
 	"github.com/berth/berth/internal/engine/container"
 	"github.com/berth/berth/internal/engine/image"
@@ -133,6 +134,7 @@ type Daemon struct {
 	execs   *execStore
 	seccomp *runtime.SeccompCache
 	events  *eventBus
+	builder *build.Builder
 
 	ctx    context.Context // lives as long as the daemon
 	cancel context.CancelFunc
@@ -185,6 +187,10 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		cgroupV2: cgroups.Detect(), started: time.Now(), tasks: map[string]*task{},
 		execs: newExecStore(), seccomp: runtime.NewSeccompCache(filepath.Join(cfg.Root, "seccomp")), events: newEventBus(), ctx: ctx, cancel: cancel}
 	d.recover()
+	d.cleanupBuilds()
+	if d.builder, err = build.New(filepath.Join(cfg.Root, "build"), images, &buildExecutor{d}, log); err != nil {
+		return nil, fmt.Errorf("builder: %w", err)
+	}
 	if err := nm.Recover(d.isRunning); err != nil {
 		log.Warn("recovering networks", "err", err)
 	}
