@@ -604,7 +604,7 @@ func (j *job) copyItem(w *destWriter, it item, dest string, intoDir bool, own *o
 				return err
 			}
 			uid, gid := ownerOf(it.info)
-			if err := w.mkdir(dest, modeOf(it.info), &owner{uid, gid}, it.info.mtime); err != nil {
+			if err := w.mkdir(dest, modeOf(it.info), &owner{uid, gid}, it.info.mtime, false); err != nil {
 				return err
 			}
 		}
@@ -633,7 +633,7 @@ func (j *job) copyOne(w *destWriter, src source, p, target string, fi fileInfo, 
 	case tar.TypeSymlink:
 		return w.symlink(target, fi.link, uid, gid, fi.mtime)
 	case tar.TypeDir:
-		if err := w.mkdir(target, modeOf(fi), &owner{uid, gid}, fi.mtime); err != nil {
+		if err := w.mkdir(target, modeOf(fi), &owner{uid, gid}, fi.mtime, false); err != nil {
 			return err
 		}
 		return j.copyTree(w, src, p, target, ownerOf, modeOf)
@@ -770,7 +770,7 @@ func (j *job) extract(w *destWriter, it item, dest string, own *owner) error {
 			if _, err := dw.mkdirAll(path.Dir(name), own); err != nil {
 				return err
 			}
-			err = dw.mkdir(name, hdr.Mode, &owner{uid, gid}, hdr.ModTime)
+			err = dw.mkdir(name, hdr.Mode, &owner{uid, gid}, hdr.ModTime, true)
 		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
 			err = dw.writeFile(name, tr, hdr.Mode, uid, gid, hdr.ModTime)
 		case tar.TypeSymlink:

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/internal/engine/archive"
+	"github.com/berth/berth/internal/errdefs"
 	"golang.org/x/sys/unix"
 )
 
@@ -114,7 +115,7 @@ func (w *destWriter) mkdirAll(rel string, own *owner) (created bool, err error) 
 	if _, err := w.mkdirAll(parent, nil); err != nil {
 		return false, err
 	}
-	if err := w.mkdir(rel, 0o755, own, time.Time{}); err != nil {
+	if err := w.mkdir(rel, 0o755, own, time.Time{}, false); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -130,8 +131,9 @@ func (w *destWriter) parent(rel string) (int, string, error) {
 }
 
 // mkdir makes directory rel (its parent exists). An existing directory is
-// kept as it is; anything else in the way is replaced.
-func (w *destWriter) mkdir(rel string, mode int64, own *owner, mtime time.Time) error {
+// kept as it is; anything else in the way is an error, or replaced when
+// replace (as untar does).
+func (w *destWriter) mkdir(rel string, mode int64, own *owner, mtime time.Time, replace bool) error {
 	pfd, base, err := w.parent(rel)
 	if err != nil {
 		return err
@@ -141,6 +143,9 @@ func (w *destWriter) mkdir(rel string, mode int64, own *owner, mtime time.Time) 
 	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 			return nil
+		}
+		if !replace {
+			return fmt.Errorf("cannot create directory /%s: a file is in the way (not a directory): %w", rel, errdefs.ErrInvalidArgument)
 		}
 		if err := unix.Unlinkat(pfd, base, 0); err != nil {
 			return fmt.Errorf("replace /%s with a directory: %w", rel, err)
