@@ -93,11 +93,15 @@ type tfile struct {
 	mode             int64
 }
 
-func reg(name, body string) tfile { return tfile{name: name, body: body, typ: tar.TypeReg, mode: 0o644} }
+func reg(name, body string) tfile {
+	return tfile{name: name, body: body, typ: tar.TypeReg, mode: 0o644}
+}
 func dir(name string, mode int64) tfile {
 	return tfile{name: name, typ: tar.TypeDir, mode: mode}
 }
-func sym(name, target string) tfile { return tfile{name: name, link: target, typ: tar.TypeSymlink, mode: 0o777} }
+func sym(name, target string) tfile {
+	return tfile{name: name, link: target, typ: tar.TypeSymlink, mode: 0o777}
+}
 
 var epoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
