@@ -25,6 +25,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/berth/berth/internal/engine/api"
+	"github.com/berth/berth/internal/units"
 )
 
 type buildFlags struct {
@@ -515,18 +516,21 @@ func newBuilderCmd(g *globals) *cobra.Command {
 	builder := &cobra.Command{Use: "builder", Short: "Manage the build cache"}
 	prune := &cobra.Command{
 		Use:   "prune",
-		Short: "Remove the build cache (layers only it used go with the next image prune)",
+		Short: "Remove the build cache and the layers only it used",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := g.client()
 			if err != nil {
 				return err
 			}
-			var rep struct{ Count int }
+			var rep struct {
+				Count          int
+				SpaceReclaimed int64
+			}
 			if err := cl.JSON(cmd.Context(), http.MethodPost, "/build/prune", nil, nil, &rep); err != nil {
 				return err
 			}
-			fmt.Fprintf(g.out, "Deleted build cache records: %d\n", rep.Count)
+			fmt.Fprintf(g.out, "Deleted build cache steps: %d\nTotal reclaimed space: %s\n", rep.Count, units.HumanSize(rep.SpaceReclaimed))
 			return nil
 		},
 	}

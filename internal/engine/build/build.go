@@ -25,6 +25,7 @@ import (
 	goruntime "runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berth/berth/internal/engine/image"
@@ -109,6 +110,7 @@ type Result struct {
 // Builder builds images into an image store. It is safe for concurrent
 // builds.
 type Builder struct {
+	mu     sync.RWMutex // builds share it; Prune takes it alone
 	images *image.Store
 	exec   Executor
 	puller Puller
@@ -146,9 +148,32 @@ func New(dir string, images *image.Store, exec Executor, log *slog.Logger) (*Bui
 // SetPuller wires the registry client in.
 func (b *Builder) SetPuller(p Puller) { b.puller = p }
 
-// PruneCache drops every cached step and returns how many there were.
-// Layers only the cache used stay until an image prune frees them.
-func (b *Builder) PruneCache() (int, error) { return b.cache.prune() }
+// Prune drops every cached step and the layers only the cache used (those
+// of failed or superseded builds), waiting for running builds to finish.
+// It returns how many steps there were and the bytes freed.
+func (b *Builder) Prune() (steps int, freed int64, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var layers []image.Layer
+	seen := map[digest.Digest]bool{}
+	for _, cfg := range b.cache.all() {
+		var img ocispec.Image
+		if json.Unmarshal(cfg, &img) != nil {
+			continue
+		}
+		for i, c := range image.ChainIDs(img.RootFS.DiffIDs) {
+			if !seen[c] {
+				seen[c] = true
+				layers = append(layers, image.Layer{DiffID: img.RootFS.DiffIDs[i], ChainID: c})
+			}
+		}
+	}
+	if steps, err = b.cache.prune(); err != nil {
+		return steps, 0, err
+	}
+	freed, err = b.images.ReleaseLayers(layers)
+	return steps, freed, err
+}
 
 const snapPrefix = "build-"
 
@@ -180,6 +205,8 @@ func platformArgs() map[string]string {
 // nothing and leaves no container, mount or temporary file; the layers of
 // the steps that succeeded stay in the cache.
 func (b *Builder) Build(ctx context.Context, bc *Context, opts Options, out io.Writer) (*Result, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
 	dfPath := opts.Dockerfile
 	if dfPath == "" {
 		dfPath = "Dockerfile"

@@ -75,6 +75,18 @@ func (c *cache) put(key digest.Digest, config []byte) error {
 
 func (c *cache) drop(key digest.Digest) { os.Remove(c.path(key)) }
 
+// all returns every record's config.
+func (c *cache) all() [][]byte {
+	ents, _ := os.ReadDir(c.dir)
+	var out [][]byte
+	for _, e := range ents {
+		if b, err := os.ReadFile(filepath.Join(c.dir, e.Name())); err == nil {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
 // prune removes every record and returns how many there were.
 func (c *cache) prune() (int, error) {
 	ents, err := os.ReadDir(c.dir)

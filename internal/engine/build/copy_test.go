@@ -333,3 +333,31 @@ func TestContextReading(t *testing.T) {
 		t.Error("an empty body was accepted")
 	}
 }
+
+// TestPruneFreesOnlyCacheLayers: the layers of a failed build stay as
+// cache until Prune, which keeps every layer an image uses.
+func TestPruneFreesOnlyCacheLayers(t *testing.T) {
+	needRoot(t)
+	e := newTestEnv(t)
+	e.baseImage(t)
+	kept, _ := e.mustBuild(t, "FROM base\nRUN write /kept 1\n", Options{Tags: []string{"kept"}})
+	if _, _, err := e.build(t, "FROM base\nRUN write /orphan 1\nRUN exit 1\n", Options{}); err == nil {
+		t.Fatal("the failing build succeeded")
+	}
+	layersBefore, _ := e.images.Snapshots().Layers()
+	steps, freed, err := e.b.Prune()
+	if err != nil || steps < 2 || freed <= 0 {
+		t.Fatalf("Prune: %d steps, %d bytes, %v", steps, freed, err)
+	}
+	layersAfter, _ := e.images.Snapshots().Layers()
+	if len(layersAfter) != len(layersBefore)-1 {
+		t.Errorf("Prune removed %d layers, want exactly the failed build's one", len(layersBefore)-len(layersAfter))
+	}
+	img, _ := e.images.Get(kept.ID)
+	if !e.images.HasLayers(img.Layers) {
+		t.Error("Prune removed a layer an image uses")
+	}
+	if _, out := e.mustBuild(t, "FROM base\nRUN write /kept 1\n", Options{}); strings.Contains(out, "Using cache") {
+		t.Errorf("the cache survived Prune:\n%s", out)
+	}
+}

@@ -143,11 +143,10 @@ func (d *Daemon) postBuild(w http.ResponseWriter, r *http.Request) {
 
 // postBuildPrune drops the build cache (Docker's POST /build/prune).
 func (d *Daemon) postBuildPrune(w http.ResponseWriter, r *http.Request) {
-	n, err := d.builder.PruneCache()
+	n, freed, err := d.builder.Prune()
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	deleted := make([]string, 0, n)
-	writeJSONResponse(w, 200, map[string]any{"CachesDeleted": deleted, "SpaceReclaimed": 0, "Count": n})
+	writeJSONResponse(w, 200, map[string]any{"CachesDeleted": []string{}, "SpaceReclaimed": freed, "Count": n})
 }

@@ -2,6 +2,7 @@ package image
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -208,6 +209,45 @@ func (s *Store) Commit(config []byte, tags []string) (Committed, error) {
 		}
 	}
 	return Committed{Image: s.images[id.String()].image(), New: isNew}, nil
+}
+
+// ReleaseLayers deletes those of layers (snapshot and blob) that no image
+// uses and returns the bytes of unpacked content freed. The builder calls
+// it for the layers only its cache referred to.
+func (s *Store) ReleaseLayers(layers []Layer) (int64, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	usedChains, usedBlobs := map[digest.Digest]bool{}, map[digest.Digest]bool{}
+	s.mu.RLock()
+	for _, r := range s.images {
+		usedBlobs[digest.Digest(r.ID)] = true
+		for _, l := range r.Layers {
+			usedBlobs[l] = true
+		}
+		for _, c := range ChainIDs(r.Layers) {
+			usedChains[c] = true
+		}
+	}
+	s.mu.RUnlock()
+	var freed int64
+	var errs []error
+	for _, l := range layers {
+		if !usedChains[l.ChainID] && s.snaps.HasLayer(l.ChainID) {
+			n, _ := s.snaps.LayerSize(l.ChainID)
+			if err := s.snaps.RemoveLayer(l.ChainID); err != nil {
+				errs = append(errs, err)
+			} else {
+				freed += n
+			}
+		}
+		if !usedBlobs[l.DiffID] && s.content.Exists(l.DiffID) {
+			if err := s.content.Delete(l.DiffID); err != nil && !errdefs.Is(err, errdefs.ErrNotFound) {
+				errs = append(errs, err)
+			}
+			usedBlobs[l.DiffID] = true
+		}
+	}
+	return freed, errors.Join(errs...)
 }
 
 // TmpDir is a directory on the store's file system for work in progress;
