@@ -660,15 +660,16 @@ func (j *job) from(s *stage) (*state, error) {
 
 // baseImage finds a FROM or COPY --from image locally, or pulls it.
 func (j *job) baseImage(ref string) (*image.Image, error) {
-	if _, err := reference.Parse(ref); err != nil {
-		return nil, fmt.Errorf("base image %q: %w", ref, err)
-	}
-	if j.opts.Pull && j.b.puller != nil {
+	_, perr := reference.Parse(ref)
+	if j.opts.Pull && j.b.puller != nil && perr == nil {
 		return j.b.puller.Pull(j.ctx, ref, j.out)
 	}
-	img, err := j.b.images.Get(ref)
+	img, err := j.b.images.Get(ref) // a name, or an image ID
 	if err == nil {
 		return img, nil
+	}
+	if perr != nil {
+		return nil, fmt.Errorf("base image %q: %w", ref, perr)
 	}
 	if !errdefs.Is(err, errdefs.ErrNotFound) {
 		return nil, err

@@ -6,6 +6,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -406,4 +409,26 @@ func TestBuiltImageLoadsInPodman(t *testing.T) {
 		t.Errorf("podman sees %q, want %q", out, want)
 	}
 	must(t, "rmi", "e2e-podman:1")
+}
+
+func TestBuildAddURL(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/files/tool.sh" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Last-Modified", "Mon, 02 Jan 2006 15:04:05 GMT")
+		io.WriteString(w, "#!/bin/sh\necho downloaded\n")
+	}))
+	defer srv.Close()
+	ctx := writeCtx(t, map[string]string{"Dockerfile": "FROM busybox\nADD " + srv.URL + "/files/tool.sh /opt/\nADD --chmod=755 " + srv.URL + "/files/tool.sh /usr/bin/tool\n"})
+	must(t, "build", "-t", "e2e-url", ctx)
+	if got := must(t, "run", "--rm", "e2e-url", "sh", "-c", "stat -c '%a %Y' /opt/tool.sh; tool"); got != "600 1136214245\ndownloaded\n" {
+		t.Errorf("ADD URL: %q, want mode 600, mtime from Last-Modified, and the file", got)
+	}
+	bad := writeCtx(t, map[string]string{"Dockerfile": "FROM busybox\nADD " + srv.URL + "/missing /x\n"})
+	if r := berth("build", bad); r.code == 0 || !strings.Contains(r.stderr, "404") {
+		t.Errorf("ADD of a missing URL: %s", r)
+	}
+	must(t, "rmi", "e2e-url")
 }
