@@ -54,6 +54,10 @@ type fileInfo struct {
 
 func (fi fileInfo) isDir() bool { return fi.typ == tar.TypeDir }
 
+// maxDockerfile bounds the Dockerfile and .dockerignore the daemon reads
+// into memory.
+const maxDockerfile = 16 << 20
+
 // maxContextEntries bounds the index a hostile context can make the daemon
 // keep in memory.
 const maxContextEntries = 4 << 20
@@ -139,9 +143,12 @@ func (c *Context) read(r io.Reader, dockerfile string) error {
 		if dockerfile == "" {
 			dockerfile = "Dockerfile"
 		}
-		b, err := io.ReadAll(io.LimitReader(src, 64<<20))
+		b, err := io.ReadAll(io.LimitReader(src, maxDockerfile+1))
 		if err != nil {
 			return badContext("%v", err)
+		}
+		if len(b) > maxDockerfile {
+			return badContext("the body is neither a tar archive nor a Dockerfile (larger than %d bytes)", maxDockerfile)
 		}
 		return c.add(&tar.Header{Name: dockerfile, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(b)), ModTime: time.Now()}, bytes.NewReader(b))
 	}
@@ -240,8 +247,9 @@ func (c *Context) add(hdr *tar.Header, r io.Reader) error {
 	return nil
 }
 
-// ReadFile returns the content of the regular file name (a context path),
-// following symlinks inside the context.
+// ReadFile returns the content of the regular file name (a context path,
+// at most 16 MiB: a Dockerfile or .dockerignore), following symlinks
+// inside the context.
 func (c *Context) ReadFile(name string) ([]byte, error) {
 	p, err := resolvePath(c, cleanName(name), true)
 	if err != nil {
@@ -253,6 +261,9 @@ func (c *Context) ReadFile(name string) ([]byte, error) {
 	}
 	if fi.typ != tar.TypeReg {
 		return nil, fmt.Errorf("%s: not a regular file: %w", name, errdefs.ErrInvalidArgument)
+	}
+	if fi.size > maxDockerfile {
+		return nil, fmt.Errorf("%s: larger than %d bytes: %w", name, maxDockerfile, errdefs.ErrInvalidArgument)
 	}
 	rc, err := c.open(p)
 	if err != nil {
