@@ -132,6 +132,16 @@ func (s *Store) LayerDirsOf(diffIDs []digest.Digest) ([]string, error) {
 	return s.LayerDirs(&Image{ID: "(layers)", Layers: diffIDs})
 }
 
+// LayerSizes returns the unpacked size of each of img's layers, bottom
+// first (0 where unknown).
+func (s *Store) LayerSizes(img *Image) []int64 {
+	out := make([]int64, len(img.Layers))
+	for i, c := range ChainIDs(img.Layers) {
+		out[i], _ = s.snaps.LayerSize(c)
+	}
+	return out
+}
+
 // ConfigBlob returns the image's config exactly as stored (with fields
 // ocispec.Image does not know, such as Docker's Healthcheck and OnBuild).
 func (s *Store) ConfigBlob(img *Image) ([]byte, error) {
