@@ -471,7 +471,7 @@ func (t *ttyProgress) line(l string) {
 	switch {
 	case strings.HasPrefix(l, "Step "):
 		t.endStep()
-		t.step, t.stepAt = strings.TrimPrefix(l, "Step "), time.Now()
+		t.step, t.stepAt = truncate(strings.TrimPrefix(l, "Step "), 60), time.Now()
 		fmt.Fprintf(t.w, "\r\033[K => %s", t.step)
 	case l == " ---> Using cache":
 		t.cached = true
@@ -484,7 +484,7 @@ func (t *ttyProgress) line(l string) {
 		if len(t.output) > 40 {
 			t.output = t.output[1:]
 		}
-		fmt.Fprintf(t.w, "\r\033[K => %s  %s", t.step, truncate(l, 60))
+		fmt.Fprintf(t.w, "\r\033[K => %s  %s", t.step, truncate(l, 30))
 	}
 }
 

@@ -184,7 +184,10 @@ func (d *Daemon) cleanupBuilds() {
 			if len(lines) == 2 {
 				if rt, err := d.runtimeFor(lines[1]); err == nil {
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					if err := rt.Delete(ctx, lines[0], true); err != nil && !errdefs.Is(err, errdefs.ErrNotFound) {
+					err := rt.Delete(ctx, lines[0], true)
+					// The shim may delete the state itself as the process
+					// dies: only state still there is a failure.
+					if _, serr := os.Stat(filepath.Join(rt.Root, lines[0])); err != nil && serr == nil {
 						d.log.Warn("removing a RUN container an interrupted build left", "id", lines[0], "err", err)
 					}
 					cancel()

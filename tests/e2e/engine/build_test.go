@@ -261,7 +261,30 @@ func TestBuildCacheSurvivesRestart(t *testing.T) {
 	if !strings.Contains(out, "Using cache") || imageID(t, d, "restart") != id {
 		t.Errorf("after a daemon restart the cache missed:\n%s", out)
 	}
+
+	// A daemon killed mid-RUN: the next one kills the RUN container and
+	// removes its snapshot, bundle and network.
+	slow := writeCtx(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo started; sleep 61\n"})
+	cmd := exec.Command(filepath.Join(binDir, "berth"), "-H", "unix://"+d.sock, "build", slow)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && sc.Text() != "started" {
+	}
+	d.kill()
+	cmd.Wait()
+	if err := d.start(); err != nil {
+		t.Fatal(err)
+	}
 	assertNoBuildLeftovers(t, d)
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, _ := os.ReadFile(p); string(b) == "sleep\x0061\x00" {
+			t.Errorf("the RUN of the killed daemon is still running: %s", p)
+		}
+	}
 }
 
 func TestBuildErrorsLeaveNothing(t *testing.T) {
