@@ -22,7 +22,7 @@ import (
 )
 
 func imageCommands(g *globals) []*cobra.Command {
-	cmds := []*cobra.Command{newImagesCmd(g), newLoadCmd(g), newSaveCmd(g), newImportCmd(g), newRmiCmd(g), newTagCmd(g), newHistoryCmd(g)}
+	cmds := []*cobra.Command{newImagesCmd(g), newLoadCmd(g), newSaveCmd(g), newImportCmd(g), newRmiCmd(g), newTagCmd(g), newHistoryCmd(g), newBuildCmd(g), newBuilderCmd(g)}
 	group := &cobra.Command{Use: "image", Short: "Manage images"}
 	ls := newImagesCmd(g)
 	ls.Use, ls.Aliases = "ls [OPTIONS] [REPOSITORY[:TAG]]", []string{"list"}
@@ -31,7 +31,7 @@ func imageCommands(g *globals) []*cobra.Command {
 	inspect := newInspectCmd(g)
 	inspect.Short = "Display detailed information on one or more images"
 	inspect.Flags().Set("type", "image")
-	group.AddCommand(ls, rm, inspect, newLoadCmd(g), newSaveCmd(g), newImportCmd(g), newTagCmd(g), newHistoryCmd(g), newImagePruneCmd(g))
+	group.AddCommand(ls, rm, inspect, newLoadCmd(g), newSaveCmd(g), newImportCmd(g), newTagCmd(g), newHistoryCmd(g), newImagePruneCmd(g), newBuildCmd(g))
 	return append(cmds, group)
 }
 

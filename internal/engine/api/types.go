@@ -425,6 +425,8 @@ type PushResult struct {
 type ErrorDetail struct {
 	Message string `json:"message"`
 	Kind    string `json:"kind,omitempty"`
+	// Code is an exit status (a failed build's RUN), as Docker sends it.
+	Code int `json:"code,omitempty"`
 }
 
 // PruneReport answers the prune routes.

@@ -16,3 +16,7 @@ func Apply(dir string, r io.Reader) (int64, error) {
 
 // ApplyUncompressed unpacks a layer; it needs Linux.
 func ApplyUncompressed(dir string, r io.Reader) (int64, error) { return Apply(dir, r) }
+
+// WriteOverlayDiff writes an overlay upper directory as a layer tar; it
+// needs Linux.
+func WriteOverlayDiff(w io.Writer, dir string) (int64, error) { return Apply(dir, nil) }

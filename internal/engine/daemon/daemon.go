@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth/berth/internal/engine/build"
 	"github.com/berth/berth/internal/engine/cgroups"
 	"github.com/berth/berth/internal/engine/container"
 	"github.com/berth/berth/internal/engine/distribution"
@@ -150,6 +151,7 @@ type Daemon struct {
 	dist    *distribution.Client
 
 	registry http.Handler // the OCI registry, nil unless cfg.RegistryAddr is set
+	builder *build.Builder
 
 	ctx    context.Context // lives as long as the daemon
 	cancel context.CancelFunc
@@ -212,6 +214,11 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		cgroupV2: cgroups.Detect(), started: time.Now(), tasks: map[string]*task{},
 		execs: newExecStore(), seccomp: runtime.NewSeccompCache(filepath.Join(cfg.Root, "seccomp")), events: newEventBus(), dist: dist, ctx: ctx, cancel: cancel}
 	d.recover()
+	d.cleanupBuilds()
+	if d.builder, err = build.New(filepath.Join(cfg.Root, "build"), images, &buildExecutor{d}, log); err != nil {
+		return nil, fmt.Errorf("builder: %w", err)
+	}
+	d.builder.SetPuller(buildPuller{d})
 	if err := nm.Recover(d.isRunning); err != nil {
 		log.Warn("recovering networks", "err", err)
 	}

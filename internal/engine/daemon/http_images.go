@@ -150,7 +150,7 @@ func (d *Daemon) imagesByName(w http.ResponseWriter, r *http.Request) {
 			writeError(w, noSuchImage(name, err))
 			return
 		}
-		writeJSONResponse(w, 200, imageHistory(img))
+		writeJSONResponse(w, 200, imageHistory(img, d.images.LayerSizes(img)))
 	case r.Method == http.MethodPost && action == "tag":
 		repo, tag := r.URL.Query().Get("repo"), r.URL.Query().Get("tag")
 		if repo == "" {
@@ -181,11 +181,24 @@ func noSuchImage(name string, err error) error {
 	return err
 }
 
-func imageHistory(img *image.Image) []api.HistoryItem {
+// imageHistory answers /history; sizes are the layers' (bottom first),
+// given to the history entries that are not empty_layer, in order.
+func imageHistory(img *image.Image, sizes []int64) []api.HistoryItem {
 	out := []api.HistoryItem{}
+	layerOf := make([]int, len(img.Config.History))
+	for i, n := 0, 0; i < len(img.Config.History); i++ {
+		layerOf[i] = -1
+		if !img.Config.History[i].EmptyLayer {
+			layerOf[i] = n
+			n++
+		}
+	}
 	for i := len(img.Config.History) - 1; i >= 0; i-- {
 		h := img.Config.History[i]
 		it := api.HistoryItem{ID: "<missing>", CreatedBy: h.CreatedBy, Comment: h.Comment, Tags: []string{}}
+		if l := layerOf[i]; l >= 0 && l < len(sizes) {
+			it.Size = sizes[l]
+		}
 		if h.Created != nil {
 			it.Created = h.Created.Unix()
 		}

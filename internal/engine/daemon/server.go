@@ -76,6 +76,8 @@ func (d *Daemon) router() http.Handler {
 	m.HandleFunc("POST /images/create", d.postImagesCreate)
 	m.HandleFunc("POST /images/prune", d.postImagesPrune)
 	m.HandleFunc("GET /images/search", d.getImagesSearch)
+	m.HandleFunc("POST /build", d.postBuild)
+	m.HandleFunc("POST /build/prune", d.postBuildPrune)
 	// Image names contain slashes, so /images/{name}/... is routed by hand.
 	m.HandleFunc("/images/", d.imagesByName)
 	return versionPrefix(m)
@@ -186,6 +188,7 @@ func (d *Daemon) ping(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-cache, no-store, must-revalidate")
 	w.Header().Set("Pragma", "no-cache")
 	w.Header().Set("Docker-Experimental", "false")
+	w.Header().Set("Builder-Version", "1") // the legacy /build API; no BuildKit session
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {

@@ -144,6 +144,44 @@ func (s *Store) ApplyLayer(chainID digest.Digest, apply func(dir string) (size i
 	return true, nil
 }
 
+// AdoptLayer makes dir, an unpacked layer in overlay form on the store's
+// file system (such as the upper dir of a container snapshot), the layer
+// chainID by moving it into place, so a layer a build produced is never
+// unpacked again. If the layer already exists, dir is left where it is and
+// created is false; the caller discards it.
+func (s *Store) AdoptLayer(chainID digest.Digest, dir string, size int64) (created bool, err error) {
+	if err := checkChainID(chainID); err != nil {
+		return false, err
+	}
+	defer s.lock("layer/" + chainID.Encoded())()
+	if s.HasLayer(chainID) {
+		return false, nil
+	}
+	tmp, err := os.MkdirTemp(filepath.Join(s.root, "layers"), chainID.Encoded()+".tmp-")
+	if err != nil {
+		return false, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err := os.WriteFile(filepath.Join(tmp, "size"), []byte(strconv.FormatInt(size, 10)), 0o600); err != nil {
+		return false, err
+	}
+	if err := os.Rename(dir, filepath.Join(tmp, "fs")); err != nil {
+		return false, fmt.Errorf("layer %s: adopt %s: %w", chainID, dir, err)
+	}
+	if err := os.Rename(tmp, s.layerRoot(chainID)); err != nil {
+		// Give dir back so the caller's cleanup finds it.
+		os.Rename(filepath.Join(tmp, "fs"), dir)
+		return false, err
+	}
+	ok = true
+	return true, nil
+}
+
 // LayerSize is the size ApplyLayer recorded for layer chainID.
 func (s *Store) LayerSize(chainID digest.Digest) (int64, error) {
 	if err := checkChainID(chainID); err != nil {
@@ -292,6 +330,16 @@ func (s *Store) mountLocked(id, dir string) (string, error) {
 		return "", fmt.Errorf("snapshot %s: mount overlay: %w", id, err)
 	}
 	return merged, nil
+}
+
+// UpperDir is the writable directory of snapshot id: what its container
+// changed, in overlay form.
+func (s *Store) UpperDir(id string) (string, error) {
+	dir, err := s.containerDir(id)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "upper"), nil
 }
 
 // Mounted reports whether snapshot id is mounted.
