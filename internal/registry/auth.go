@@ -82,8 +82,12 @@ func (h *htpasswd) reload() error {
 }
 
 // dummyHash keeps the time of a login with an unknown user like that of a
-// wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("berth"), bcrypt.DefaultCost)
+// wrong password. It is made on first use: bcrypt takes tens of
+// milliseconds by design, which every berth command would pay at start.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("berth"), bcrypt.DefaultCost)
+	return h
+})
 
 func (h *htpasswd) verify(user, pass string) bool {
 	sum := sha256.Sum256([]byte(user + "\x00" + pass))
@@ -101,7 +105,7 @@ func (h *htpasswd) verify(user, pass string) bool {
 	}
 	h.mu.Unlock()
 	if !known {
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(pass))
+		bcrypt.CompareHashAndPassword(dummyHash(), []byte(pass))
 		return false
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil {
