@@ -151,7 +151,7 @@ type Daemon struct {
 	dist    *distribution.Client
 
 	registry http.Handler // the OCI registry, nil unless cfg.RegistryAddr is set
-	builder *build.Builder
+	builder  *build.Builder
 
 	ctx    context.Context // lives as long as the daemon
 	cancel context.CancelFunc

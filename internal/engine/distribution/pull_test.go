@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"runtime"
 	"strings"
@@ -65,10 +66,27 @@ func TestPullSingleImage(t *testing.T) {
 			t.Errorf("layer progress ID %q, want the short blob digest", p.ID)
 		}
 	}
-	// Kept for push: the compressed blobs and the manifest.
-	for _, d := range []digest.Digest{l1.gzDigest, l2.gzDigest, l1.diffID, l2.diffID, img.digest()} {
+	// Kept for push: the compressed blobs and the manifest; the tars are
+	// not kept a second time, uncompressed, but read back from the gzip
+	// forms, byte for byte.
+	for _, d := range []digest.Digest{l1.gzDigest, l2.gzDigest, img.digest()} {
 		if !s.Content().Exists(d) {
 			t.Errorf("blob %s not kept", d)
+		}
+	}
+	for _, d := range []digest.Digest{l1.diffID, l2.diffID} {
+		if s.Content().Exists(d) {
+			t.Errorf("layer %s is kept uncompressed besides its gzip form", d)
+		}
+		rc, size, err := s.OpenLayer(d)
+		if err != nil {
+			t.Fatalf("OpenLayer(%s): %v", d, err)
+		}
+		h := digest.SHA256.Digester()
+		n, err := io.Copy(h.Hash(), rc)
+		rc.Close()
+		if err != nil || n != size || h.Digest() != d {
+			t.Errorf("OpenLayer(%s): %d bytes (size says %d) hashing to %s, err %v", d, n, size, h.Digest(), err)
 		}
 	}
 

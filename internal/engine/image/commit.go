@@ -119,7 +119,7 @@ func (s *Store) AddLayer(parent digest.Digest, r io.Reader) (Layer, error) {
 // stored, blob and snapshot.
 func (s *Store) HasLayers(diffIDs []digest.Digest) bool {
 	for i, c := range ChainIDs(diffIDs) {
-		if !s.snaps.HasLayer(c) || !s.content.Exists(diffIDs[i]) {
+		if !s.snaps.HasLayer(c) || !s.hasLayerData(diffIDs[i]) {
 			return false
 		}
 	}
@@ -186,7 +186,7 @@ func (s *Store) Commit(config []byte, tags []string) (Committed, error) {
 	chain := ChainIDs(cfg.RootFS.DiffIDs)
 	var size int64
 	for i, c := range chain {
-		if !s.snaps.HasLayer(c) || !s.content.Exists(cfg.RootFS.DiffIDs[i]) {
+		if !s.snaps.HasLayer(c) || !s.hasLayerData(cfg.RootFS.DiffIDs[i]) {
 			return Committed{}, fmt.Errorf("image config: layer %s is not in the store (removed meanwhile?): %w", cfg.RootFS.DiffIDs[i], errdefs.ErrNotFound)
 		}
 		n, _ := s.snaps.LayerSize(c)

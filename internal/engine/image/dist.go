@@ -79,6 +79,10 @@ type distMeta struct {
 	Repos map[digest.Digest][]string `json:"repos,omitempty"`
 	// Pulled: chain ID → diff ID of each layer a pull stored.
 	Pulled map[digest.Digest]digest.Digest `json:"pulled,omitempty"`
+	// Sizes: diff ID → size of the uncompressed tar, for the layers kept
+	// only in a compressed form (a pulled layer is not kept twice: save
+	// and push decompress it when they need the tar).
+	Sizes map[digest.Digest]int64 `json:"sizes,omitempty"`
 }
 
 // maxRepos bounds the repositories remembered per blob.
@@ -111,6 +115,9 @@ func (d *dist) open(root string) error {
 	}
 	if d.meta.Pulled == nil {
 		d.meta.Pulled = map[digest.Digest]digest.Digest{}
+	}
+	if d.meta.Sizes == nil {
+		d.meta.Sizes = map[digest.Digest]int64{}
 	}
 	return nil
 }
@@ -167,9 +174,78 @@ func (s *Store) Lease(digests ...digest.Digest) (release func()) {
 }
 
 // HasLayer reports whether the layer with diffID, at chain position
-// chainID, is complete here: unpacked and kept as a blob.
+// chainID, is complete here: unpacked, and its tar kept (see hasLayerData).
 func (s *Store) HasLayer(diffID, chainID digest.Digest) bool {
-	return s.content.Exists(diffID) && s.snaps.HasLayer(chainID)
+	return s.hasLayerData(diffID) && s.snaps.HasLayer(chainID)
+}
+
+// hasLayerData reports whether the tar of layer diffID is kept: as a blob,
+// or as a compressed form whose blob is here and whose uncompressed size is
+// known.
+func (s *Store) hasLayerData(diffID digest.Digest) bool {
+	if s.content.Exists(diffID) {
+		return true
+	}
+	_, _, ok := s.keptForm(diffID)
+	return ok
+}
+
+// keptForm returns a compressed form of layer diffID whose blob is here,
+// when the layer has no uncompressed blob, with the tar's size.
+func (s *Store) keptForm(diffID digest.Digest) (Compressed, int64, bool) {
+	s.dist.mu.Lock()
+	size, sized := s.dist.meta.Sizes[diffID]
+	forms := append([]Compressed(nil), s.dist.meta.Forms[diffID]...)
+	s.dist.mu.Unlock()
+	if !sized {
+		return Compressed{}, 0, false
+	}
+	for i := len(forms) - 1; i >= 0; i-- {
+		if forms[i].Digest != diffID && s.content.Exists(forms[i].Digest) {
+			return forms[i], size, true
+		}
+	}
+	return Compressed{}, 0, false
+}
+
+// OpenLayer returns the uncompressed tar of layer diffID and its size:
+// the kept blob, or a kept compressed form, decompressed as it is read.
+func (s *Store) OpenLayer(diffID digest.Digest) (io.ReadCloser, int64, error) {
+	if f, err := s.content.Open(diffID); err == nil {
+		return f, f.Size(), nil
+	} else if !errdefs.Is(err, errdefs.ErrNotFound) {
+		return nil, 0, err
+	}
+	c, size, ok := s.keptForm(diffID)
+	if !ok {
+		return nil, 0, fmt.Errorf("layer %s: not kept here: %w", diffID, errdefs.ErrNotFound)
+	}
+	f, err := s.content.Open(c.Digest)
+	if err != nil {
+		return nil, 0, fmt.Errorf("layer %s: %w", diffID, err)
+	}
+	dr, err := archive.Decompress(f)
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("layer %s: kept form %s: %w", diffID, c.Digest, err)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{dr, closers{dr, f}}, size, nil
+}
+
+// closers closes each of its members, returning the first error.
+type closers []io.Closer
+
+func (cs closers) Close() error {
+	var first error
+	for _, c := range cs {
+		if err := c.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // LayerForms returns the compressed forms known for layer diffID, newest
@@ -284,8 +360,10 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 			return bad("layer digest %q: expected sha256:<64 hex digits>", d)
 		}
 	}
+	// The tar is kept once: as the compressed blob the registry served
+	// (save and push decompress it), or as itself when it came so.
 	uncompressed := src.Digest == src.DiffID
-	needBlob := !s.content.Exists(src.DiffID)
+	needBlob := uncompressed && !s.content.Exists(src.DiffID)
 	needForm := !uncompressed && !s.content.Exists(src.Digest)
 
 	// compressed bytes → size and digest check (+ the kept blob)
@@ -380,10 +458,13 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 	s.dist.mu.Lock()
 	defer s.dist.mu.Unlock()
 	s.recordFormLocked(src.DiffID, src.Compressed)
+	if !uncompressed {
+		s.dist.meta.Sizes[src.DiffID] = vr.n
+	}
 	if src.Repo != "" {
 		s.addRepoLocked(src.Digest, src.Repo)
 	}
-	if created || needBlob {
+	if created || needBlob || needForm {
 		s.dist.meta.Pulled[src.ChainID] = src.DiffID
 	}
 	return s.dist.saveLocked()
@@ -432,7 +513,7 @@ func (s *Store) CompressLayer(diffID digest.Digest) (Compressed, error) {
 			return f.Compressed, nil
 		}
 	}
-	src, err := s.content.Open(diffID)
+	src, _, err := s.OpenLayer(diffID)
 	if err != nil {
 		return Compressed{}, fmt.Errorf("layer %s: %w", diffID, err)
 	}
@@ -673,6 +754,7 @@ func (s *Store) dropFormsLocked(diffID digest.Digest) {
 		delete(s.dist.meta.Repos, f.Digest)
 	}
 	delete(s.dist.meta.Forms, diffID)
+	delete(s.dist.meta.Sizes, diffID)
 }
 
 // PruneLayers removes the layers pulls stored that no image uses and no

@@ -383,6 +383,7 @@ type verifyReader struct {
 	h    hash.Hash            // nil when sum is set
 	sum  func() digest.Digest // the digest of what was read, if not h's
 	want digest.Digest
+	n    int64 // bytes read
 }
 
 // newVerifyReader returns a verifyReader of r against want; w, if not
@@ -396,6 +397,7 @@ func newVerifyReader(r io.Reader, w *content.Writer, want digest.Digest) *verify
 
 func (v *verifyReader) Read(p []byte) (int, error) {
 	n, err := v.r.Read(p)
+	v.n += int64(n)
 	if v.h != nil {
 		v.h.Write(p[:n])
 	}
@@ -442,7 +444,7 @@ func (t *txn) putBlob(b []byte, d digest.Digest) error {
 // a blob and unpacks it as layer chainID, doing only what is missing.
 func (t *txn) addLayer(r io.Reader, entry string, diffID, chainID digest.Digest) (int64, error) {
 	s := t.s
-	needBlob := !s.content.Exists(diffID)
+	needBlob := !s.hasLayerData(diffID)
 	needSnap := !s.snaps.HasLayer(chainID)
 	var w *content.Writer
 	if needBlob {

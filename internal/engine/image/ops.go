@@ -193,12 +193,11 @@ func (s *Store) Save(w io.Writer, refsOrIDs []string) error {
 		}
 		de := dockerManifestEntry{Config: blobEntry(id), Layers: []string{}}
 		for _, l := range it.rec.Layers {
-			blob, err := s.content.Open(l)
+			blob, size, err := s.OpenLayer(l)
 			if err != nil {
 				return fmt.Errorf("save %s: layer %s: %w", it.rec.ID, l, err)
 			}
-			err = file(blobEntry(l), blob.Size(), blob)
-			size := blob.Size()
+			err = file(blobEntry(l), size, blob)
 			blob.Close()
 			if err != nil {
 				return err
