@@ -148,6 +148,21 @@ func TestRegistryPushPullRun(t *testing.T) {
 	if a, b := inspect(t, shared, "{{.Id}}", ref), inspect(t, d, "{{.Id}}", ref); a != b {
 		t.Errorf("pulled image ID %s, pushed %s", b, a)
 	}
+	// A pulled layer is kept once, gzipped: save decompresses it, and the
+	// archive loads back as the same image once the pulled one is gone.
+	saved := filepath.Join(t.TempDir(), "pulled.tar")
+	id := inspect(t, d, "{{.Id}}", ref)
+	mustOn(t, d, "save", "-o", saved, ref)
+	mustOn(t, d, "rmi", ref)
+	mustOn(t, d, "load", "-i", saved)
+	if got := inspect(t, d, "{{.Id}}", ref); got != id {
+		t.Errorf("saved and loaded back: image ID %s, want %s", got, id)
+	}
+	if got := mustOn(t, d, "run", "--rm", ref, "echo", "reloaded-ok"); got != "reloaded-ok\n" {
+		t.Errorf("run of the reloaded image: %q", got)
+	}
+	mustOn(t, d, "rmi", ref)
+	mustOn(t, d, "pull", ref)
 	out = mustOn(t, d, "pull", ref)
 	if !strings.Contains(out, "Already exists") || !strings.Contains(out, "Status: Image is up to date for "+ref) {
 		t.Errorf("second pull:\n%s\nwant Already exists and Image is up to date", out)
