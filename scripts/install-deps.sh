@@ -3,12 +3,13 @@
 # the OCI runtimes (crun, runc), busybox-static for the test images, and
 # the tools the tests drive. Safe to run again; does nothing when all is there.
 # With "test", it also installs podman, which the tests use to check that
-# images saved by berth load into another engine, and skopeo, which the
-# registry tests push to and pull from `berth registry` with.
+# images saved by berth load into another engine, skopeo, which the
+# registry tests push to and pull from `berth registry` with, and docker.io
+# (dockerd), which pulls and runs an image berth built and pushed.
 set -euo pipefail
 
 pairs="crun:crun runc:runc busybox:busybox-static ip:iproute2 nft:nftables tmux:tmux script:bsdutils"
-[ "${1:-}" = test ] && pairs="$pairs podman:podman skopeo:skopeo"
+[ "${1:-}" = test ] && pairs="$pairs podman:podman skopeo:skopeo dockerd:docker.io"
 need=()
 for pair in $pairs; do
 	cmd=${pair%%:*} pkg=${pair#*:}

@@ -218,7 +218,7 @@ func transfer(ctx context.Context, cfg config, r *results, ir *imagesResult, cl 
 				ir.XferErr[c] = err
 				continue
 			}
-			ref := fmt.Sprintf("%s/bench/big:%s%d", reg, c, round)
+			ref := fmt.Sprintf("%s/bench/big:r%d-%d", reg, round, i)
 			var push, pull time.Duration
 			switch c {
 			case "berth":

@@ -423,16 +423,30 @@ func TestRegistryInterop(t *testing.T) {
 	t.Cleanup(func() { pm("system", "reset", "-f") })
 	runFlags := []string{"run", "--rm", "--network", "none", "--ulimit", fmt.Sprintf("nofile=%d:%d", nofile.Max, nofile.Max), "--ulimit", "nproc=4096:4096"}
 
-	// berth → podman
-	ref := host + "/interop/progs:v1"
-	must(t, "tag", "progs", ref)
+	// berth → podman and docker: an image berth built (a RUN layer with a
+	// whiteout, a COPY layer) and pushed.
+	ref := host + "/interop/built:v1"
+	ctxDir := writeCtx(t, map[string]string{
+		"Dockerfile": "FROM busybox\nRUN echo built-by-berth > /greeting && rm /bin/true\nCOPY note /note\nCMD [\"sh\", \"-c\", \"cat /greeting /note; test -e /bin/true || echo no-true\"]\n",
+		"note":       "copied\n",
+	})
+	must(t, "build", "-q", "-t", ref, ctxDir)
 	t.Cleanup(func() { berth("rmi", ref) })
 	must(t, "push", ref)
+	const wantBuilt = "built-by-berth\ncopied\nno-true\n"
 	if out, err := pm("pull", "--tls-verify=false", ref); err != nil {
 		t.Fatalf("podman pull of berth's push: %v\n%s", err, out)
 	}
-	if out, err := pm(append(runFlags, ref, "echo", "podman-ran-it")...); err != nil || !strings.Contains(out, "podman-ran-it") {
-		t.Errorf("podman run of berth's push: %v\n%s", err, out)
+	if out, err := pm(append(runFlags, ref)...); err != nil || !strings.Contains(out, wantBuilt) {
+		t.Errorf("podman run of berth's push: %v\n%q, want %q", err, out, wantBuilt)
+	}
+	if dk := startDockerd(t); dk != nil {
+		if out, err := dk("pull", ref); err != nil {
+			t.Fatalf("docker pull of berth's push: %v\n%s", err, out)
+		}
+		if out, err := dk("run", "--rm", "--network", "none", ref); err != nil || out != wantBuilt {
+			t.Errorf("docker run of berth's push: %v\n%q, want %q", err, out, wantBuilt)
+		}
 	}
 
 	// skopeo → berth
@@ -459,5 +473,80 @@ func TestRegistryInterop(t *testing.T) {
 	must(t, "pull", pref)
 	if out := must(t, "run", "--rm", pref, "echo", "berth-ran-podmans"); out != "berth-ran-podmans\n" {
 		t.Errorf("run of podman's push: %q", out)
+	}
+}
+
+// startDockerd starts a dockerd of the test's own (data, exec root and
+// socket in a temporary directory; no bridge, no iptables) and returns a
+// function running the docker CLI against it, or nil, having logged why,
+// when dockerd is not installed (make test-deps installs docker.io).
+func startDockerd(t *testing.T) func(args ...string) (string, error) {
+	t.Helper()
+	dockerd, err := exec.LookPath("dockerd")
+	if err != nil {
+		t.Log("dockerd not installed (apt-get install docker.io): skipping the docker half")
+		return nil
+	}
+	cli, err := exec.LookPath("docker")
+	if err != nil {
+		t.Log("docker CLI not installed: skipping the docker half")
+		return nil
+	}
+	dir, err := os.MkdirTemp("/var/tmp", "berth-e2e-dockerd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "docker.sock")
+	cfg := filepath.Join(dir, "daemon.json")
+	os.WriteFile(cfg, []byte("{}\n"), 0o600)
+	logf, err := os.Create(filepath.Join(dir, "dockerd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(dockerd, "--config-file", cfg, "--data-root", filepath.Join(dir, "data"),
+		"--exec-root", filepath.Join(dir, "exec"), "--pidfile", filepath.Join(dir, "docker.pid"),
+		"-H", "unix://"+sock, "--bridge=none", "--iptables=false", "--ip6tables=false",
+		"--ip-forward=false", "--ip-masq=false")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting dockerd: %v", err)
+	}
+	dk := func(args ...string) (string, error) {
+		b, err := exec.Command(cli, append([]string{"-H", "unix://" + sock}, args...)...).CombinedOutput()
+		return string(b), err
+	}
+	t.Cleanup(func() {
+		if out, err := dk("ps", "-aq"); err == nil && strings.TrimSpace(out) != "" {
+			dk(append([]string{"rm", "-f"}, strings.Fields(out)...)...)
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+		if b, err := exec.Command("findmnt", "-rn", "-o", "TARGET").Output(); err == nil {
+			for _, m := range strings.Fields(string(b)) {
+				if strings.HasPrefix(m, dir) {
+					syscall.Unmount(m, syscall.MNT_DETACH)
+				}
+			}
+		}
+		os.RemoveAll(dir)
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := dk("version"); err == nil {
+			return dk
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(dir, "dockerd.log"))
+			t.Fatalf("dockerd did not answer within 60s; its log:\n%s", b)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
