@@ -255,6 +255,10 @@ type ContainerSummary struct {
 		Networks map[string]*EndpointSettings `json:"Networks"`
 	} `json:"NetworkSettings"`
 	Mounts []MountPoint `json:"Mounts"`
+	// SizeRw and SizeRootFs are set when the list asks for sizes
+	// (size=1) and in /system/df.
+	SizeRw     int64 `json:"SizeRw,omitempty"`
+	SizeRootFs int64 `json:"SizeRootFs,omitempty"`
 }
 
 // WaitResponse answers POST /containers/{id}/wait.
@@ -640,4 +644,32 @@ type NetworkingConfig struct {
 // NetworkPruneReport answers POST /networks/prune.
 type NetworkPruneReport struct {
 	NetworksDeleted []string `json:"NetworksDeleted"`
+}
+
+// UpdateConfig is the body of POST /containers/{id}/update: the resource
+// limits to change (zero values and a nil PidsLimit are left as they are)
+// and, when its Name is set, a new restart policy.
+type UpdateConfig struct {
+	Resources
+	RestartPolicy RestartPolicy `json:"RestartPolicy"`
+}
+
+// UpdateResponse answers POST /containers/{id}/update.
+type UpdateResponse struct {
+	Warnings []string `json:"Warnings"`
+}
+
+// DiskUsage answers GET /system/df.
+type DiskUsage struct {
+	LayersSize int64              `json:"LayersSize"`
+	Images     []ImageSummary     `json:"Images"`
+	Containers []ContainerSummary `json:"Containers"`
+	Volumes    []Volume           `json:"Volumes"`
+	BuildCache []any              `json:"BuildCache"`
+}
+
+// BuildCachePruneReport answers POST /build/prune.
+type BuildCachePruneReport struct {
+	CachesDeleted  []string `json:"CachesDeleted"`
+	SpaceReclaimed uint64   `json:"SpaceReclaimed"`
 }

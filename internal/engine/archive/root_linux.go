@@ -460,3 +460,14 @@ func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }
+
+// SameDir reports whether the root is the directory dir (same device and
+// inode), e.g. that /proc/PID/root is still the container's root file
+// system and not the root of a process that reused the PID.
+func (r *Root) SameDir(dir string) bool {
+	var a, b unix.Stat_t
+	if unix.Fstat(r.fd, &a) != nil || unix.Stat(dir, &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
+}

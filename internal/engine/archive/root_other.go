@@ -42,3 +42,6 @@ func (r *Root) WriteTar(w io.Writer, p, name string) error { return errdefs.ErrN
 func (r *Root) Extract(dst string, rd io.Reader, o ExtractOptions) error {
 	return errdefs.ErrNotImplemented
 }
+
+// SameDir reports false: needs Linux.
+func (r *Root) SameDir(dir string) bool { return false }

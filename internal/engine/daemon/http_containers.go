@@ -40,17 +40,34 @@ func (d *Daemon) getContainersJSON(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = f.validate(containerFilters...)
 	}
+	for _, k := range []string{"before", "since"} {
+		for _, v := range f[k] {
+			if _, gerr := d.ctrs.Get(v); gerr != nil && err == nil {
+				err = gerr
+			}
+		}
+	}
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	all := boolParam(r, "all")
 	limit, _ := intParam(r, "limit", -1)
+	withSize := boolParam(r, "size")
+	imageSizes := map[string]int64{}
+	if withSize {
+		for _, img := range d.images.List() {
+			imageSizes[img.ID] = img.Size
+		}
+	}
 	out := []api.ContainerSummary{}
 	for _, c := range d.ctrs.List() {
 		c.Mu.Lock()
 		if (all || c.State.Running || c.State.Restarting || len(f["status"]) > 0 || len(f["exited"]) > 0) && d.matchContainer(f, c) {
 			s := summarize(c)
+			if withSize {
+				s.SizeRw, s.SizeRootFs = d.containerSizes(c, imageSizes[c.ImageID])
+			}
 			s.Ports = d.summaryPorts(c)
 			for _, a := range c.Networks {
 				s.NetworkSettings.Networks[a.Name] = &api.EndpointSettings{}
@@ -372,8 +389,9 @@ func (d *Daemon) postContainerAttach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.Close()
+	out := hijackedOutput(conn, r)
 	if q("logs") {
-		stdout, stderr := outputWriters(conn, tty, q("stdout"), q("stderr"))
+		stdout, stderr := outputWriters(out, tty, q("stdout"), q("stderr"))
 		d.copyLogs(r.Context(), c, logs.Options{Tail: -1}, stdout, stderr, false)
 	}
 	if !q("stream") {
@@ -382,7 +400,7 @@ func (d *Daemon) postContainerAttach(w http.ResponseWriter, r *http.Request) {
 	}
 	done := make(chan error, 1)
 	attach := func(t *task) {
-		if err := t.splice(conn, rw.Reader, q("stdin") && openStdin, q("stdout"), q("stderr"), done); err != nil {
+		if err := t.splice(out, rw.Reader, q("stdin") && openStdin, q("stdout"), q("stderr"), done); err != nil {
 			done <- err
 		}
 	}
@@ -609,13 +627,14 @@ func (d *Daemon) postExecStart(w http.ResponseWriter, r *http.Request) {
 	}
 	conn = hconn
 	defer conn.Close()
+	out := hijackedOutput(hconn, r)
 	started, startErr = d.StartExec(e.ID, func(t *task) {
-		if err := t.splice(hconn, rw.Reader, e.Config.AttachStdin, e.Config.AttachStdout, e.Config.AttachStderr, done); err != nil {
+		if err := t.splice(out, rw.Reader, e.Config.AttachStdin, e.Config.AttachStdout, e.Config.AttachStderr, done); err != nil {
 			done <- err
 		}
 	})
 	if startErr != nil {
-		_, stderr := outputWriters(hconn, tty, false, true)
+		_, stderr := outputWriters(out, tty, false, true)
 		// The stream is already a raw one: report on stderr, as dockerd does.
 		fmt.Fprintf(stderr, "%s\n", errorMessage(startErr))
 		closeWrite(hconn)

@@ -36,10 +36,31 @@ func (d *Daemon) getImagesJSON(w http.ResponseWriter, r *http.Request) {
 	for _, c := range d.ctrs.List() {
 		counts[c.ImageID]++
 	}
+	// before and since name an image; the list keeps the ones created
+	// before or after it.
+	bounds := map[string]time.Time{}
+	for _, k := range []string{"before", "since"} {
+		for _, v := range f[k] {
+			ref, err := d.images.Get(v)
+			if err != nil {
+				writeError(w, noSuchImage(v, err))
+				return
+			}
+			if ref.Config.Created != nil {
+				bounds[k] = *ref.Config.Created
+			}
+		}
+	}
 	out := []api.ImageSummary{}
 	for _, img := range d.images.List() {
 		img := img
 		if !f.matchLabels("label", img.Config.Config.Labels) {
+			continue
+		}
+		if b, ok := bounds["before"]; ok && (img.Config.Created == nil || !img.Config.Created.Before(b)) {
+			continue
+		}
+		if b, ok := bounds["since"]; ok && (img.Config.Created == nil || !img.Config.Created.After(b)) {
 			continue
 		}
 		dangling := len(img.RepoTags) == 0

@@ -8,10 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	goruntime "runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -49,6 +51,11 @@ func (d *Daemon) router() http.Handler {
 	m.HandleFunc("GET /containers/{id}/logs", d.getContainerLogs)
 	m.HandleFunc("GET /containers/{id}/stats", d.getContainerStats)
 	m.HandleFunc("GET /containers/{id}/top", d.getContainerTop)
+	m.HandleFunc("GET /containers/{id}/archive", d.getContainerArchive)
+	m.HandleFunc("HEAD /containers/{id}/archive", d.getContainerArchive)
+	m.HandleFunc("PUT /containers/{id}/archive", d.putContainerArchive)
+	m.HandleFunc("GET /containers/{id}/export", d.getContainerExport)
+	m.HandleFunc("POST /containers/{id}/update", d.postContainerUpdate)
 	m.HandleFunc("DELETE /containers/{id}", d.deleteContainer)
 	m.HandleFunc("POST /containers/{id}/exec", d.postContainerExec)
 	m.HandleFunc("POST /exec/{id}/start", d.postExecStart)
@@ -77,7 +84,26 @@ func (d *Daemon) router() http.Handler {
 	m.HandleFunc("GET /images/search", d.getImagesSearch)
 	// Image names contain slashes, so /images/{name}/... is routed by hand.
 	m.HandleFunc("/images/", d.imagesByName)
-	return versionPrefix(m)
+
+	m.HandleFunc("GET /system/df", d.getSystemDF)
+	// Keep this last: the stub answers `docker system prune` only while no
+	// builder route serves /build/prune.
+	if _, p := m.Handler(&http.Request{Method: http.MethodPost, URL: &url.URL{Path: "/build/prune"}}); p == "" {
+		m.HandleFunc("POST /build/prune", d.postBuildPrune)
+	}
+	return versionPrefix(jsonNotFound(m))
+}
+
+// jsonNotFound answers unknown routes with Docker's JSON error body
+// instead of the mux's plain text.
+func jsonNotFound(m *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, p := m.Handler(r); p == "" {
+			notFound(w, r)
+			return
+		}
+		m.ServeHTTP(w, r)
+	})
 }
 
 // versionPrefix strips /vX.Y from the path and refuses versions berth
@@ -276,6 +302,9 @@ func memTotal() int64 {
 
 func (d *Daemon) eventsHandler(w http.ResponseWriter, r *http.Request) {
 	filters, err := parseFilters(r.URL.Query().Get("filters"))
+	if err == nil {
+		err = filters.validate(eventFilters...)
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -361,6 +390,36 @@ func hijack(w http.ResponseWriter, r *http.Request, contentType string) (net.Con
 		return nil, nil, err
 	}
 	return conn, rw, nil
+}
+
+// streamDelay is how long output is held back after the 101 response for
+// clients that read a hijacked stream below their HTTP buffer.
+const streamDelay = 100 * time.Millisecond
+
+// hijackedOutput is the writer for a hijacked stream's output. docker-py
+// (and so docker-compose v1) reads the response head through Python's
+// buffered reader and then the raw socket beneath it, so bytes that arrive
+// together with the head are lost; dockerd never notices because starting
+// a process takes it longer than that. For those clients the first output
+// is held until streamDelay after the head; the Go clients read the
+// stream through the same buffer and get everything at once.
+func hijackedOutput(w io.Writer, r *http.Request) io.Writer {
+	ua := strings.ToLower(r.Header.Get("User-Agent"))
+	if !strings.Contains(ua, "python") {
+		return w
+	}
+	return &delayedWriter{w: w, until: time.Now().Add(streamDelay)}
+}
+
+type delayedWriter struct {
+	w     io.Writer
+	once  sync.Once
+	until time.Time
+}
+
+func (d *delayedWriter) Write(p []byte) (int, error) {
+	d.once.Do(func() { time.Sleep(time.Until(d.until)) })
+	return d.w.Write(p)
 }
 
 // closeWriter half-closes a hijacked connection so the client sees EOF.
