@@ -65,8 +65,15 @@ func (d *Daemon) CreateContainer(name string, req api.CreateRequest) (*container
 	if hc.Runtime == "" {
 		hc.Runtime = d.cfg.DefaultRuntime
 	}
-	if hc.LogConfig.Type == "" {
-		hc.LogConfig.Type = "berth"
+	switch hc.LogConfig.Type {
+	case "":
+		// Clients read logs through the API only for the drivers they
+		// know to keep them (docker-py: json-file, journald): berth's log
+		// has json-file's API behaviour and options (max-size, max-file).
+		hc.LogConfig.Type = "json-file"
+	case "json-file", "local", "berth":
+	default:
+		return nil, fmt.Errorf("log driver %q is not supported (berth keeps every container's log itself: use json-file, the default, with max-size and max-file): %w", hc.LogConfig.Type, errdefs.ErrNotImplemented)
 	}
 	if _, _, err := parseLogOpts(hc.LogConfig.Config, 0, 0); err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -123,6 +124,13 @@ func (d *Daemon) StartExec(id string, attach func(*task)) (*execRecord, error) {
 	}
 	proc, err := d.execProcess(c.BundleDir(), e.Config)
 	if err != nil {
+		if errors.Is(err, errdefs.ErrCommandNotFound) || errors.Is(err, errdefs.ErrCommandNotExecutable) {
+			// The exec ran and failed, as in Docker: inspect shows 126/127.
+			code := startErrorCode(err)
+			e.ExitCode = &code
+			e.started = true
+			close(e.done)
+		}
 		return nil, err
 	}
 	short := e.ID[:12]

@@ -85,7 +85,7 @@ func (d *Daemon) getContainersJSON(w http.ResponseWriter, r *http.Request) {
 // summarize builds a list entry. The caller holds c.Mu.
 func summarize(c *container.Container) api.ContainerSummary {
 	s := api.ContainerSummary{ID: c.ID, Names: []string{"/" + c.Name}, Image: c.ImageRef, ImageID: c.ImageID,
-		Command: strings.Join(append([]string{c.Path}, c.Args...), " "), Created: c.Created.Unix(),
+		Command: summaryCommand(c.Path, c.Args), Created: c.Created.Unix(),
 		Ports: []api.Port{}, Labels: c.Config.Labels, State: c.State.Status, Status: statusString(c),
 		Mounts: append([]api.MountPoint{}, c.MountPoints...)}
 	if s.Labels == nil {
@@ -94,6 +94,19 @@ func summarize(c *container.Container) api.ContainerSummary {
 	s.HostConfig.NetworkMode = c.HostConfig.NetworkMode
 	s.NetworkSettings.Networks = map[string]*api.EndpointSettings{}
 	return s
+}
+
+// summaryCommand is the command as dockerd lists it: arguments holding a
+// space are put in single quotes.
+func summaryCommand(path string, args []string) string {
+	parts := []string{path}
+	for _, a := range args {
+		if strings.Contains(a, " ") {
+			a = "'" + a + "'"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
 }
 
 // statusString is the human status `docker ps` shows.
@@ -634,7 +647,10 @@ func (d *Daemon) postExecStart(w http.ResponseWriter, r *http.Request) {
 		}
 	})
 	if startErr != nil {
-		_, stderr := outputWriters(out, tty, false, true)
+		_, stderr := outputWriters(out, false, false, true)
+		if tty {
+			stderr = out
+		}
 		// The stream is already a raw one: report on stderr, as dockerd does.
 		fmt.Fprintf(stderr, "%s\n", errorMessage(startErr))
 		closeWrite(hconn)

@@ -165,6 +165,12 @@ func (d *Daemon) imagesByName(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSONResponse(w, 200, imageInspect(img))
+	case r.Method == http.MethodGet && action == "get":
+		// docker-py's Image.save: one image, as GET /images/get?names=.
+		q := r.URL.Query()
+		q.Set("names", name)
+		r.URL.RawQuery = q.Encode()
+		d.getImagesGet(w, r)
 	case r.Method == http.MethodGet && action == "history":
 		img, err := d.images.Get(name)
 		if err != nil {
@@ -285,7 +291,9 @@ func (d *Daemon) postImagesLoad(w http.ResponseWriter, r *http.Request) {
 	quiet := boolParam(r, "quiet")
 	s := newStreamJSON(w)
 	loaded, err := d.images.Load(r.Body, func(msg string) {
-		if !quiet {
+		// quiet (the docker CLI's default when stdout is not a terminal)
+		// drops the progress but keeps the result lines, as dockerd does.
+		if !quiet || strings.HasPrefix(msg, "Loaded image") {
 			s.send(api.JSONMessage{Stream: msg + "\n"})
 		}
 	})

@@ -14,7 +14,14 @@ import (
 func (d *Daemon) networkJSON(n network.Network) api.Network {
 	out := api.Network{Name: n.Name, ID: n.ID, Created: n.Created, Scope: "local", Driver: "bridge", Internal: n.Internal,
 		Attachable: true, IPAM: api.IPAM{Driver: "default", Config: []api.IPAMConfig{{Subnet: n.Subnet, Gateway: n.Gateway}}, Options: map[string]string{}},
-		Containers: map[string]api.NetworkEndpoint{}, Options: map[string]string{"com.docker.network.bridge.name": n.Bridge}, Labels: n.Labels}
+		Containers: map[string]api.NetworkEndpoint{}, Options: map[string]string{}, Labels: n.Labels}
+	if n.Name == network.DefaultNetwork {
+		// As dockerd's docker0. User networks show only the options they
+		// were created with: compose recreates a network whose options
+		// differ from its file's.
+		out.Options["com.docker.network.bridge.default_bridge"] = "true"
+		out.Options["com.docker.network.bridge.name"] = n.Bridge
+	}
 	if out.Labels == nil {
 		out.Labels = map[string]string{}
 	}
