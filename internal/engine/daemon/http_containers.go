@@ -52,7 +52,11 @@ func (d *Daemon) getContainersJSON(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	all := boolParam(r, "all")
-	limit, _ := intParam(r, "limit", -1)
+	limit, err := intParam(r, "limit", -1)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	withSize := boolParam(r, "size")
 	imageSizes := map[string]int64{}
 	if withSize {
