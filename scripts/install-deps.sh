@@ -3,11 +3,14 @@
 # the OCI runtimes (crun, runc), busybox-static for the test images, and
 # the tools the tests drive. Safe to run again; does nothing when all is there.
 # With "test", it also installs podman, which the tests use to check that
-# images saved by berth load into another engine.
+# images saved by berth load into another engine, and docker-compose (v1,
+# with Debian's docker-py), which drives berth through the Docker API. The
+# docker CLI itself is not installed here (Debian's comes with dockerd);
+# the tests that need it skip without it.
 set -euo pipefail
 
 pairs="crun:crun runc:runc busybox:busybox-static ip:iproute2 nft:nftables tmux:tmux script:bsdutils"
-[ "${1:-}" = test ] && pairs="$pairs podman:podman"
+[ "${1:-}" = test ] && pairs="$pairs podman:podman docker-compose:docker-compose"
 need=()
 for pair in $pairs; do
 	cmd=${pair%%:*} pkg=${pair#*:}

@@ -481,6 +481,15 @@ type VersionResponse struct {
 	Arch          string                `json:"Arch"`
 	KernelVersion string                `json:"KernelVersion"`
 	BuildTime     string                `json:"BuildTime"`
+	Components    []VersionComponent    `json:"Components,omitempty"`
+}
+
+// VersionComponent is one part of the server in /version (the CLI prints
+// them under "Server:").
+type VersionComponent struct {
+	Name    string            `json:"Name"`
+	Version string            `json:"Version"`
+	Details map[string]string `json:"Details,omitempty"`
 }
 
 // Info answers GET /info.
@@ -512,6 +521,31 @@ type Info struct {
 	Runtimes          map[string]RuntimeInfo `json:"Runtimes"`
 	SecurityOptions   []string               `json:"SecurityOptions"`
 	Labels            []string               `json:"Labels"`
+	// The fields below are read by the docker CLI and docker-compose.
+	LoggingDriver      string      `json:"LoggingDriver,omitempty"`
+	LiveRestoreEnabled bool        `json:"LiveRestoreEnabled"`
+	Swarm              SwarmInfo   `json:"Swarm"`
+	Plugins            PluginsInfo `json:"Plugins"`
+	IndexServerAddress string      `json:"IndexServerAddress,omitempty"`
+	SystemTime         string      `json:"SystemTime,omitempty"`
+	NGoroutines        int         `json:"NGoroutines"`
+	Warnings           []string    `json:"Warnings"`
+}
+
+// SwarmInfo says that berth is no swarm node.
+type SwarmInfo struct {
+	NodeID           string `json:"NodeID"`
+	NodeAddr         string `json:"NodeAddr"`
+	LocalNodeState   string `json:"LocalNodeState"`
+	ControlAvailable bool   `json:"ControlAvailable"`
+	Error            string `json:"Error"`
+}
+
+// PluginsInfo lists the volume, network and log drivers.
+type PluginsInfo struct {
+	Volume  []string `json:"Volume"`
+	Network []string `json:"Network"`
+	Log     []string `json:"Log"`
 }
 
 // RuntimeInfo names an OCI runtime binary.

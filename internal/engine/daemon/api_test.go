@@ -78,7 +78,9 @@ func TestMergeUpdate(t *testing.T) {
 		chk  func(api.HostConfig) bool
 	}{
 		{"memory within swap", base, api.UpdateConfig{Resources: api.Resources{Memory: 100 << 20}}, true,
-			func(h api.HostConfig) bool { return h.Memory == 100<<20 && h.MemorySwap == 128<<20 && *h.PidsLimit == 20 }},
+			func(h api.HostConfig) bool {
+				return h.Memory == 100<<20 && h.MemorySwap == 128<<20 && *h.PidsLimit == 20
+			}},
 		{"memory above swap", base, api.UpdateConfig{Resources: api.Resources{Memory: 200 << 20}}, false, nil},
 		{"both", base, api.UpdateConfig{Resources: api.Resources{Memory: 200 << 20, MemorySwap: 400 << 20}}, true,
 			func(h api.HostConfig) bool { return h.Memory == 200<<20 }},
@@ -208,4 +210,18 @@ func FuzzRequestDecoders(f *testing.F) {
 			invalid(t, "parseTimeParam", err)
 		}
 	})
+}
+
+func TestParsePS(t *testing.T) {
+	out := "USER  PID %CPU COMMAND\nroot    1  0.0 /sbin/init splash\nroot   42  1.5 sleep 100\nroot   43  0.0 other\n"
+	got, err := parsePS(out, []int{42})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Processes) != 1 || strings.Join(got.Processes[0], "|") != "root|42|1.5|sleep 100" || len(got.Titles) != 4 {
+		t.Errorf("parsePS = %+v", got)
+	}
+	if _, err := parsePS("USER COMMAND\nroot x\n", []int{1}); !errdefs.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("no PID column: got %v", err)
+	}
 }

@@ -51,6 +51,16 @@ func (d *Daemon) getNetworks(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	inUse := map[string]bool{}
+	if _, ok := f["dangling"]; ok {
+		for _, c := range d.ctrs.List() {
+			c.Mu.Lock()
+			for _, a := range c.Networks {
+				inUse[a.Name] = true
+			}
+			c.Mu.Unlock()
+		}
+	}
 	all := append([]api.Network{}, builtinNetworks...)
 	for _, n := range d.net.List() {
 		all = append(all, d.networkJSON(n))
@@ -64,6 +74,12 @@ func (d *Daemon) getNetworks(w http.ResponseWriter, r *http.Request) {
 			!f.matchAny("type", func(v string) bool {
 				builtin := n.Driver != "bridge" || n.Name == network.DefaultNetwork
 				return (v == "builtin") == builtin
+			}) ||
+			!f.matchAny("scope", func(v string) bool { return v == "local" }) ||
+			!f.matchAny("dangling", func(v string) bool {
+				builtin := n.Driver != "bridge" || n.Name == network.DefaultNetwork
+				unused := !builtin && !inUse[n.Name]
+				return (v == "true" || v == "1") == unused
 			}) {
 			continue
 		}

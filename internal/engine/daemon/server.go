@@ -237,6 +237,10 @@ func (d *Daemon) version(w http.ResponseWriter, r *http.Request) {
 	v := api.VersionResponse{Version: BuildVersion, APIVersion: api.Version, MinAPIVersion: api.MinVersion,
 		GoVersion: goruntime.Version(), Os: goruntime.GOOS, Arch: goruntime.GOARCH, KernelVersion: kernelVersion()}
 	v.Platform.Name = "berth"
+	v.GitCommit = BuildVersion
+	v.Components = []api.VersionComponent{{Name: "Engine", Version: BuildVersion, Details: map[string]string{
+		"ApiVersion": v.APIVersion, "MinAPIVersion": v.MinAPIVersion, "GitCommit": v.GitCommit, "GoVersion": v.GoVersion,
+		"Os": v.Os, "Arch": v.Arch, "KernelVersion": v.KernelVersion, "Experimental": "false"}}}
 	writeJSONResponse(w, 200, v)
 }
 
@@ -248,6 +252,14 @@ func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
 		DefaultRuntime: d.cfg.DefaultRuntime, Runtimes: map[string]api.RuntimeInfo{},
 		SecurityOptions: []string{"name=seccomp,profile=builtin", "name=no-new-privileges"}}
 	in.Name, _ = os.Hostname()
+	in.Labels, in.Warnings = []string{}, []string{}
+	in.LoggingDriver = "json-file"
+	in.LiveRestoreEnabled = true // containers outlive the daemon
+	in.Swarm.LocalNodeState = "inactive"
+	in.Plugins = api.PluginsInfo{Volume: []string{"local"}, Network: []string{"bridge", "host", "null"}, Log: []string{"json-file", "local"}}
+	in.IndexServerAddress = "https://index.docker.io/v1/"
+	in.SystemTime = time.Now().Format(time.RFC3339Nano)
+	in.NGoroutines = goruntime.NumGoroutine()
 	in.CgroupVersion = "1"
 	if d.cgroupV2 {
 		in.CgroupVersion = "2"

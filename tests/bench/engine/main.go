@@ -12,8 +12,12 @@
 //
 //	engine -bin BIN -images TESTIMG [-rounds 30] [-detached 50] [-monitors 10]
 //	       [-log-lines 100000] [-log-rounds 5] [-tcp-rounds 5] [-tcp-mib 1024]
-//	       [-engines berth,crun,runc,podman,docker]
+//	       [-engines berth,crun,runc,podman,docker] [-steps STEP,...]
 //	       [-work DIR] [-out FILE]
+//
+// The steps are warm-up, idle, run-rm, detached, monitor, logs,
+// networking and docker-cli (the docker CLI against berth and dockerd);
+// all run by default.
 //
 // It must run as root. scripts/bench.sh installs the peers and calls it.
 package main
@@ -39,9 +43,12 @@ type config struct {
 	logLines, logRounds        int
 	tcpRounds, tcpMiB          int
 	engines                    []string
+	steps                      []string
 }
 
 var allEngines = []string{"berth", "crun", "runc", "podman", "docker"}
+
+var allSteps = []string{"warm-up", "idle", "run-rm", "detached", "monitor", "logs", "networking", "docker-cli"}
 
 func parseFlags(args []string) (config, error) {
 	var c config
@@ -58,6 +65,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.tcpRounds, "tcp-rounds", 5, "TCP throughput rounds per path (berth network, bare veth)")
 	fs.IntVar(&c.tcpMiB, "tcp-mib", 1024, "MiB sent per TCP throughput round")
 	engines := fs.String("engines", strings.Join(allEngines, ","), "comma-separated engines to run")
+	steps := fs.String("steps", strings.Join(allSteps, ","), "comma-separated steps to run")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -80,6 +88,15 @@ func parseFlags(args []string) (config, error) {
 		}
 		if !slices.Contains(c.engines, name) {
 			c.engines = append(c.engines, name)
+		}
+	}
+	for _, name := range strings.Split(*steps, ",") {
+		name = strings.TrimSpace(name)
+		if !slices.Contains(allSteps, name) {
+			return c, fmt.Errorf("-steps: unknown step %q, want some of %s", name, strings.Join(allSteps, ","))
+		}
+		if !slices.Contains(c.steps, name) {
+			c.steps = append(c.steps, name)
 		}
 	}
 	return c, nil
@@ -222,19 +239,23 @@ func measure(ctx context.Context, cfg config, archive string, cl *cleanups, res 
 	}
 
 	steps := []struct {
-		name string
-		fn   func(context.Context, config, *results)
+		key, name string
+		fn        func(context.Context, config, *results)
 	}{
-		{"warm-up", warmUp},
-		{"daemon idle RSS after load", func(ctx context.Context, cfg config, r *results) { idleRSS(ctx, r, "after load") }},
-		{"run --rm", runRmRounds},
-		{"detached starts", detachedStarts},
-		{"monitor RSS", monitorRSS},
-		{"logs", logsRounds},
-		{"daemon idle RSS after the workload", func(ctx context.Context, cfg config, r *results) { idleRSS(ctx, r, "after workload") }},
-		{"networking", func(ctx context.Context, cfg config, r *results) { networking(ctx, cfg, r, cl) }},
+		{"warm-up", "warm-up", warmUp},
+		{"idle", "daemon idle RSS after load", func(ctx context.Context, cfg config, r *results) { idleRSS(ctx, r, "after load") }},
+		{"run-rm", "run --rm", runRmRounds},
+		{"detached", "detached starts", detachedStarts},
+		{"monitor", "monitor RSS", monitorRSS},
+		{"logs", "logs", logsRounds},
+		{"idle", "daemon idle RSS after the workload", func(ctx context.Context, cfg config, r *results) { idleRSS(ctx, r, "after workload") }},
+		{"networking", "networking", func(ctx context.Context, cfg config, r *results) { networking(ctx, cfg, r, cl) }},
+		{"docker-cli", "the docker CLI against berth and dockerd", dockerCLI},
 	}
 	for _, s := range steps {
+		if !slices.Contains(cfg.steps, s.key) {
+			continue
+		}
 		if ctx.Err() != nil {
 			res.Errors["bench"] = fmt.Errorf("interrupted before %s", s.name)
 			return
