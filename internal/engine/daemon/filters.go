@@ -73,6 +73,18 @@ func (f filterArgs) matchLabels(key string, labels map[string]string) bool {
 	return true
 }
 
+// matchesAnyLabel reports whether labels have one of the "key" or
+// "key=value" entries (for label! filters).
+func matchesAnyLabel(entries []string, labels map[string]string) bool {
+	for _, e := range entries {
+		k, v, hasV := strings.Cut(e, "=")
+		if got, ok := labels[k]; ok && (!hasV || got == v) {
+			return true
+		}
+	}
+	return false
+}
+
 // matchAny reports whether one of the values of key matches pred; true
 // when the key is absent.
 func (f filterArgs) matchAny(key string, pred func(string) bool) bool {

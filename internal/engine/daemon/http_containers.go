@@ -560,6 +560,10 @@ func (d *Daemon) postContainersPrune(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = f.validate("label", "label!", "until")
 	}
+	var until time.Time
+	if err == nil && len(f["until"]) > 0 {
+		until, err = parseTimeParam(f["until"][0])
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -567,17 +571,10 @@ func (d *Daemon) postContainersPrune(w http.ResponseWriter, r *http.Request) {
 	rep := api.PruneReport{ContainersDeleted: []string{}}
 	for _, c := range d.ctrs.List() {
 		c.Mu.Lock()
-		ok := !c.State.Running && !c.State.Restarting && f.matchLabels("label", c.Config.Labels)
-		for _, nl := range f["label!"] {
-			k, v, hasV := strings.Cut(nl, "=")
-			if got, has := c.Config.Labels[k]; has && (!hasV || got == v) {
-				ok = false
-			}
-		}
-		if u := f["until"]; len(u) > 0 {
-			if t, err := parseTimeParam(u[0]); err == nil && !c.Created.Before(t) {
-				ok = false
-			}
+		ok := !c.State.Running && !c.State.Restarting && f.matchLabels("label", c.Config.Labels) &&
+			!matchesAnyLabel(f["label!"], c.Config.Labels)
+		if !until.IsZero() && !c.Created.Before(until) {
+			ok = false
 		}
 		var size int64
 		if u, err := d.snaps.Usage(c.ID); err == nil {

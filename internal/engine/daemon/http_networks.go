@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/berth/berth/internal/engine/api"
 	"github.com/berth/berth/internal/engine/container"
@@ -174,6 +175,18 @@ func (d *Daemon) deleteNetwork(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Daemon) postNetworksPrune(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFilters(r.URL.Query().Get("filters"))
+	if err == nil {
+		err = f.validate("label", "label!", "until")
+	}
+	var until time.Time
+	if err == nil && len(f["until"]) > 0 {
+		until, err = parseTimeParam(f["until"][0])
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	inUse := map[string]bool{}
 	for _, c := range d.ctrs.List() {
 		for _, a := range c.Networks {
@@ -182,7 +195,9 @@ func (d *Daemon) postNetworksPrune(w http.ResponseWriter, r *http.Request) {
 	}
 	out := api.NetworkPruneReport{NetworksDeleted: []string{}}
 	for _, n := range d.net.List() {
-		if n.Name == network.DefaultNetwork || inUse[n.Name] || len(n.Endpoints) > 0 {
+		if n.Name == network.DefaultNetwork || inUse[n.Name] || len(n.Endpoints) > 0 ||
+			!f.matchLabels("label", n.Labels) || matchesAnyLabel(f["label!"], n.Labels) ||
+			(!until.IsZero() && !n.Created.Before(until)) {
 			continue
 		}
 		if err := d.net.Remove(n.Name); err == nil {

@@ -508,6 +508,28 @@ func TestDockerCLI(t *testing.T) {
 			t.Errorf("history: %q", out)
 		}
 		e.fails(t, "not supported", "search", "busybox")
+		// import: a container's export becomes an image that runs.
+		exp := filepath.Join(t.TempDir(), "web.tar")
+		e.must(t, "export", "-o", exp, "web")
+		e.must(t, "import", "--change", "CMD [\"cat\", \"/www/index.html\"]", exp, "imported:1")
+		if out := e.must(t, "run", "--rm", "imported:1"); out != "hello-from-web\n" {
+			t.Errorf("run of an imported image: %q", out)
+		}
+		// An untagged import is dangling: image prune removes it and only it.
+		dangling := strings.TrimSpace(e.must(t, "import", exp))
+		if out := e.must(t, "images", "-q", "--filter", "dangling=true", "--no-trunc"); !strings.Contains(out, dangling) {
+			t.Errorf("dangling filter: %q lacks %s", out, dangling)
+		}
+		if out := e.must(t, "image", "prune", "-f"); !strings.Contains(out, dangling) {
+			t.Errorf("image prune: %q", out)
+		}
+		if r := e.docker("image", "inspect", "imported:1"); r.code != 0 {
+			t.Errorf("image prune removed a tagged image: %s", r)
+		}
+		e.must(t, "rmi", "imported:1")
+		if out := e.must(t, "top", "web", "-o", "pid,comm"); !strings.Contains(out, "httpd") && !strings.Contains(out, "busybox") {
+			t.Errorf("top with ps arguments: %q", out)
+		}
 		e.fails(t, "must force", "rmi", "busybox")
 	})
 
