@@ -442,6 +442,12 @@ func TestDockerCLI(t *testing.T) {
 		e.must(t, "network", "disconnect", "appnet", "web")
 		e.fails(t, "has active endpoints", "network", "rm", "appnet")
 		e.must(t, "create", "--name", "voluser", "-v", "data1:/d", "busybox", "true")
+		if out := e.must(t, "ps", "-a", "--filter", "volume=data1", "--format", "{{.Names}}"); strings.TrimSpace(out) != "voluser" {
+			t.Errorf("ps --filter volume=data1: %q", out)
+		}
+		if out := e.must(t, "ps", "-a", "--filter", "network=appnet", "--format", "{{.Names}}"); strings.TrimSpace(out) != "srv" {
+			t.Errorf("ps --filter network=appnet: %q", out)
+		}
 		e.fails(t, "in use", "volume", "rm", "data1")
 		e.must(t, "rm", "voluser")
 		e.must(t, "rm", "-f", "srv")
