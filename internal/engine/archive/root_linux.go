@@ -297,14 +297,16 @@ func (t *tarWalk) addFD(fd int, name, p string) error {
 		}
 		return t.dir(dfd, &st, name)
 	}
-	// A non-directory reached through a followed link: reopen it for reading.
-	rfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	if err != nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return t.entry(&st, name, "", -1) // never opened: a device or fifo may block or act
+	}
+	// A regular file reached through a followed link: reopen the O_PATH
+	// fd for reading, without resolving a path again.
+	rfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return pathErr(p, err)
 	}
-	if err == nil {
-		defer unix.Close(rfd)
-	}
+	defer unix.Close(rfd)
 	return t.entry(&st, name, "", rfd)
 }
 
@@ -336,7 +338,9 @@ func (t *tarWalk) addAt(pfd int, base, name string, top bool) error {
 		}
 		return t.entry(&st, name, string(buf[:n]), -1)
 	case unix.S_IFREG:
-		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		// O_NONBLOCK: if a fifo replaced the file meanwhile, opening it
+		// must not hang the copy; the type is checked again on the fd.
+		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 		if err != nil {
 			if top {
 				return pathErr(base, err)
@@ -344,6 +348,9 @@ func (t *tarWalk) addAt(pfd int, base, name string, top bool) error {
 			return nil
 		}
 		defer unix.Close(fd)
+		if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			return nil
+		}
 		return t.entry(&st, name, "", fd)
 	case unix.S_IFSOCK:
 		return nil
