@@ -225,3 +225,21 @@ func TestParsePS(t *testing.T) {
 		t.Errorf("no PID column: got %v", err)
 	}
 }
+
+func TestHijackedOutputDelay(t *testing.T) {
+	for ua, delayed := range map[string]bool{
+		"docker-sdk-python/7.1.0":                         true,
+		"docker-compose/1.29.2 docker-py/5.0.3 Linux/6.1": true,
+		"Docker-Client/28.2.2 (linux)":                    false,
+		"":                                                false,
+	} {
+		r := httptest.NewRequest("POST", "/exec/x/start", nil)
+		r.Header.Set("User-Agent", ua)
+		var buf bytes.Buffer
+		w := hijackedOutput(&buf, r)
+		_, isDelayed := w.(*delayedWriter)
+		if isDelayed != delayed {
+			t.Errorf("User-Agent %q: delayed %v, want %v", ua, isDelayed, delayed)
+		}
+	}
+}

@@ -416,8 +416,10 @@ const streamDelay = 100 * time.Millisecond
 // is held until streamDelay after the head; the Go clients read the
 // stream through the same buffer and get everything at once.
 func hijackedOutput(w io.Writer, r *http.Request) io.Writer {
+	// docker-py: "docker-sdk-python/7.1.0"; docker-compose v1:
+	// "docker-compose/1.29.2 docker-py/5.0.3 Linux/…".
 	ua := strings.ToLower(r.Header.Get("User-Agent"))
-	if !strings.Contains(ua, "python") {
+	if !strings.Contains(ua, "python") && !strings.Contains(ua, "docker-py/") {
 		return w
 	}
 	return &delayedWriter{w: w, until: time.Now().Add(streamDelay)}
