@@ -49,7 +49,7 @@ func newDockerEnv(t *testing.T, name string, images ...string) *dockerEnv {
 	}
 	cfg := t.TempDir()
 	return &dockerEnv{d: d, cfg: cfg, env: append(os.Environ(), "DOCKER_HOST=unix://"+d.sock, "DOCKER_CONFIG="+cfg,
-		"DOCKER_CLI_HINTS=false", "DOCKER_BUILDKIT=0", "COMPOSE_INTERACTIVE_NO_CLI=1")}
+		"DOCKER_CLI_HINTS=false", "DOCKER_BUILDKIT=0")}
 }
 
 func needDockerCLI(t *testing.T) string {
