@@ -4,12 +4,14 @@
 # the tools the tests drive. Safe to run again; does nothing when all is there.
 # With "test", it also installs podman, which the tests use to check that
 # images saved by berth load into another engine, skopeo, which the
-# registry tests push to and pull from `berth registry` with, and docker.io
-# (dockerd), which pulls and runs an image berth built and pushed.
+# registry tests push to and pull from `berth registry` with, docker.io
+# (dockerd and its docker CLI), which pulls and runs an image berth built
+# and pushed, and docker-compose (v1, with Debian's docker-py), which drives
+# berth through the Docker API.
 set -euo pipefail
 
 pairs="crun:crun runc:runc busybox:busybox-static ip:iproute2 nft:nftables tmux:tmux script:bsdutils"
-[ "${1:-}" = test ] && pairs="$pairs podman:podman skopeo:skopeo dockerd:docker.io"
+[ "${1:-}" = test ] && pairs="$pairs podman:podman skopeo:skopeo dockerd:docker.io docker-compose:docker-compose"
 need=()
 for pair in $pairs; do
 	cmd=${pair%%:*} pkg=${pair#*:}

@@ -255,6 +255,10 @@ type ContainerSummary struct {
 		Networks map[string]*EndpointSettings `json:"Networks"`
 	} `json:"NetworkSettings"`
 	Mounts []MountPoint `json:"Mounts"`
+	// SizeRw and SizeRootFs are set when the list asks for sizes
+	// (size=1) and in /system/df.
+	SizeRw     int64 `json:"SizeRw,omitempty"`
+	SizeRootFs int64 `json:"SizeRootFs,omitempty"`
 }
 
 // WaitResponse answers POST /containers/{id}/wait.
@@ -512,6 +516,15 @@ type VersionResponse struct {
 	Arch          string                `json:"Arch"`
 	KernelVersion string                `json:"KernelVersion"`
 	BuildTime     string                `json:"BuildTime"`
+	Components    []VersionComponent    `json:"Components,omitempty"`
+}
+
+// VersionComponent is one part of the server in /version (the CLI prints
+// them under "Server:").
+type VersionComponent struct {
+	Name    string            `json:"Name"`
+	Version string            `json:"Version"`
+	Details map[string]string `json:"Details,omitempty"`
 }
 
 // Info answers GET /info.
@@ -543,6 +556,31 @@ type Info struct {
 	Runtimes          map[string]RuntimeInfo `json:"Runtimes"`
 	SecurityOptions   []string               `json:"SecurityOptions"`
 	Labels            []string               `json:"Labels"`
+	// The fields below are read by the docker CLI and docker-compose.
+	LoggingDriver      string      `json:"LoggingDriver,omitempty"`
+	LiveRestoreEnabled bool        `json:"LiveRestoreEnabled"`
+	Swarm              SwarmInfo   `json:"Swarm"`
+	Plugins            PluginsInfo `json:"Plugins"`
+	IndexServerAddress string      `json:"IndexServerAddress,omitempty"`
+	SystemTime         string      `json:"SystemTime,omitempty"`
+	NGoroutines        int         `json:"NGoroutines"`
+	Warnings           []string    `json:"Warnings"`
+}
+
+// SwarmInfo says that berth is no swarm node.
+type SwarmInfo struct {
+	NodeID           string `json:"NodeID"`
+	NodeAddr         string `json:"NodeAddr"`
+	LocalNodeState   string `json:"LocalNodeState"`
+	ControlAvailable bool   `json:"ControlAvailable"`
+	Error            string `json:"Error"`
+}
+
+// PluginsInfo lists the volume, network and log drivers.
+type PluginsInfo struct {
+	Volume  []string `json:"Volume"`
+	Network []string `json:"Network"`
+	Log     []string `json:"Log"`
 }
 
 // RuntimeInfo names an OCI runtime binary.
@@ -675,4 +713,32 @@ type NetworkingConfig struct {
 // NetworkPruneReport answers POST /networks/prune.
 type NetworkPruneReport struct {
 	NetworksDeleted []string `json:"NetworksDeleted"`
+}
+
+// UpdateConfig is the body of POST /containers/{id}/update: the resource
+// limits to change (zero values and a nil PidsLimit are left as they are)
+// and, when its Name is set, a new restart policy.
+type UpdateConfig struct {
+	Resources
+	RestartPolicy RestartPolicy `json:"RestartPolicy"`
+}
+
+// UpdateResponse answers POST /containers/{id}/update.
+type UpdateResponse struct {
+	Warnings []string `json:"Warnings"`
+}
+
+// DiskUsage answers GET /system/df.
+type DiskUsage struct {
+	LayersSize int64              `json:"LayersSize"`
+	Images     []ImageSummary     `json:"Images"`
+	Containers []ContainerSummary `json:"Containers"`
+	Volumes    []Volume           `json:"Volumes"`
+	BuildCache []any              `json:"BuildCache"`
+}
+
+// BuildCachePruneReport answers POST /build/prune.
+type BuildCachePruneReport struct {
+	CachesDeleted  []string `json:"CachesDeleted"`
+	SpaceReclaimed uint64   `json:"SpaceReclaimed"`
 }

@@ -87,6 +87,12 @@ type applier struct {
 	root int
 	size int64
 	dirs []dirTime
+
+	// The settings of Root.Extract (docker cp); all zero for a layer.
+	resolve              uint64 // openat2 resolve flags; 0 means beneath the root
+	plain                bool   // no whiteouts: ".wh." names are files; fifos allowed
+	noOverwriteDirNonDir bool
+	owner                *[2]int // uid, gid given to every entry instead of the archive's
 }
 
 func hostile(format string, args ...any) error {
@@ -122,9 +128,13 @@ func openErr(rel string, err error) error {
 // openDir opens the directory rel beneath the root, following symlinks only
 // while they stay beneath it.
 func (a *applier) openDir(rel string) (int, error) {
+	resolve := a.resolve
+	if resolve == 0 {
+		resolve = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS
+	}
 	fd, err := unix.Openat2(a.root, rel, &unix.OpenHow{
 		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+		Resolve: resolve,
 	})
 	if err != nil {
 		return -1, openErr(rel, err)
@@ -204,7 +214,8 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 		if hdr.Typeflag != tar.TypeDir {
 			return hostile("the layer root must be a directory, got type %q", hdr.Typeflag)
 		}
-		if err := unix.Fchown(a.root, hdr.Uid, hdr.Gid); err != nil {
+		uid, gid := a.ids(hdr)
+		if err := unix.Fchown(a.root, uid, gid); err != nil {
 			return err
 		}
 		if err := unix.Fchmod(a.root, uint32(hdr.Mode&0o7777)); err != nil {
@@ -215,11 +226,15 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 	}
 	dir, base := path.Dir(rel), path.Base(rel)
 
-	if strings.HasPrefix(base, WhiteoutPrefix) {
+	if !a.plain && strings.HasPrefix(base, WhiteoutPrefix) {
 		return a.whiteout(hdr, dir, base)
 	}
 	switch hdr.Typeflag {
-	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	case tar.TypeFifo:
+		if !a.plain {
+			return hostile("device nodes and fifos are not allowed in a layer (type %q)", hdr.Typeflag)
+		}
+	case tar.TypeChar, tar.TypeBlock:
 		return hostile("device nodes and fifos are not allowed in a layer (type %q)", hdr.Typeflag)
 	case tar.TypeDir, tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse, tar.TypeSymlink, tar.TypeLink:
 	default:
@@ -234,7 +249,14 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 
 	var st unix.Stat_t
 	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
-		if !(hdr.Typeflag == tar.TypeDir && st.Mode&unix.S_IFMT == unix.S_IFDIR) {
+		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+		if a.noOverwriteDirNonDir && isDir != (hdr.Typeflag == tar.TypeDir) {
+			if isDir {
+				return hostile("cannot overwrite directory %q with a non-directory", rel)
+			}
+			return hostile("cannot overwrite non-directory %q with a directory", rel)
+		}
+		if !(hdr.Typeflag == tar.TypeDir && isDir) {
 			if err := removeAt(pfd, base); err != nil {
 				return fmt.Errorf("replace existing %q: %w", rel, err)
 			}
@@ -284,7 +306,8 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
 			return err
 		}
-		if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		uid, gid := a.ids(hdr)
+		if err := unix.Fchownat(pfd, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return err
 		}
 		return unix.UtimesNanoAt(pfd, base, timespecs(hdr.AccessTime, hdr.ModTime), unix.AT_SYMLINK_NOFOLLOW)
@@ -316,13 +339,40 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 			return fmt.Errorf("hard link to %q: %w", hdr.Linkname, err)
 		}
 		return nil
+
+	case tar.TypeFifo:
+		if err := unix.Mkfifoat(pfd, base, 0o600); err != nil {
+			return err
+		}
+		fd, err := unix.Openat(pfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		uid, gid := a.ids(hdr)
+		if err := unix.Fchownat(pfd, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+		if err := unix.Fchmodat(pfd, base, mode, 0); err != nil {
+			return err
+		}
+		return unix.UtimesNanoAt(pfd, base, timespecs(hdr.AccessTime, hdr.ModTime), unix.AT_SYMLINK_NOFOLLOW)
 	}
 	return nil
 }
 
+// ids is the owner an entry gets.
+func (a *applier) ids(hdr *tar.Header) (int, int) {
+	if a.owner != nil {
+		return a.owner[0], a.owner[1]
+	}
+	return hdr.Uid, hdr.Gid
+}
+
 // meta sets owner, mode (after chown, which clears setuid) and xattrs.
 func (a *applier) meta(fd int, hdr *tar.Header, mode uint32) error {
-	if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+	uid, gid := a.ids(hdr)
+	if err := unix.Fchown(fd, uid, gid); err != nil {
 		return fmt.Errorf("chown: %w", err)
 	}
 	if err := unix.Fchmod(fd, mode); err != nil {

@@ -1,7 +1,9 @@
-// Package archive owns unpacking image layers: it applies one OCI/Docker
-// layer tar into a directory that becomes an overlayfs lower dir,
-// translating OCI whiteouts into overlay whiteouts, and refuses every entry
-// that would write outside that directory.
+// Package archive owns the tar streams that cross the engine's file
+// systems: it applies one OCI/Docker layer tar into a directory that
+// becomes an overlayfs lower dir (translating OCI whiteouts into overlay
+// whiteouts and refusing every entry that would write outside it), and it
+// copies files out of and into a container's root (docker cp, export)
+// without ever leaving that root (Root).
 package archive
 
 import (
@@ -10,6 +12,8 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
+	"path"
+	"strings"
 
 	"github.com/berth/berth/internal/errdefs"
 )
@@ -68,4 +72,23 @@ func Decompress(r io.Reader) (io.ReadCloser, error) {
 	default:
 		return nil, fmt.Errorf("%s-compressed stream: only plain and gzip tars are supported: %w", c, errdefs.ErrNotImplemented)
 	}
+}
+
+// FollowsLast reports whether a path given to docker cp names what a
+// final symlink points to: "dir/." and "dir/" do, as in Docker.
+func FollowsLast(p string) bool {
+	return strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/.") || p == "."
+}
+
+// BaseName is Docker's name for the copied resource: the last element of
+// the path as given ("." for "dir/.").
+func BaseName(p string) string {
+	if strings.HasSuffix(p, "/.") || p == "." {
+		return "."
+	}
+	b := path.Base(path.Clean("/" + p))
+	if b == "/" {
+		return "/"
+	}
+	return b
 }

@@ -65,8 +65,15 @@ func (d *Daemon) CreateContainer(name string, req api.CreateRequest) (*container
 	if hc.Runtime == "" {
 		hc.Runtime = d.cfg.DefaultRuntime
 	}
-	if hc.LogConfig.Type == "" {
-		hc.LogConfig.Type = "berth"
+	switch hc.LogConfig.Type {
+	case "":
+		// Clients read logs through the API only for the drivers they
+		// know to keep them (docker-py: json-file, journald): berth's log
+		// has json-file's API behaviour and options (max-size, max-file).
+		hc.LogConfig.Type = "json-file"
+	case "json-file", "local", "berth":
+	default:
+		return nil, fmt.Errorf("log driver %q is not supported (berth keeps every container's log itself: use json-file, the default, with max-size and max-file): %w", hc.LogConfig.Type, errdefs.ErrNotImplemented)
 	}
 	if _, _, err := parseLogOpts(hc.LogConfig.Config, 0, 0); err != nil {
 		return nil, err
@@ -114,7 +121,7 @@ func (d *Daemon) CreateContainer(name string, req api.CreateRequest) (*container
 		d.ctrs.Delete(c)
 		return nil, err
 	}
-	d.events.publish("container", "create", c.ID, map[string]string{"name": c.Name, "image": c.ImageRef})
+	d.containerEvent(c, "create", map[string]string{"name": c.Name, "image": c.ImageRef})
 	return c, nil
 }
 
@@ -393,7 +400,7 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 	}
 	d.setTask(c.ID, t)
 	l.notify()
-	d.events.publish("container", "start", c.ID, map[string]string{"name": c.Name, "image": c.ImageRef})
+	d.containerEvent(c, "start", map[string]string{"name": c.Name, "image": c.ImageRef})
 	d.wg.Add(1)
 	go d.monitor(c, t)
 	return nil
@@ -509,11 +516,13 @@ func (d *Daemon) handleExit(c *container.Container, st exitStatus) {
 	c.State.OOMKilled = st.oomKilled
 	c.State.FinishedAt = st.at
 	d.teardownNetworkAsync(c, l)
-	if err := d.snaps.Unmount(c.ID); err != nil {
-		d.log.Warn("unmounting rootfs", "id", c.ID, "err", err)
+	if l.fsUsers == 0 { // else the last copy or export unmounts it
+		if err := d.snaps.Unmount(c.ID); err != nil {
+			d.log.Warn("unmounting rootfs", "id", c.ID, "err", err)
+		}
 	}
 	d.log.Debug("container exited", "id", c.ShortID(), "code", st.code, "sinceExit", time.Since(st.at))
-	d.events.publish("container", "die", c.ID, map[string]string{"name": c.Name, "exitCode": fmt.Sprint(st.code)})
+	d.containerEvent(c, "die", map[string]string{"name": c.Name, "exitCode": fmt.Sprint(st.code)})
 	if delay, ok := d.restartDelay(c, l); ok && !l.removing {
 		c.State.Restarting = true
 		c.State.Status = "restarting"
@@ -598,7 +607,7 @@ func (d *Daemon) StopContainer(ref string, timeout int, signal string) error {
 		}
 		select {
 		case <-exited:
-			d.events.publish("container", "stop", c.ID, map[string]string{"name": c.Name})
+			d.containerEvent(c, "stop", map[string]string{"name": c.Name})
 			return nil
 		case <-time.After(time.Duration(timeout) * time.Second):
 		}
@@ -611,7 +620,7 @@ func (d *Daemon) StopContainer(ref string, timeout int, signal string) error {
 	case <-time.After(30 * time.Second):
 		return fmt.Errorf("container %s did not exit 30s after SIGKILL: %w", c.ShortID(), errdefs.ErrUnavailable)
 	}
-	d.events.publish("container", "stop", c.ID, map[string]string{"name": c.Name})
+	d.containerEvent(c, "stop", map[string]string{"name": c.Name})
 	return nil
 }
 
@@ -646,7 +655,7 @@ func (d *Daemon) KillContainer(ref, signal string) error {
 	if err := d.signal(c, sig, sig == syscall.SIGKILL); err != nil {
 		return err
 	}
-	d.events.publish("container", "kill", c.ID, map[string]string{"name": c.Name, "signal": fmt.Sprint(int(sig))})
+	d.containerEvent(c, "kill", map[string]string{"name": c.Name, "signal": fmt.Sprint(int(sig))})
 	return nil
 }
 
@@ -672,7 +681,7 @@ func (d *Daemon) RestartContainer(ref string, timeout int, signal string) error 
 	if err := d.StartContainer(c.ID); err != nil {
 		return err
 	}
-	d.events.publish("container", "restart", c.ID, map[string]string{"name": c.Name})
+	d.containerEvent(c, "restart", map[string]string{"name": c.Name})
 	return nil
 }
 
@@ -725,7 +734,7 @@ func (d *Daemon) setPaused(ref string, pause bool) error {
 	}
 	c.Save()
 	d.live(c.ID).notify()
-	d.events.publish("container", action, c.ID, map[string]string{"name": c.Name})
+	d.containerEvent(c, action, map[string]string{"name": c.Name})
 	return nil
 }
 
@@ -767,6 +776,8 @@ func (d *Daemon) RemoveContainer(ref string, force, volumes bool) error {
 		}
 		if err := d.signal(c, syscall.SIGKILL, true); err != nil && !errdefs.Is(err, errdefs.ErrNotFound) {
 			d.log.Warn("killing container for removal", "id", c.ID, "err", err)
+		} else {
+			d.containerEvent(c, "kill", map[string]string{"signal": "9"})
 		}
 		select {
 		case <-exited:
@@ -815,7 +826,7 @@ func (d *Daemon) RemoveContainer(ref string, force, volumes bool) error {
 	c.State.Status = "removed"
 	l.notifyRemoved()
 	d.forget(c.ID)
-	d.events.publish("container", "destroy", c.ID, map[string]string{"name": c.Name})
+	d.containerEvent(c, "destroy", map[string]string{"name": c.Name})
 	d.log.Debug("removed container", "id", c.ShortID(), "sinceExit", time.Since(c.State.FinishedAt))
 	return errors.Join(errs...)
 }
@@ -831,10 +842,15 @@ func (d *Daemon) RenameContainer(ref, name string) error {
 	}
 	c.Mu.Lock()
 	defer c.Mu.Unlock()
+	old := c.Name
 	if err := d.ctrs.Rename(c, strings.TrimPrefix(name, "/")); err != nil {
 		return err
 	}
-	return c.Save()
+	if err := c.Save(); err != nil {
+		return err
+	}
+	d.containerEvent(c, "rename", map[string]string{"oldName": "/" + old})
+	return nil
 }
 
 // Container returns the record for ref.

@@ -3,6 +3,8 @@ package daemon
 import (
 	"sync"
 	"time"
+
+	"github.com/berth/berth/internal/engine/container"
 )
 
 // Event is one engine event, in the shape of Docker's /events messages.
@@ -69,4 +71,20 @@ func (b *eventBus) subscribe(since time.Time) ([]Event, chan Event, func()) {
 		delete(b.subs, ch)
 		b.mu.Unlock()
 	}
+}
+
+// containerEvent publishes an event about c. Its attributes are the
+// container's labels plus name and image, as Docker's are, so clients
+// (docker-compose) can filter events by label. The caller holds c.Mu or
+// owns c.
+func (d *Daemon) containerEvent(c *container.Container, action string, attrs map[string]string) {
+	a := make(map[string]string, len(c.Config.Labels)+len(attrs)+2)
+	for k, v := range c.Config.Labels {
+		a[k] = v
+	}
+	a["name"], a["image"] = c.Name, c.ImageRef
+	for k, v := range attrs {
+		a[k] = v
+	}
+	d.events.publish("container", action, c.ID, a)
 }

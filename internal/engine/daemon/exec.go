@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -95,7 +96,7 @@ func (d *Daemon) CreateExec(ref string, cfg api.ExecConfig) (string, error) {
 	d.execs.mu.Lock()
 	d.execs.m[e.ID] = e
 	d.execs.mu.Unlock()
-	d.events.publish("container", "exec_create: "+strings.Join(cfg.Cmd, " "), c.ID, map[string]string{"name": c.Name, "execID": e.ID})
+	d.containerEvent(c, "exec_create: "+strings.Join(cfg.Cmd, " "), map[string]string{"name": c.Name, "execID": e.ID})
 	return e.ID, nil
 }
 
@@ -123,6 +124,13 @@ func (d *Daemon) StartExec(id string, attach func(*task)) (*execRecord, error) {
 	}
 	proc, err := d.execProcess(c.BundleDir(), e.Config)
 	if err != nil {
+		if errors.Is(err, errdefs.ErrCommandNotFound) || errors.Is(err, errdefs.ErrCommandNotExecutable) {
+			// The exec ran and failed, as in Docker: inspect shows 126/127.
+			code := startErrorCode(err)
+			e.ExitCode = &code
+			e.started = true
+			close(e.done)
+		}
 		return nil, err
 	}
 	short := e.ID[:12]
@@ -153,7 +161,7 @@ func (d *Daemon) StartExec(id string, attach func(*task)) (*execRecord, error) {
 		return nil, fmt.Errorf("exec in %s: %w", c.ShortID(), err)
 	}
 	e.started, e.Running, e.Pid, e.task = true, true, pid, t
-	d.events.publish("container", "exec_start: "+strings.Join(e.Config.Cmd, " "), c.ID, map[string]string{"name": c.Name, "execID": e.ID})
+	d.containerEvent(c, "exec_start: "+strings.Join(e.Config.Cmd, " "), map[string]string{"name": c.Name, "execID": e.ID})
 	go func() {
 		st, err := t.wait(context.Background())
 		t.close()
@@ -167,7 +175,7 @@ func (d *Daemon) StartExec(id string, attach func(*task)) (*execRecord, error) {
 		e.ExitCode = &code
 		e.mu.Unlock()
 		close(e.done)
-		d.events.publish("container", "exec_die", c.ID, map[string]string{"name": c.Name, "execID": e.ID, "exitCode": fmt.Sprint(code)})
+		d.containerEvent(c, "exec_die", map[string]string{"name": c.Name, "execID": e.ID, "exitCode": fmt.Sprint(code)})
 	}()
 	return e, nil
 }

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/berth/berth/internal/engine/container"
+	"github.com/berth/berth/internal/engine/network"
 	"github.com/berth/berth/internal/errdefs"
 )
 
@@ -71,6 +73,18 @@ func (f filterArgs) matchLabels(key string, labels map[string]string) bool {
 	return true
 }
 
+// matchesAnyLabel reports whether labels have one of the "key" or
+// "key=value" entries (for label! filters).
+func matchesAnyLabel(entries []string, labels map[string]string) bool {
+	for _, e := range entries {
+		k, v, hasV := strings.Cut(e, "=")
+		if got, ok := labels[k]; ok && (!hasV || got == v) {
+			return true
+		}
+	}
+	return false
+}
+
 // matchAny reports whether one of the values of key matches pred; true
 // when the key is absent.
 func (f filterArgs) matchAny(key string, pred func(string) bool) bool {
@@ -94,6 +108,10 @@ func (d *Daemon) matchContainer(f filterArgs, c *container.Container) bool {
 		return false
 	}
 	if !f.matchAny("name", func(v string) bool {
+		// Docker matches names (with their leading "/") as regular expressions.
+		if re, err := regexp.Compile(v); err == nil {
+			return re.MatchString("/" + c.Name)
+		}
 		v = strings.TrimPrefix(v, "/")
 		if ok, _ := path.Match(v, c.Name); ok {
 			return true
@@ -136,6 +154,38 @@ func (d *Daemon) matchContainer(f filterArgs, c *container.Container) bool {
 	}) {
 		return false
 	}
+	for key, after := range map[string]bool{"before": false, "since": true} {
+		for _, v := range f[key] {
+			ref, err := d.ctrs.Get(v)
+			if err != nil || ref == c {
+				return false
+			}
+			// ref.Created never changes; reading it unlocked is safe.
+			if after != c.Created.After(ref.Created) {
+				return false
+			}
+		}
+	}
+	if !f.matchAny("publish", func(v string) bool { return matchPort(v, c.Ports) }) {
+		return false
+	}
+	if !f.matchAny("expose", func(v string) bool {
+		for p := range c.Config.ExposedPorts {
+			if p == v || p == v+"/tcp" {
+				return true
+			}
+		}
+		return false
+	}) {
+		return false
+	}
+	// berth has no health checks: every container's health is "none".
+	if !f.matchAny("health", func(v string) bool { return v == "none" }) {
+		return false
+	}
+	if !f.matchAny("is-task", func(v string) bool { return v == "false" || v == "0" }) {
+		return false
+	}
 	if !f.matchAny("volume", func(v string) bool {
 		for _, m := range c.Mounts {
 			if m.Source == v || m.Target == v {
@@ -154,6 +204,31 @@ func (d *Daemon) matchContainer(f filterArgs, c *container.Container) bool {
 	return true
 }
 
+// matchPort matches a publish filter ("8080", "8080/tcp", "8080-8090")
+// against the ports a container publishes (their host side, as Docker).
+func matchPort(v string, ports []network.PortMapping) bool {
+	spec, proto, _ := strings.Cut(v, "/")
+	lo, hi, isRange := strings.Cut(spec, "-")
+	a, err1 := strconv.ParseUint(lo, 10, 16)
+	b := a
+	var err2 error
+	if isRange {
+		b, err2 = strconv.ParseUint(hi, 10, 16)
+	}
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	for _, p := range ports {
+		if (proto == "" || proto == p.Proto) && uint64(p.HostPort) >= a && uint64(p.HostPort) <= b {
+			return true
+		}
+	}
+	return false
+}
+
+// eventFilters are the keys /events accepts.
+var eventFilters = []string{"type", "event", "container", "image", "label", "network", "volume", "scope", "daemon"}
+
 func (f filterArgs) matchEvent(e Event) bool {
 	if !f.matchAny("type", func(v string) bool { return v == e.Type }) {
 		return false
@@ -166,7 +241,24 @@ func (f filterArgs) matchEvent(e Event) bool {
 	}) {
 		return false
 	}
-	if !f.matchAny("image", func(v string) bool { return e.Actor.Attributes["image"] == v || e.Actor.ID == v }) {
+	if !f.matchAny("image", func(v string) bool {
+		img := e.Actor.Attributes["image"]
+		if e.Type == "image" {
+			img = e.Actor.Attributes["name"]
+		}
+		return sameImageRef(img, v) || e.Actor.ID == v || (e.Type == "image" && strings.HasPrefix(strings.TrimPrefix(e.Actor.ID, "sha256:"), strings.TrimPrefix(v, "sha256:")))
+	}) {
+		return false
+	}
+	if !f.matchAny("network", func(v string) bool {
+		return e.Type == "network" && (strings.HasPrefix(e.Actor.ID, v) || e.Actor.Attributes["name"] == v)
+	}) {
+		return false
+	}
+	if !f.matchAny("volume", func(v string) bool { return e.Type == "volume" && e.Actor.ID == v }) {
+		return false
+	}
+	if !f.matchAny("scope", func(v string) bool { return v == "local" }) {
 		return false
 	}
 	return f.matchLabels("label", e.Actor.Attributes)
@@ -189,3 +281,17 @@ func parseTimeParam(s string) (time.Time, error) {
 }
 
 func pathMatch(pattern, s string) (bool, error) { return path.Match(pattern, s) }
+
+// sameImageRef compares two image names, "busybox" being "busybox:latest".
+func sameImageRef(a, b string) bool {
+	norm := func(s string) string {
+		if s == "" || strings.Contains(s, "@") {
+			return s
+		}
+		if i := strings.LastIndex(s, ":"); i <= strings.LastIndex(s, "/") {
+			s += ":latest"
+		}
+		return strings.TrimPrefix(strings.TrimPrefix(s, "docker.io/"), "library/")
+	}
+	return a != "" && norm(a) == norm(b)
+}

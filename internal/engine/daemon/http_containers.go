@@ -40,17 +40,38 @@ func (d *Daemon) getContainersJSON(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = f.validate(containerFilters...)
 	}
+	for _, k := range []string{"before", "since"} {
+		for _, v := range f[k] {
+			if _, gerr := d.ctrs.Get(v); gerr != nil && err == nil {
+				err = gerr
+			}
+		}
+	}
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	all := boolParam(r, "all")
-	limit, _ := intParam(r, "limit", -1)
+	limit, err := intParam(r, "limit", -1)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	withSize := boolParam(r, "size")
+	imageSizes := map[string]int64{}
+	if withSize {
+		for _, img := range d.images.List() {
+			imageSizes[img.ID] = img.Size
+		}
+	}
 	out := []api.ContainerSummary{}
 	for _, c := range d.ctrs.List() {
 		c.Mu.Lock()
 		if (all || c.State.Running || c.State.Restarting || len(f["status"]) > 0 || len(f["exited"]) > 0) && d.matchContainer(f, c) {
 			s := summarize(c)
+			if withSize {
+				s.SizeRw, s.SizeRootFs = d.containerSizes(c, imageSizes[c.ImageID])
+			}
 			s.Ports = d.summaryPorts(c)
 			for _, a := range c.Networks {
 				s.NetworkSettings.Networks[a.Name] = &api.EndpointSettings{}
@@ -68,7 +89,7 @@ func (d *Daemon) getContainersJSON(w http.ResponseWriter, r *http.Request) {
 // summarize builds a list entry. The caller holds c.Mu.
 func summarize(c *container.Container) api.ContainerSummary {
 	s := api.ContainerSummary{ID: c.ID, Names: []string{"/" + c.Name}, Image: c.ImageRef, ImageID: c.ImageID,
-		Command: strings.Join(append([]string{c.Path}, c.Args...), " "), Created: c.Created.Unix(),
+		Command: summaryCommand(c.Path, c.Args), Created: c.Created.Unix(),
 		Ports: []api.Port{}, Labels: c.Config.Labels, State: c.State.Status, Status: statusString(c),
 		Mounts: append([]api.MountPoint{}, c.MountPoints...)}
 	if s.Labels == nil {
@@ -77,6 +98,19 @@ func summarize(c *container.Container) api.ContainerSummary {
 	s.HostConfig.NetworkMode = c.HostConfig.NetworkMode
 	s.NetworkSettings.Networks = map[string]*api.EndpointSettings{}
 	return s
+}
+
+// summaryCommand is the command as dockerd lists it: arguments holding a
+// space are put in single quotes.
+func summaryCommand(path string, args []string) string {
+	parts := []string{path}
+	for _, a := range args {
+		if strings.Contains(a, " ") {
+			a = "'" + a + "'"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
 }
 
 // statusString is the human status `docker ps` shows.
@@ -372,8 +406,9 @@ func (d *Daemon) postContainerAttach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.Close()
+	out := hijackedOutput(conn, r)
 	if q("logs") {
-		stdout, stderr := outputWriters(conn, tty, q("stdout"), q("stderr"))
+		stdout, stderr := outputWriters(out, tty, q("stdout"), q("stderr"))
 		d.copyLogs(r.Context(), c, logs.Options{Tail: -1}, stdout, stderr, false)
 	}
 	if !q("stream") {
@@ -382,7 +417,7 @@ func (d *Daemon) postContainerAttach(w http.ResponseWriter, r *http.Request) {
 	}
 	done := make(chan error, 1)
 	attach := func(t *task) {
-		if err := t.splice(conn, rw.Reader, q("stdin") && openStdin, q("stdout"), q("stderr"), done); err != nil {
+		if err := t.splice(out, rw.Reader, q("stdin") && openStdin, q("stdout"), q("stderr"), done); err != nil {
 			done <- err
 		}
 	}
@@ -525,6 +560,10 @@ func (d *Daemon) postContainersPrune(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = f.validate("label", "label!", "until")
 	}
+	var until time.Time
+	if err == nil && len(f["until"]) > 0 {
+		until, err = parseTimeParam(f["until"][0])
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -532,17 +571,10 @@ func (d *Daemon) postContainersPrune(w http.ResponseWriter, r *http.Request) {
 	rep := api.PruneReport{ContainersDeleted: []string{}}
 	for _, c := range d.ctrs.List() {
 		c.Mu.Lock()
-		ok := !c.State.Running && !c.State.Restarting && f.matchLabels("label", c.Config.Labels)
-		for _, nl := range f["label!"] {
-			k, v, hasV := strings.Cut(nl, "=")
-			if got, has := c.Config.Labels[k]; has && (!hasV || got == v) {
-				ok = false
-			}
-		}
-		if u := f["until"]; len(u) > 0 {
-			if t, err := parseTimeParam(u[0]); err == nil && !c.Created.Before(t) {
-				ok = false
-			}
+		ok := !c.State.Running && !c.State.Restarting && f.matchLabels("label", c.Config.Labels) &&
+			!matchesAnyLabel(f["label!"], c.Config.Labels)
+		if !until.IsZero() && !c.Created.Before(until) {
+			ok = false
 		}
 		var size int64
 		if u, err := d.snaps.Usage(c.ID); err == nil {
@@ -609,13 +641,17 @@ func (d *Daemon) postExecStart(w http.ResponseWriter, r *http.Request) {
 	}
 	conn = hconn
 	defer conn.Close()
+	out := hijackedOutput(hconn, r)
 	started, startErr = d.StartExec(e.ID, func(t *task) {
-		if err := t.splice(hconn, rw.Reader, e.Config.AttachStdin, e.Config.AttachStdout, e.Config.AttachStderr, done); err != nil {
+		if err := t.splice(out, rw.Reader, e.Config.AttachStdin, e.Config.AttachStdout, e.Config.AttachStderr, done); err != nil {
 			done <- err
 		}
 	})
 	if startErr != nil {
-		_, stderr := outputWriters(hconn, tty, false, true)
+		_, stderr := outputWriters(out, false, false, true)
+		if tty {
+			stderr = out
+		}
 		// The stream is already a raw one: report on stderr, as dockerd does.
 		fmt.Fprintf(stderr, "%s\n", errorMessage(startErr))
 		closeWrite(hconn)

@@ -36,10 +36,31 @@ func (d *Daemon) getImagesJSON(w http.ResponseWriter, r *http.Request) {
 	for _, c := range d.ctrs.List() {
 		counts[c.ImageID]++
 	}
+	// before and since name an image; the list keeps the ones created
+	// before or after it.
+	bounds := map[string]time.Time{}
+	for _, k := range []string{"before", "since"} {
+		for _, v := range f[k] {
+			ref, err := d.images.Get(v)
+			if err != nil {
+				writeError(w, noSuchImage(v, err))
+				return
+			}
+			if ref.Config.Created != nil {
+				bounds[k] = *ref.Config.Created
+			}
+		}
+	}
 	out := []api.ImageSummary{}
 	for _, img := range d.images.List() {
 		img := img
 		if !f.matchLabels("label", img.Config.Config.Labels) {
+			continue
+		}
+		if b, ok := bounds["before"]; ok && (img.Config.Created == nil || !img.Config.Created.Before(b)) {
+			continue
+		}
+		if b, ok := bounds["since"]; ok && (img.Config.Created == nil || !img.Config.Created.After(b)) {
 			continue
 		}
 		dangling := len(img.RepoTags)+len(img.RepoDigests) == 0
@@ -144,6 +165,12 @@ func (d *Daemon) imagesByName(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSONResponse(w, 200, imageInspect(img))
+	case r.Method == http.MethodGet && action == "get":
+		// docker-py's Image.save: one image, as GET /images/get?names=.
+		q := r.URL.Query()
+		q.Set("names", name)
+		r.URL.RawQuery = q.Encode()
+		d.getImagesGet(w, r)
 	case r.Method == http.MethodGet && action == "history":
 		img, err := d.images.Get(name)
 		if err != nil {
@@ -279,7 +306,9 @@ func (d *Daemon) postImagesLoad(w http.ResponseWriter, r *http.Request) {
 	quiet := boolParam(r, "quiet")
 	s := newStreamJSON(w)
 	loaded, err := d.images.Load(r.Body, func(msg string) {
-		if !quiet {
+		// quiet (the docker CLI's default when stdout is not a terminal)
+		// drops the progress but keeps the result lines, as dockerd does.
+		if !quiet || strings.HasPrefix(msg, "Loaded image") {
 			s.send(api.JSONMessage{Stream: msg + "\n"})
 		}
 	})

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/berth/berth/internal/engine/api"
 	"github.com/berth/berth/internal/engine/container"
@@ -14,7 +15,14 @@ import (
 func (d *Daemon) networkJSON(n network.Network) api.Network {
 	out := api.Network{Name: n.Name, ID: n.ID, Created: n.Created, Scope: "local", Driver: "bridge", Internal: n.Internal,
 		Attachable: true, IPAM: api.IPAM{Driver: "default", Config: []api.IPAMConfig{{Subnet: n.Subnet, Gateway: n.Gateway}}, Options: map[string]string{}},
-		Containers: map[string]api.NetworkEndpoint{}, Options: map[string]string{"com.docker.network.bridge.name": n.Bridge}, Labels: n.Labels}
+		Containers: map[string]api.NetworkEndpoint{}, Options: map[string]string{}, Labels: n.Labels}
+	if n.Name == network.DefaultNetwork {
+		// As dockerd's docker0. User networks show only the options they
+		// were created with: compose recreates a network whose options
+		// differ from its file's.
+		out.Options["com.docker.network.bridge.default_bridge"] = "true"
+		out.Options["com.docker.network.bridge.name"] = n.Bridge
+	}
 	if out.Labels == nil {
 		out.Labels = map[string]string{}
 	}
@@ -44,6 +52,16 @@ func (d *Daemon) getNetworks(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	inUse := map[string]bool{}
+	if _, ok := f["dangling"]; ok {
+		for _, c := range d.ctrs.List() {
+			c.Mu.Lock()
+			for _, a := range c.Networks {
+				inUse[a.Name] = true
+			}
+			c.Mu.Unlock()
+		}
+	}
 	all := append([]api.Network{}, builtinNetworks...)
 	for _, n := range d.net.List() {
 		all = append(all, d.networkJSON(n))
@@ -57,6 +75,12 @@ func (d *Daemon) getNetworks(w http.ResponseWriter, r *http.Request) {
 			!f.matchAny("type", func(v string) bool {
 				builtin := n.Driver != "bridge" || n.Name == network.DefaultNetwork
 				return (v == "builtin") == builtin
+			}) ||
+			!f.matchAny("scope", func(v string) bool { return v == "local" }) ||
+			!f.matchAny("dangling", func(v string) bool {
+				builtin := n.Driver != "bridge" || n.Name == network.DefaultNetwork
+				unused := !builtin && !inUse[n.Name]
+				return (v == "true" || v == "1") == unused
 			}) {
 			continue
 		}
@@ -151,6 +175,18 @@ func (d *Daemon) deleteNetwork(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Daemon) postNetworksPrune(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFilters(r.URL.Query().Get("filters"))
+	if err == nil {
+		err = f.validate("label", "label!", "until")
+	}
+	var until time.Time
+	if err == nil && len(f["until"]) > 0 {
+		until, err = parseTimeParam(f["until"][0])
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	inUse := map[string]bool{}
 	for _, c := range d.ctrs.List() {
 		for _, a := range c.Networks {
@@ -159,7 +195,9 @@ func (d *Daemon) postNetworksPrune(w http.ResponseWriter, r *http.Request) {
 	}
 	out := api.NetworkPruneReport{NetworksDeleted: []string{}}
 	for _, n := range d.net.List() {
-		if n.Name == network.DefaultNetwork || inUse[n.Name] || len(n.Endpoints) > 0 {
+		if n.Name == network.DefaultNetwork || inUse[n.Name] || len(n.Endpoints) > 0 ||
+			!f.matchLabels("label", n.Labels) || matchesAnyLabel(f["label!"], n.Labels) ||
+			(!until.IsZero() && !n.Created.Before(until)) {
 			continue
 		}
 		if err := d.net.Remove(n.Name); err == nil {

@@ -2,10 +2,12 @@ package daemon
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -138,11 +140,82 @@ func (d *Daemon) getContainerTop(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if psArgs := r.URL.Query().Get("ps_args"); psArgs != "" {
+		out, err := psTop(r.Context(), psArgs, pids)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSONResponse(w, 200, out)
+		return
+	}
 	out := api.TopResponse{Titles: []string{"UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"}, Processes: [][]string{}}
 	for _, pid := range pids {
 		out.Processes = append(out.Processes, procRow(pid))
 	}
 	writeJSONResponse(w, 200, out)
+}
+
+// psTop is `docker top C ARGS`: the host's ps(1) with those arguments, its
+// rows kept for the container's processes, as dockerd does.
+func psTop(ctx context.Context, psArgs string, pids []int) (api.TopResponse, error) {
+	args := strings.Fields(psArgs)
+	for _, a := range args {
+		for _, ch := range a {
+			if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || strings.ContainsRune("-,=_%:", ch)) {
+				return api.TopResponse{}, fmt.Errorf("invalid ps arguments %q: only letters, digits and -,=_%%: are allowed: %w", psArgs, errdefs.ErrInvalidArgument)
+			}
+		}
+	}
+	list := make([]string, len(pids))
+	for i, p := range pids {
+		list[i] = strconv.Itoa(p)
+	}
+	out, err := exec.CommandContext(ctx, "ps", append(args, "-q", strings.Join(list, ","))...).Output()
+	if err != nil {
+		// Some options cannot be combined with -q: list everything.
+		var stderr []byte
+		out, err = exec.CommandContext(ctx, "ps", args...).Output()
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		if err != nil {
+			return api.TopResponse{}, fmt.Errorf("ps %s: %v: %s: %w", psArgs, err, strings.TrimSpace(string(stderr)), errdefs.ErrInvalidArgument)
+		}
+	}
+	return parsePS(string(out), pids)
+}
+
+// parsePS keeps the rows of ps output whose PID column is one of pids.
+func parsePS(out string, pids []int) (api.TopResponse, error) {
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	titles := strings.Fields(lines[0])
+	col := -1
+	for i, t := range titles {
+		if t == "PID" {
+			col = i
+		}
+	}
+	if col < 0 {
+		return api.TopResponse{}, fmt.Errorf("couldn't find PID field in ps output (give ps arguments that show it): %w", errdefs.ErrInvalidArgument)
+	}
+	want := map[string]bool{}
+	for _, p := range pids {
+		want[strconv.Itoa(p)] = true
+	}
+	res := api.TopResponse{Titles: titles, Processes: [][]string{}}
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) <= col || !want[f[col]] {
+			continue
+		}
+		// The last column (the command) keeps its spaces.
+		if len(f) > len(titles) {
+			f = append(f[:len(titles)-1], strings.Join(f[len(titles)-1:], " "))
+		}
+		res.Processes = append(res.Processes, f)
+	}
+	return res, nil
 }
 
 // procRow describes one host process the way `ps -ef` does.

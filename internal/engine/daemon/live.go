@@ -18,6 +18,9 @@ type live struct {
 	pending  []func(*task)
 	timer    *time.Timer
 	removing bool
+	// fsUsers counts copies and exports holding the snapshot mounted;
+	// guarded by the container's Mu.
+	fsUsers int
 	// netDone is closed when the network teardown of the last exit is
 	// finished (nil when none was started).
 	netDone chan struct{}

@@ -21,8 +21,8 @@ import (
 // configs and port bindings into what the container record keeps.
 func (d *Daemon) networkRequest(req api.CreateRequest, hc *api.HostConfig) ([]container.NetworkAttachment, []network.PortMapping, error) {
 	mode := hc.NetworkMode
-	switch mode {
-	case "", "default":
+	defaultMode := mode == "" || mode == "default"
+	if defaultMode {
 		mode = network.DefaultNetwork
 	}
 	hc.NetworkMode = mode
@@ -55,8 +55,11 @@ func (d *Daemon) networkRequest(req api.CreateRequest, hc *api.HostConfig) ([]co
 					a.IP = ec.IPAMConfig.IPv4Address
 				}
 			}
-			if n == mode {
+			// The docker CLI names the endpoint of NetworkMode "default"
+			// "default" too.
+			if n == mode || (defaultMode && n == "default") {
 				primary = a
+				primary.Name = mode
 				continue
 			}
 			if _, err := d.net.Get(n); err != nil {

@@ -8,10 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	goruntime "runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -50,6 +52,11 @@ func (d *Daemon) router() http.Handler {
 	m.HandleFunc("GET /containers/{id}/logs", d.getContainerLogs)
 	m.HandleFunc("GET /containers/{id}/stats", d.getContainerStats)
 	m.HandleFunc("GET /containers/{id}/top", d.getContainerTop)
+	m.HandleFunc("GET /containers/{id}/archive", d.getContainerArchive)
+	m.HandleFunc("HEAD /containers/{id}/archive", d.getContainerArchive)
+	m.HandleFunc("PUT /containers/{id}/archive", d.putContainerArchive)
+	m.HandleFunc("GET /containers/{id}/export", d.getContainerExport)
+	m.HandleFunc("POST /containers/{id}/update", d.postContainerUpdate)
 	m.HandleFunc("DELETE /containers/{id}", d.deleteContainer)
 	m.HandleFunc("POST /containers/{id}/exec", d.postContainerExec)
 	m.HandleFunc("POST /exec/{id}/start", d.postExecStart)
@@ -80,7 +87,26 @@ func (d *Daemon) router() http.Handler {
 	m.HandleFunc("POST /build/prune", d.postBuildPrune)
 	// Image names contain slashes, so /images/{name}/... is routed by hand.
 	m.HandleFunc("/images/", d.imagesByName)
-	return versionPrefix(m)
+
+	m.HandleFunc("GET /system/df", d.getSystemDF)
+	// Keep this last: the stub answers `docker system prune` only while no
+	// builder route serves /build/prune.
+	if _, p := m.Handler(&http.Request{Method: http.MethodPost, URL: &url.URL{Path: "/build/prune"}}); p == "" {
+		m.HandleFunc("POST /build/prune", d.postBuildPrune)
+	}
+	return versionPrefix(jsonNotFound(m))
+}
+
+// jsonNotFound answers unknown routes with Docker's JSON error body
+// instead of the mux's plain text.
+func jsonNotFound(m *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, p := m.Handler(r); p == "" {
+			notFound(w, r)
+			return
+		}
+		m.ServeHTTP(w, r)
+	})
 }
 
 // versionPrefix strips /vX.Y from the path and refuses versions berth
@@ -215,6 +241,10 @@ func (d *Daemon) version(w http.ResponseWriter, r *http.Request) {
 	v := api.VersionResponse{Version: BuildVersion, APIVersion: api.Version, MinAPIVersion: api.MinVersion,
 		GoVersion: goruntime.Version(), Os: goruntime.GOOS, Arch: goruntime.GOARCH, KernelVersion: kernelVersion()}
 	v.Platform.Name = "berth"
+	v.GitCommit = BuildVersion
+	v.Components = []api.VersionComponent{{Name: "Engine", Version: BuildVersion, Details: map[string]string{
+		"ApiVersion": v.APIVersion, "MinAPIVersion": v.MinAPIVersion, "GitCommit": v.GitCommit, "GoVersion": v.GoVersion,
+		"Os": v.Os, "Arch": v.Arch, "KernelVersion": v.KernelVersion, "Experimental": "false"}}}
 	writeJSONResponse(w, 200, v)
 }
 
@@ -226,6 +256,14 @@ func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
 		DefaultRuntime: d.cfg.DefaultRuntime, Runtimes: map[string]api.RuntimeInfo{},
 		SecurityOptions: []string{"name=seccomp,profile=builtin", "name=no-new-privileges"}}
 	in.Name, _ = os.Hostname()
+	in.Labels, in.Warnings = []string{}, []string{}
+	in.LoggingDriver = "json-file"
+	in.LiveRestoreEnabled = true // containers outlive the daemon
+	in.Swarm.LocalNodeState = "inactive"
+	in.Plugins = api.PluginsInfo{Volume: []string{"local"}, Network: []string{"bridge", "host", "null"}, Log: []string{"json-file", "local"}}
+	in.IndexServerAddress = "https://index.docker.io/v1/"
+	in.SystemTime = time.Now().Format(time.RFC3339Nano)
+	in.NGoroutines = goruntime.NumGoroutine()
 	in.CgroupVersion = "1"
 	if d.cgroupV2 {
 		in.CgroupVersion = "2"
@@ -280,6 +318,9 @@ func memTotal() int64 {
 
 func (d *Daemon) eventsHandler(w http.ResponseWriter, r *http.Request) {
 	filters, err := parseFilters(r.URL.Query().Get("filters"))
+	if err == nil {
+		err = filters.validate(eventFilters...)
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -365,6 +406,38 @@ func hijack(w http.ResponseWriter, r *http.Request, contentType string) (net.Con
 		return nil, nil, err
 	}
 	return conn, rw, nil
+}
+
+// streamDelay is how long output is held back after the 101 response for
+// clients that read a hijacked stream below their HTTP buffer.
+const streamDelay = 100 * time.Millisecond
+
+// hijackedOutput is the writer for a hijacked stream's output. docker-py
+// (and so docker-compose v1) reads the response head through Python's
+// buffered reader and then the raw socket beneath it, so bytes that arrive
+// together with the head are lost; dockerd never notices because starting
+// a process takes it longer than that. For those clients the first output
+// is held until streamDelay after the head; the Go clients read the
+// stream through the same buffer and get everything at once.
+func hijackedOutput(w io.Writer, r *http.Request) io.Writer {
+	// docker-py: "docker-sdk-python/7.1.0"; docker-compose v1:
+	// "docker-compose/1.29.2 docker-py/5.0.3 Linux/…".
+	ua := strings.ToLower(r.Header.Get("User-Agent"))
+	if !strings.Contains(ua, "python") && !strings.Contains(ua, "docker-py/") {
+		return w
+	}
+	return &delayedWriter{w: w, until: time.Now().Add(streamDelay)}
+}
+
+type delayedWriter struct {
+	w     io.Writer
+	once  sync.Once
+	until time.Time
+}
+
+func (d *delayedWriter) Write(p []byte) (int, error) {
+	d.once.Do(func() { time.Sleep(time.Until(d.until)) })
+	return d.w.Write(p)
 }
 
 // closeWriter half-closes a hijacked connection so the client sees EOF.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/internal/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Runtime is an OCI runtime binary (crun, runc, …) with its own state
@@ -143,6 +144,32 @@ func (r *Runtime) Resume(ctx context.Context, id string) error {
 		return err
 	}
 	_, err := r.run(ctx, "resume", id)
+	return err
+}
+
+// Update changes the cgroup limits of a running container (the
+// runtime's `update --resources`).
+func (r *Runtime) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
+	if err := r.exists(id); err != nil {
+		return err
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp("", "berth-update-*.json")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	_, err = r.run(ctx, "update", "--resources", f.Name(), id)
 	return err
 }
 

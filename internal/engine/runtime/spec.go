@@ -350,6 +350,10 @@ func sysctls(m map[string]string, hostNet bool) (map[string]string, error) {
 	return out, nil
 }
 
+// Resources returns the cgroup limits of o (only its resource fields are
+// read), checked as Generate checks them: what `update` gives the runtime.
+func Resources(o SpecOpts) (*specs.LinuxResources, error) { return resources(o) }
+
 func resources(o SpecOpts) (*specs.LinuxResources, error) {
 	r := &specs.LinuxResources{}
 	if o.Memory < 0 {

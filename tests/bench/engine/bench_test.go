@@ -373,6 +373,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-tcp-rounds", "0"}, nil, true},
 		{[]string{"-tcp-mib", "-1"}, nil, true},
 		{[]string{"extra"}, nil, true},
+		{[]string{"-steps", "lunch"}, nil, true},
 	}
 	for _, tt := range tests {
 		c, err := parseFlags(tt.args)
@@ -383,6 +384,33 @@ func TestParseFlags(t *testing.T) {
 		if err == nil && !slices.Equal(c.engines, tt.engines) {
 			t.Errorf("parseFlags(%q) engines = %v, want %v", tt.args, c.engines, tt.engines)
 		}
+	}
+}
+
+func TestParseSteps(t *testing.T) {
+	c, err := parseFlags([]string{"-engines", "berth,docker", "-steps", "docker-cli, docker-cli"})
+	if err != nil || !slices.Equal(c.steps, []string{"docker-cli"}) {
+		t.Errorf("-steps docker-cli: got %v, %v", c.steps, err)
+	}
+	if c, _ := parseFlags(nil); !slices.Equal(c.steps, allSteps) {
+		t.Errorf("default steps %v, want all", c.steps)
+	}
+}
+
+func TestDockerCLIReport(t *testing.T) {
+	r := &results{Config: config{rounds: 3, steps: []string{"docker-cli"}}, Errors: map[string]error{},
+		DockerCLI: map[string]*dockerCLIResult{"berth": {RunRm: []float64{40, 50, 60}, Ps: []float64{20}}, "docker": {RunRm: []float64{300}, Ps: []float64{25}}}}
+	ts := r.dockerCLITargets()
+	if len(ts) != 2 || !ts[0].Pass || !ts[1].Pass {
+		t.Errorf("targets %+v: want both passed (300/50 = 6×, 20 ≤ 25)", ts)
+	}
+	r.DockerCLI["docker"].RunRm = []float64{200}
+	if ts := r.dockerCLITargets(); ts[0].Pass {
+		t.Errorf("4× counted as ≥ 5×")
+	}
+	md := r.markdown()
+	if !strings.Contains(md, "## Through the docker CLI") || strings.Contains(md, "## Targets (issue 2)") {
+		t.Errorf("report with -steps docker-cli:\n%s", md)
 	}
 }
 

@@ -12,8 +12,14 @@
 //
 //	engine -bin BIN -images TESTIMG [-rounds 30] [-detached 50] [-monitors 10]
 //	       [-log-lines 100000] [-log-rounds 5] [-tcp-rounds 5] [-tcp-mib 1024]
-//	       [-engines berth,crun,runc,podman,docker]
+//	       [-build-rounds 5] [-xfer-rounds 3] [-big-mib 200]
+//	       [-engines berth,crun,runc,podman,docker] [-steps STEP,...]
 //	       [-work DIR] [-out FILE]
+//
+// The steps are warm-up, idle, run-rm, detached, monitor, logs,
+// networking, docker-cli (the docker CLI against berth and dockerd) and
+// images (builds against docker and podman, registry push and pull against
+// skopeo); all run by default.
 //
 // It must run as root. scripts/bench.sh installs the peers and calls it.
 package main
@@ -40,15 +46,13 @@ type config struct {
 	tcpRounds, tcpMiB          int
 	buildRounds, xferRounds    int
 	bigMiB                     int
-	only                       string
 	engines                    []string
+	steps                      []string
 }
 
 var allEngines = []string{"berth", "crun", "runc", "podman", "docker"}
 
-// stepNames are the measurement steps, in order, as -only names them.
-var stepNames = []string{"daemon idle RSS after load", "run --rm", "detached starts", "monitor RSS", "logs",
-	"daemon idle RSS after the workload", "networking", "images"}
+var allSteps = []string{"warm-up", "idle", "run-rm", "detached", "monitor", "logs", "networking", "docker-cli", "images"}
 
 func parseFlags(args []string) (config, error) {
 	var c config
@@ -67,8 +71,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.buildRounds, "build-rounds", 5, "rounds of cold and cached `build` per builder")
 	fs.IntVar(&c.xferRounds, "xfer-rounds", 3, "rounds of registry push and pull per client")
 	fs.IntVar(&c.bigMiB, "big-mib", 200, "size in MiB of the image pushed and pulled")
-	fs.StringVar(&c.only, "only", "", "run only these comma-separated steps (e.g. images,networking); default all")
 	engines := fs.String("engines", strings.Join(allEngines, ","), "comma-separated engines to run")
+	steps := fs.String("steps", strings.Join(allSteps, ","), "comma-separated steps to run")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -84,13 +88,6 @@ func parseFlags(args []string) (config, error) {
 			return c, fmt.Errorf("-%s %d: want a count of at least %d", n.name, n.v, n.min)
 		}
 	}
-	if c.only != "" {
-		for _, name := range strings.Split(c.only, ",") {
-			if !slices.Contains(stepNames, name) {
-				return c, fmt.Errorf("-only: unknown step %q, want some of %q", name, stepNames)
-			}
-		}
-	}
 	for _, name := range strings.Split(*engines, ",") {
 		name = strings.TrimSpace(name)
 		if !slices.Contains(allEngines, name) {
@@ -98,6 +95,15 @@ func parseFlags(args []string) (config, error) {
 		}
 		if !slices.Contains(c.engines, name) {
 			c.engines = append(c.engines, name)
+		}
+	}
+	for _, name := range strings.Split(*steps, ",") {
+		name = strings.TrimSpace(name)
+		if !slices.Contains(allSteps, name) {
+			return c, fmt.Errorf("-steps: unknown step %q, want some of %s", name, strings.Join(allSteps, ","))
+		}
+		if !slices.Contains(c.steps, name) {
+			c.steps = append(c.steps, name)
 		}
 	}
 	return c, nil
@@ -240,21 +246,22 @@ func measure(ctx context.Context, cfg config, archive string, cl *cleanups, res 
 	}
 
 	steps := []struct {
-		name string
-		fn   func(context.Context, config, *results)
+		key, name string
+		fn        func(context.Context, config, *results)
 	}{
-		{"warm-up", warmUp},
-		{"daemon idle RSS after load", func(ctx context.Context, cfg config, r *results) { idleRSS(ctx, r, "after load") }},
-		{"run --rm", runRmRounds},
-		{"detached starts", detachedStarts},
-		{"monitor RSS", monitorRSS},
-		{"logs", logsRounds},
-		{"daemon idle RSS after the workload", func(ctx context.Context, cfg config, r *results) { idleRSS(ctx, r, "after workload") }},
-		{"networking", func(ctx context.Context, cfg config, r *results) { networking(ctx, cfg, r, cl) }},
-		{"images", func(ctx context.Context, cfg config, r *results) { images(ctx, cfg, r, cl) }},
+		{"warm-up", "warm-up", warmUp},
+		{"idle", "daemon idle RSS after load", func(ctx context.Context, cfg config, r *results) { idleRSS(ctx, r, "after load") }},
+		{"run-rm", "run --rm", runRmRounds},
+		{"detached", "detached starts", detachedStarts},
+		{"monitor", "monitor RSS", monitorRSS},
+		{"logs", "logs", logsRounds},
+		{"idle", "daemon idle RSS after the workload", func(ctx context.Context, cfg config, r *results) { idleRSS(ctx, r, "after workload") }},
+		{"networking", "networking", func(ctx context.Context, cfg config, r *results) { networking(ctx, cfg, r, cl) }},
+		{"docker-cli", "the docker CLI against berth and dockerd", dockerCLI},
+		{"images", "images", func(ctx context.Context, cfg config, r *results) { images(ctx, cfg, r, cl) }},
 	}
 	for _, s := range steps {
-		if cfg.only != "" && s.name != "warm-up" && !slices.Contains(strings.Split(cfg.only, ","), s.name) {
+		if !slices.Contains(cfg.steps, s.key) {
 			continue
 		}
 		if ctx.Err() != nil {

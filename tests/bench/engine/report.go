@@ -25,6 +25,7 @@ type results struct {
 	Idle      []idleResult
 	Net       *netResult
 	Images    *imagesResult
+	DockerCLI map[string]*dockerCLIResult
 
 	Errors map[string]error // "phase/engine" → first error
 	Notes  []string
@@ -248,107 +249,120 @@ func (r *results) markdown() string {
 		p("| %s | %s | %s |\n", e.Name, orDash(e.Version), status)
 	}
 
-	ts := r.targets()
-	p("\n## Targets (issue 2)\n\n| target | figure | result |\n|---|---|---|\n")
-	for _, t := range ts {
-		p("| %s | %s | %s |\n", t.What, orDash(t.Figure), t.verdict())
+	if r.ran("run-rm", "detached", "idle", "monitor", "logs") {
+		ts := r.targets()
+		p("\n## Targets (issue 2)\n\n| target | figure | result |\n|---|---|---|\n")
+		for _, t := range ts {
+			p("| %s | %s | %s |\n", t.What, orDash(t.Figure), t.verdict())
+		}
 	}
 
-	base, hasBase := summarize(r.RunRm["berth"])
-	p("\n## `run --rm busybox true`, end to end\n\n")
-	p("%d rounds, round-robin (each round runs every engine once, starting one engine later each round), after 2 untimed warm-up runs each. Wall time of the CLI process from fork to exit; bare runtimes run a bundle from `crun spec` (terminal off, read-only rootfs, their own pid/net/ipc/uts/mount namespaces) on the same busybox rootfs.\n\n", r.Config.rounds)
-	p("| engine | command | median | min | max | × berth | failed |\n|---|---|---|---|---|---|---|\n")
-	for _, e := range r.Engines {
-		s, ok := summarize(r.RunRm[e.Name])
-		if !ok {
-			p("| %s | %s | – | – | – | – | %s |\n", e.Name, commandOf(e), failCell(r, "run --rm/", e))
-			continue
-		}
-		rel := "–"
-		if hasBase {
-			rel = ratio(s.Median, base.Median)
-		}
-		p("| %s | %s | %s | %s | %s | %s | %s |\n", e.Name, commandOf(e), fmtMS(s.Median), fmtMS(s.Min), fmtMS(s.Max), rel, failCell(r, "run --rm/", e))
-	}
-
-	p("\n## %d detached starts (`run -d busybox sleep 600`)\n\n", r.Config.detached)
-	p("Started one after the other; the rate is the count over the summed wall time of the start commands (a bare runtime's bundle is written before its clock starts). All are removed afterwards (`rm -f`, or `delete -f` for bare runtimes).\n\n")
-	p("| engine | started | starts/s | median start | min | max | × berth rate | removal |\n|---|---|---|---|---|---|---|---|\n")
-	bRate := r.Detached["berth"].rate()
-	for _, e := range r.Engines {
-		dr := r.Detached[e.Name]
-		s, ok := summarize(func() []float64 {
-			if dr == nil {
-				return nil
+	if r.ran("run-rm") {
+		base, hasBase := summarize(r.RunRm["berth"])
+		p("\n## `run --rm busybox true`, end to end\n\n")
+		p("%d rounds, round-robin (each round runs every engine once, starting one engine later each round), after 2 untimed warm-up runs each. Wall time of the CLI process from fork to exit; bare runtimes run a bundle from `crun spec` (terminal off, read-only rootfs, their own pid/net/ipc/uts/mount namespaces) on the same busybox rootfs.\n\n", r.Config.rounds)
+		p("| engine | command | median | min | max | × berth | failed |\n|---|---|---|---|---|---|---|\n")
+		for _, e := range r.Engines {
+			s, ok := summarize(r.RunRm[e.Name])
+			if !ok {
+				p("| %s | %s | – | – | – | – | %s |\n", e.Name, commandOf(e), failCell(r, "run --rm/", e))
+				continue
 			}
-			return dr.Starts
-		}())
-		if !ok {
-			p("| %s | 0 | – | – | – | – | – | %s |\n", e.Name, failCell(r, "detached/", e))
-			continue
-		}
-		rel := "–"
-		if bRate > 0 {
-			rel = ratio(dr.rate(), bRate)
-		}
-		p("| %s | %d | %.1f/s | %s | %s | %s | %s | %s |\n", e.Name, len(dr.Starts), dr.rate(), fmtMS(s.Median), fmtMS(s.Min), fmtMS(s.Max), rel, dr.Remove.Round(time.Millisecond))
-	}
-
-	p("\n## Daemon idle RSS\n\nVmRSS from /proc, median of 5 samples over 2 s after 2 s of quiet; dockerd's figure adds its containerd. \"After load\" is right after setup, \"after workload\" is at the end with every container removed.\n\n")
-	p("| daemon | when | RSS | processes |\n|---|---|---|---|\n")
-	for _, i := range r.Idle {
-		p("| %s | %s | %s | %d |\n", i.Daemon, i.When, fmtMiB(i.KiB), i.Procs)
-	}
-	if len(r.Idle) == 0 {
-		p("| – | – | – | – |\n")
-	}
-
-	p("\n## Per-container monitor RSS (%d running containers each)\n\n", r.Config.monitors)
-	p("The monitor is the parent process of each container's first process (from `inspect -f {{.State.Pid}}`); VmRSS and Pss (shared pages split among the processes that map them) per distinct monitor.\n\n")
-	p("| engine | monitor | monitors | median RSS | min | max | median Pss |\n|---|---|---|---|---|---|---|\n")
-	for _, e := range r.Engines {
-		mr := r.Monitors[e.Name]
-		if mr == nil {
-			continue
-		}
-		s, ok := summarize(mr.RSS)
-		ps, pok := summarize(mr.PSS)
-		pss := "–"
-		if pok {
-			pss = fmtMiB(ps.Median)
-		}
-		comm := mr.Comm
-		if len(mr.Unexpected) > 0 {
-			comm += fmt.Sprintf(" (expected %s)", e.monitor)
-		}
-		if !ok {
-			p("| %s | %s | 0 | – | – | – | – |\n", e.Name, orDash(comm))
-			continue
-		}
-		p("| %s | %s | %d for %d containers | %s | %s | %s | %s |\n", e.Name, comm, s.N, mr.Containers, fmtMiB(s.Median), fmtMiB(s.Min), fmtMiB(s.Max), pss)
-	}
-
-	p("\n## `logs` of %d lines\n\n", r.Config.logLines)
-	p("A container ran `seq %d` and exited; `logs` was checked to return every line once, then `logs C > /dev/null` was timed %d times per engine, round-robin.\n\n", r.Config.logLines, r.Config.logRounds)
-	p("| engine | median | min | max | × berth |\n|---|---|---|---|---|\n")
-	lb, lbok := summarize(r.Logs["berth"])
-	for _, name := range []string{"berth", "docker"} {
-		s, ok := summarize(r.Logs[name])
-		if !ok {
-			if r.engine(name) != nil {
-				p("| %s | – | – | – | – |\n", name)
+			rel := "–"
+			if hasBase {
+				rel = ratio(s.Median, base.Median)
 			}
-			continue
+			p("| %s | %s | %s | %s | %s | %s | %s |\n", e.Name, commandOf(e), fmtMS(s.Median), fmtMS(s.Min), fmtMS(s.Max), rel, failCell(r, "run --rm/", e))
 		}
-		rel := "–"
-		if lbok {
-			rel = ratio(s.Median, lb.Median)
+	}
+
+	if r.ran("detached") {
+		p("\n## %d detached starts (`run -d busybox sleep 600`)\n\n", r.Config.detached)
+		p("Started one after the other; the rate is the count over the summed wall time of the start commands (a bare runtime's bundle is written before its clock starts). All are removed afterwards (`rm -f`, or `delete -f` for bare runtimes).\n\n")
+		p("| engine | started | starts/s | median start | min | max | × berth rate | removal |\n|---|---|---|---|---|---|---|---|\n")
+		bRate := r.Detached["berth"].rate()
+		for _, e := range r.Engines {
+			dr := r.Detached[e.Name]
+			s, ok := summarize(func() []float64 {
+				if dr == nil {
+					return nil
+				}
+				return dr.Starts
+			}())
+			if !ok {
+				p("| %s | 0 | – | – | – | – | – | %s |\n", e.Name, failCell(r, "detached/", e))
+				continue
+			}
+			rel := "–"
+			if bRate > 0 {
+				rel = ratio(dr.rate(), bRate)
+			}
+			p("| %s | %d | %.1f/s | %s | %s | %s | %s | %s |\n", e.Name, len(dr.Starts), dr.rate(), fmtMS(s.Median), fmtMS(s.Min), fmtMS(s.Max), rel, dr.Remove.Round(time.Millisecond))
 		}
-		p("| %s | %s | %s | %s | %s |\n", name, fmtMS(s.Median), fmtMS(s.Min), fmtMS(s.Max), rel)
+	}
+
+	if r.ran("idle") {
+		p("\n## Daemon idle RSS\n\nVmRSS from /proc, median of 5 samples over 2 s after 2 s of quiet; dockerd's figure adds its containerd. \"After load\" is right after setup, \"after workload\" is at the end with every container removed.\n\n")
+		p("| daemon | when | RSS | processes |\n|---|---|---|---|\n")
+		for _, i := range r.Idle {
+			p("| %s | %s | %s | %d |\n", i.Daemon, i.When, fmtMiB(i.KiB), i.Procs)
+		}
+		if len(r.Idle) == 0 {
+			p("| – | – | – | – |\n")
+		}
+	}
+
+	if r.ran("monitor") {
+		p("\n## Per-container monitor RSS (%d running containers each)\n\n", r.Config.monitors)
+		p("The monitor is the parent process of each container's first process (from `inspect -f {{.State.Pid}}`); VmRSS and Pss (shared pages split among the processes that map them) per distinct monitor.\n\n")
+		p("| engine | monitor | monitors | median RSS | min | max | median Pss |\n|---|---|---|---|---|---|---|\n")
+		for _, e := range r.Engines {
+			mr := r.Monitors[e.Name]
+			if mr == nil {
+				continue
+			}
+			s, ok := summarize(mr.RSS)
+			ps, pok := summarize(mr.PSS)
+			pss := "–"
+			if pok {
+				pss = fmtMiB(ps.Median)
+			}
+			comm := mr.Comm
+			if len(mr.Unexpected) > 0 {
+				comm += fmt.Sprintf(" (expected %s)", e.monitor)
+			}
+			if !ok {
+				p("| %s | %s | 0 | – | – | – | – |\n", e.Name, orDash(comm))
+				continue
+			}
+			p("| %s | %s | %d for %d containers | %s | %s | %s | %s |\n", e.Name, comm, s.N, mr.Containers, fmtMiB(s.Median), fmtMiB(s.Min), fmtMiB(s.Max), pss)
+		}
+	}
+
+	if r.ran("logs") {
+		p("\n## `logs` of %d lines\n\n", r.Config.logLines)
+		p("A container ran `seq %d` and exited; `logs` was checked to return every line once, then `logs C > /dev/null` was timed %d times per engine, round-robin.\n\n", r.Config.logLines, r.Config.logRounds)
+		p("| engine | median | min | max | × berth |\n|---|---|---|---|---|\n")
+		lb, lbok := summarize(r.Logs["berth"])
+		for _, name := range []string{"berth", "docker"} {
+			s, ok := summarize(r.Logs[name])
+			if !ok {
+				if r.engine(name) != nil {
+					p("| %s | – | – | – | – |\n", name)
+				}
+				continue
+			}
+			rel := "–"
+			if lbok {
+				rel = ratio(s.Median, lb.Median)
+			}
+			p("| %s | %s | %s | %s | %s |\n", name, fmtMS(s.Median), fmtMS(s.Min), fmtMS(s.Max), rel)
+		}
 	}
 
 	r.netMarkdown(p)
 	r.imagesMarkdown(p)
+	r.dockerCLIMarkdown(p)
 
 	if len(r.Errors) > 0 || len(r.Notes) > 0 {
 		p("\n## Errors and notes\n\n")
@@ -365,6 +379,19 @@ func (r *results) markdown() string {
 		}
 	}
 	return w.String()
+}
+
+// ran reports whether any of the steps ran (-steps; none given is all).
+func (r *results) ran(steps ...string) bool {
+	if len(r.Config.steps) == 0 {
+		return true
+	}
+	for _, st := range steps {
+		if slices.Contains(r.Config.steps, st) {
+			return true
+		}
+	}
+	return false
 }
 
 func failCell(r *results, phase string, e *engine) string {
