@@ -70,13 +70,6 @@ func (d *Daemon) containerSizes(c *container.Container, imageSize int64) (int64,
 	return rw, rw + imageSize
 }
 
-// postBuildPrune serves POST /build/prune, which `docker system prune`
-// always calls: berth's legacy builder keeps no build cache apart from
-// images, so there is nothing to remove.
-func (d *Daemon) postBuildPrune(w http.ResponseWriter, r *http.Request) {
-	writeJSONResponse(w, 200, api.BuildCachePruneReport{CachesDeleted: []string{}})
-}
-
 // notFound answers a route berth does not serve, in Docker's JSON shape.
 func notFound(w http.ResponseWriter, r *http.Request) {
 	writeError(w, fmt.Errorf("page not found: %s %s: %w", r.Method, r.URL.Path, errdefs.ErrNotFound))

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	goruntime "runtime"
 	"strconv"
@@ -89,11 +88,6 @@ func (d *Daemon) router() http.Handler {
 	m.HandleFunc("/images/", d.imagesByName)
 
 	m.HandleFunc("GET /system/df", d.getSystemDF)
-	// Keep this last: the stub answers `docker system prune` only while no
-	// builder route serves /build/prune.
-	if _, p := m.Handler(&http.Request{Method: http.MethodPost, URL: &url.URL{Path: "/build/prune"}}); p == "" {
-		m.HandleFunc("POST /build/prune", d.postBuildPrune)
-	}
 	return versionPrefix(jsonNotFound(m))
 }
 

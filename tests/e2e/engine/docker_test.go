@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -166,11 +167,48 @@ func TestDockerCLI(t *testing.T) {
 		}
 	})
 
-	t.Run("pull", func(t *testing.T) {
-		t.Skip("TODO(issue 5, pull/push part): docker pull from berth's registry")
-	})
 	t.Run("build", func(t *testing.T) {
-		t.Skip("TODO(issue 5, builder part): DOCKER_BUILDKIT=0 docker build")
+		ctx := writeCtx(t, map[string]string{
+			"Dockerfile":    "FROM busybox\nARG WHO=nobody\nRUN echo \"built for $WHO\" > /built\nCOPY msg /msg\nCMD [\"cat\", \"/built\", \"/msg\"]\n",
+			"msg":           "from the context\n",
+			".dockerignore": "secret\n",
+			"secret":        "not sent\n",
+		})
+		out := e.must(t, "build", "-t", "dk-built:1", "--build-arg", "WHO=docker", ctx)
+		if !strings.Contains(out, "Step 1/5 : FROM busybox") || !strings.Contains(out, "Successfully tagged dk-built:1") {
+			t.Errorf("docker build output:\n%s", out)
+		}
+		if got := e.must(t, "run", "--rm", "dk-built:1"); got != "built for docker\nfrom the context\n" {
+			t.Errorf("run of the built image: %q", got)
+		}
+		// A second build is all cache.
+		if out := e.must(t, "build", "-t", "dk-built:1", "--build-arg", "WHO=docker", ctx); strings.Count(out, "Using cache") != 3 {
+			t.Errorf("rebuild: want 3 cached steps:\n%s", out)
+		}
+		bad := writeCtx(t, map[string]string{"Dockerfile": "FROM busybox\nRUN exit 7\n"})
+		e.fails(t, "returned a non-zero code: 7", "build", bad)
+	})
+
+	t.Run("pull and push", func(t *testing.T) {
+		host := startRegistry(t, "127.0.0.1", nil)
+		ref := host + "/dk/built:1"
+		e.must(t, "tag", "dk-built:1", ref)
+		out := e.must(t, "push", ref)
+		if !strings.Contains(out, "The push refers to repository ["+host+"/dk/built]") || !regexp.MustCompile(`1: digest: sha256:[0-9a-f]{64} size: \d+`).MatchString(out) {
+			t.Errorf("docker push output:\n%s", out)
+		}
+		e.must(t, "rmi", ref, "dk-built:1")
+		out = e.must(t, "pull", ref)
+		if !strings.Contains(out, "Pull complete") || !strings.Contains(out, "Status: Downloaded newer image for "+ref) {
+			t.Errorf("docker pull output:\n%s", out)
+		}
+		if got := e.must(t, "run", "--rm", ref); got != "built for docker\nfrom the context\n" {
+			t.Errorf("run of the pulled image: %q", got)
+		}
+		if out := e.must(t, "pull", ref); !strings.Contains(out, "Image is up to date for "+ref) {
+			t.Errorf("second docker pull:\n%s", out)
+		}
+		e.fails(t, "manifest unknown", "pull", host+"/dk/built:nope")
 	})
 
 	t.Run("run --rm", func(t *testing.T) {
@@ -620,6 +658,7 @@ func TestDockerPy(t *testing.T) {
 		t.Logf("docker-py 7.x not found; running the session with %s's docker-py %s", python, version)
 	}
 	e := newDockerEnv(t, "dockerpy", "busybox-docker.tar")
+	e.env = append(e.env, "PYT_REGISTRY="+startRegistry(t, "127.0.0.1", nil))
 	script, _ := filepath.Abs("testdata/docker/dockerpy_session.py")
 	start := time.Now()
 	r := e.runCmd(nil, python, script)

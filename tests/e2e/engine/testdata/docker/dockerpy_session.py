@@ -299,6 +299,38 @@ def main():
         pass
     ok("images")
 
+    # --- build, push, pull (PYT_REGISTRY is a registry on loopback)
+    reg = os.environ.get("PYT_REGISTRY")
+    if reg:
+        df = b'FROM busybox\nRUN echo py-built > /py\nCMD ["cat", "/py"]\n'
+        ctx = io.BytesIO()
+        with tarfile.open(fileobj=ctx, mode="w") as tf:
+            ti = tarfile.TarInfo("Dockerfile")
+            ti.size = len(df)
+            tf.addfile(ti, io.BytesIO(df))
+        ctx.seek(0)
+        ref = "%s/pyt/built" % reg
+        img, logs = client.images.build(fileobj=ctx, custom_context=True, tag=ref + ":v1", rm=True)
+        created["images"].append(ref + ":v1")
+        logs = list(logs)
+        expect(any("Successfully built" in l.get("stream", "") for l in logs), "build logs: %r" % logs)
+        out = client.containers.run(ref + ":v1", remove=True)
+        expect(out == b"py-built\n", "run of the built image: %r" % out)
+        lines = list(client.images.push(ref, tag="v1", stream=True, decode=True))
+        expect(not any("error" in l for l in lines), "push: %r" % lines)
+        expect(any(l.get("aux", {}).get("Digest", "").startswith("sha256:") for l in lines), "push aux: %r" % lines[-3:])
+        client.images.remove(ref + ":v1")
+        pulled = client.images.pull(ref, tag="v1")
+        expect(pulled.id == img.id, "pulled %s, built %s" % (pulled.id, img.id))
+        out = client.containers.run(ref + ":v1", remove=True)
+        expect(out == b"py-built\n", "run of the pulled image: %r" % out)
+        try:
+            client.images.pull(ref, tag="nope")
+            raise AssertionError("missing tag pulled")
+        except errors.NotFound:
+            pass
+        ok("build/push/pull")
+
     # --- events with filters, bounded by until
     since = time.time() - 1
     e1 = run("ev", command=["true"], labels={"pyt-ev": "1"})
