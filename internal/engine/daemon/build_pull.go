@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -30,13 +29,7 @@ func withBuildAuth(ctx context.Context, r *http.Request) (context.Context, error
 	if h == "" {
 		return ctx, nil
 	}
-	var b []byte
-	var err error
-	for _, enc := range []*base64.Encoding{base64.URLEncoding, base64.RawURLEncoding, base64.StdEncoding, base64.RawStdEncoding} {
-		if b, err = enc.DecodeString(h); err == nil {
-			break
-		}
-	}
+	b, err := decodeBase64(h)
 	if err != nil {
 		return ctx, fmt.Errorf("invalid X-Registry-Config header: not base64: %v: %w", err, errdefs.ErrInvalidArgument)
 	}

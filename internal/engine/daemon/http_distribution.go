@@ -69,6 +69,19 @@ func progressBar(cur, total int64) string {
 	return fmt.Sprintf("[%s>%s] %8s/%s", strings.Repeat("=", n), strings.Repeat(" ", 50-n), units.HumanSize(cur), units.HumanSize(total))
 }
 
+// decodeBase64 decodes a header value clients encode as base64url,
+// padded or not (and some as standard base64).
+func decodeBase64(h string) ([]byte, error) {
+	var b []byte
+	var err error
+	for _, enc := range []*base64.Encoding{base64.URLEncoding, base64.RawURLEncoding, base64.StdEncoding, base64.RawStdEncoding} {
+		if b, err = enc.DecodeString(h); err == nil {
+			return b, nil
+		}
+	}
+	return nil, err
+}
+
 // registryAuth decodes the X-Registry-Auth header (base64url JSON; "e30="
 // or absent means none).
 func registryAuth(r *http.Request) (*api.AuthConfig, error) {
@@ -76,13 +89,7 @@ func registryAuth(r *http.Request) (*api.AuthConfig, error) {
 	if h == "" {
 		return nil, nil
 	}
-	var b []byte
-	var err error
-	for _, enc := range []*base64.Encoding{base64.URLEncoding, base64.RawURLEncoding, base64.StdEncoding, base64.RawStdEncoding} {
-		if b, err = enc.DecodeString(h); err == nil {
-			break
-		}
-	}
+	b, err := decodeBase64(h)
 	if err != nil {
 		return nil, fmt.Errorf("invalid X-Registry-Auth header: not base64url: %v: %w", err, errdefs.ErrInvalidArgument)
 	}
