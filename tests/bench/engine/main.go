@@ -52,7 +52,7 @@ type config struct {
 
 var allEngines = []string{"berth", "crun", "runc", "podman", "docker"}
 
-var allSteps = []string{"warm-up", "idle", "run-rm", "detached", "monitor", "logs", "networking", "docker-cli", "images"}
+var allSteps = []string{"warm-up", "idle", "run-rm", "detached", "monitor", "logs", "docker-cli", "images", "networking"}
 
 func parseFlags(args []string) (config, error) {
 	var c config
@@ -72,7 +72,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.xferRounds, "xfer-rounds", 3, "rounds of registry push and pull per client")
 	fs.IntVar(&c.bigMiB, "big-mib", 200, "size in MiB of the image pushed and pulled")
 	engines := fs.String("engines", strings.Join(allEngines, ","), "comma-separated engines to run")
-	steps := fs.String("steps", strings.Join(allSteps, ","), "comma-separated steps to run")
+	steps := fs.String("steps", strings.Join(allSteps, ","), "comma-separated steps to run (in the program's own order)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -256,9 +256,10 @@ func measure(ctx context.Context, cfg config, archive string, cl *cleanups, res 
 		{"monitor", "monitor RSS", monitorRSS},
 		{"logs", "logs", logsRounds},
 		{"idle", "daemon idle RSS after the workload", func(ctx context.Context, cfg config, r *results) { idleRSS(ctx, r, "after workload") }},
-		{"networking", "networking", func(ctx context.Context, cfg config, r *results) { networking(ctx, cfg, r, cl) }},
+		// Before networking: it stops the first dockerd, which these use.
 		{"docker-cli", "the docker CLI against berth and dockerd", dockerCLI},
 		{"images", "images", func(ctx context.Context, cfg config, r *results) { images(ctx, cfg, r, cl) }},
+		{"networking", "networking", func(ctx context.Context, cfg config, r *results) { networking(ctx, cfg, r, cl) }},
 	}
 	for _, s := range steps {
 		if !slices.Contains(cfg.steps, s.key) {
