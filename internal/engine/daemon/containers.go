@@ -122,7 +122,60 @@ func (d *Daemon) CreateContainer(name string, req api.CreateRequest) (*container
 		return nil, err
 	}
 	d.containerEvent(c, "create", map[string]string{"name": c.Name, "image": c.ImageRef})
+	d.prespawnShim(c)
 	return c, nil
+}
+
+// prespawnShim starts the shim of a container just created, in the
+// background. A client creates, attaches, waits and starts in a row; the
+// shim (a process that must come up and listen) is ready by the start
+// instead of being waited for then. The shim only needs the bundle's
+// config.json when the start runs the runtime, and everything it is given
+// here is fixed at create.
+func (d *Daemon) prespawnShim(c *container.Container) {
+	opts, err := d.containerTaskOpts(c)
+	if err != nil {
+		return // the start reports it
+	}
+	l := d.live(c.ID)
+	done := make(chan struct{})
+	l.mu.Lock()
+	l.preDone = done
+	l.mu.Unlock()
+	go func() {
+		defer close(done)
+		if err := os.MkdirAll(c.BundleDir(), 0o710); err != nil {
+			return
+		}
+		t, err := d.startTask(opts)
+		if err != nil {
+			d.log.Debug("shim spawned at create", "id", c.ShortID(), "err", err)
+			return
+		}
+		l.mu.Lock()
+		l.pre = t
+		l.mu.Unlock()
+	}()
+}
+
+// dropPreShim stops a shim spawned at create that no start will use.
+func (d *Daemon) dropPreShim(l *live) {
+	if t := l.takePreShim(); t != nil {
+		t.h.Shutdown()
+	}
+}
+
+// containerTaskOpts are the shim options of c's main process.
+func (d *Daemon) containerTaskOpts(c *container.Container) (taskOpts, error) {
+	rt, err := d.runtimeFor(c.Runtime)
+	if err != nil {
+		return taskOpts{}, err
+	}
+	maxSize, maxFiles, _ := parseLogOpts(c.HostConfig.LogConfig.Config, d.defaultLogSize(), d.defaultLogFiles())
+	return taskOpts{
+		id: c.ID, bundle: c.BundleDir(), runtime: rt, logPath: c.LogPath(),
+		logMaxSize: maxSize, logMaxFiles: maxFiles, tty: c.Config.Tty, stdin: c.Config.OpenStdin,
+	}, nil
 }
 
 // mountSpecs parses the container's -v binds, --mount entries and --tmpfs
@@ -310,6 +363,7 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 	t0 := time.Now()
 	var tMount, tSpec, tShim time.Duration
 	fail := func(code int, err error) error {
+		d.dropPreShim(l)
 		c.State.Running, c.State.Restarting = false, false
 		c.State.Status = "exited"
 		c.State.ExitCode = code
@@ -368,19 +422,28 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 	if err := os.MkdirAll(c.BundleDir(), 0o710); err != nil {
 		return fail(125, err)
 	}
-	waitShimGone(c.BundleDir())
+	// The shim spawned at create, if it came up; else the previous run's
+	// shim must be gone before a new one takes the bundle.
+	t := l.takePreShim()
+	if t == nil {
+		waitShimGone(c.BundleDir())
+	}
 	os.Remove(filepath.Join(c.BundleDir(), "exit.json"))
 	if err := writeJSON(filepath.Join(c.BundleDir(), "config.json"), spec); err != nil {
+		if t != nil {
+			t.h.Shutdown()
+		}
 		return fail(125, err)
 	}
 	tSpec = time.Since(t0)
-	maxSize, maxFiles, _ := parseLogOpts(c.HostConfig.LogConfig.Config, d.defaultLogSize(), d.defaultLogFiles())
-	t, err := d.startTask(taskOpts{
-		id: c.ID, bundle: c.BundleDir(), runtime: rt, logPath: c.LogPath(),
-		logMaxSize: maxSize, logMaxFiles: maxFiles, tty: c.Config.Tty, stdin: c.Config.OpenStdin,
-	})
-	if err != nil {
-		return fail(125, err)
+	if t == nil {
+		opts, err := d.containerTaskOpts(c)
+		if err == nil {
+			t, err = d.startTask(opts)
+		}
+		if err != nil {
+			return fail(125, err)
+		}
 	}
 	tShim = time.Since(t0)
 	// Clients that attached before the start get every byte of output.
@@ -389,7 +452,9 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 	}
 	pid, err := t.start()
 	if err != nil {
-		t.close()
+		// The shim is left never started: stop it, or it would hold the
+		// bundle.
+		t.h.Shutdown()
 		return fail(startErrorCode(err), fmt.Errorf("starting container %s: %w", c.ShortID(), err))
 	}
 	d.seccomp.Learn(rt, c.ID, spec)
@@ -788,6 +853,7 @@ func (d *Daemon) RemoveContainer(ref string, force, volumes bool) error {
 	}
 	c.Mu.Lock()
 	defer c.Mu.Unlock()
+	d.dropPreShim(l)
 	var errs []error
 	// The shim deletes the runtime's state when the process exits and then
 	// writes exit.json; only without that record can runtime state remain.

@@ -27,6 +27,10 @@ type live struct {
 	// restart backoff
 	backoff   time.Duration
 	lastStart time.Time
+	// preDone is closed when the shim spawned at create for the first start
+	// is up (pre) or failed; nil when there is none.
+	preDone chan struct{}
+	pre     *task
 }
 
 func (d *Daemon) live(id string) *live {
@@ -186,3 +190,21 @@ func (d *Daemon) restartDelay(c *container.Container, l *live) (time.Duration, b
 }
 
 func numCPU() int { return runtime.NumCPU() }
+
+// takePreShim returns the shim spawned at create for the first start,
+// waiting for it to be up, or nil (none, or it failed: the start then
+// spawns one itself and reports any error).
+func (l *live) takePreShim() *task {
+	l.mu.Lock()
+	done := l.preDone
+	l.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	<-done
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.pre
+	l.pre, l.preDone = nil, nil
+	return t
+}

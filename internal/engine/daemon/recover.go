@@ -42,6 +42,12 @@ func (d *Daemon) recover() {
 			d.handleExit(c, st)
 			continue
 		}
+		// A shim spawned at create for a start that never came.
+		if t, err := d.connectTask(c.ID, c.BundleDir()); err == nil {
+			if err := t.h.Shutdown(); err != nil {
+				d.log.Debug("stopping the shim of a created container", "id", c.ShortID(), "err", err)
+			}
+		}
 		d.startOnBoot(c)
 	}
 }

@@ -236,3 +236,67 @@ func TestSystemPrune(t *testing.T) {
 		t.Errorf("pruned container still there")
 	}
 }
+
+// shimOf returns the pids of the berth-shim processes of container id.
+func shimOf(t *testing.T, id string) []string {
+	t.Helper()
+	out, _ := exec.Command("pgrep", "-f", "berth-shim --id "+id).Output()
+	return strings.Fields(string(out))
+}
+
+// TestCreatedContainerShim: create spawns the container's shim ahead of the
+// start, which uses it; a created container that is removed, or outlives
+// its daemon, leaves no shim behind.
+func TestCreatedContainerShim(t *testing.T) {
+	d, err := newDaemon("preshim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.cleanup()
+	defer d.stop()
+	mustOn(t, d, "load", "-i", filepath.Join(imagesDir, "busybox-docker.tar"))
+
+	// Started: the shim spawned at create is the one that runs the process
+	// (the container's first process is its child).
+	id := strings.TrimSpace(mustOn(t, d, "create", "busybox", "sh", "-c", "sleep 0.5; echo from-prespawned; exit 4"))
+	waitFor(t, 10*time.Second, "the shim spawned at create", func() bool { return len(shimOf(t, id)) == 1 })
+	shim := shimOf(t, id)[0]
+	mustOn(t, d, "start", id)
+	pid := inspect(t, d, "{{.State.Pid}}", id)
+	if st, err := os.ReadFile("/proc/" + pid + "/stat"); err != nil {
+		t.Errorf("container process %s: %v", pid, err)
+	} else if f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:])); len(f) < 2 || f[1] != shim {
+		t.Errorf("container process %s has parent %v, want the shim spawned at create (%s)", pid, f, shim)
+	}
+	if r := d.run("wait", id); strings.TrimSpace(r.stdout) != "4" {
+		t.Errorf("wait: %s; want 4", r)
+	}
+	if got := mustOn(t, d, "logs", id); got != "from-prespawned\n" {
+		t.Errorf("logs: %q", got)
+	}
+	// A second start spawns a shim of its own.
+	if r := d.run("start", "-a", id); r.code != 4 || r.stdout != "from-prespawned\n" {
+		t.Errorf("second start: %s", r)
+	}
+	mustOn(t, d, "rm", id)
+
+	// Removed without a start: its shim goes with it.
+	id = strings.TrimSpace(mustOn(t, d, "create", "busybox", "true"))
+	waitFor(t, 10*time.Second, "the shim spawned at create", func() bool { return len(shimOf(t, id)) == 1 })
+	mustOn(t, d, "rm", id)
+	waitFor(t, 10*time.Second, "the shim of a removed created container to exit", func() bool { return len(shimOf(t, id)) == 0 })
+
+	// Created, then the daemon restarts: the next daemon stops the shim,
+	// and a start still works.
+	id = strings.TrimSpace(mustOn(t, d, "create", "busybox", "echo", "after-restart"))
+	waitFor(t, 10*time.Second, "the shim spawned at create", func() bool { return len(shimOf(t, id)) == 1 })
+	d.stop()
+	if err := d.start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the next daemon to stop the shim of a created container", func() bool { return len(shimOf(t, id)) == 0 })
+	if r := d.run("start", "-a", id); r.code != 0 || r.stdout != "after-restart\n" {
+		t.Errorf("start after a daemon restart: %s", r)
+	}
+	mustOn(t, d, "rm", id)
+}

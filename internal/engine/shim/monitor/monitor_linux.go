@@ -119,7 +119,6 @@ func newServer(c config) (*server, error) {
 		}
 		s.logw = w
 	}
-	s.cgr = readCgroupsPath("config.json")
 	name := wire.SockName(c.execID)
 	os.Remove(name)
 	ln, err := listenUnix(name)
@@ -304,6 +303,9 @@ func (s *server) start() wire.Response {
 		masterc = make(chan *os.File, 1)
 		go func() { masterc <- acceptFd(consoleLn) }()
 	}
+	// Read at the start, not when the shim came up: a daemon may start the
+	// shim before it writes the bundle's config.json.
+	s.cgr = readCgroupsPath("config.json")
 	if s.cgr != "" {
 		s.oom0, _ = cgroups.OOMKills(s.cgr)
 	}
