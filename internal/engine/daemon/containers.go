@@ -581,7 +581,8 @@ func (d *Daemon) handleExit(c *container.Container, st exitStatus) {
 	c.State.OOMKilled = st.oomKilled
 	c.State.FinishedAt = st.at
 	d.teardownNetworkAsync(c, l)
-	if l.fsUsers == 0 { // else the last copy or export unmounts it
+	// An auto-removed container's removal unmounts it, in the background.
+	if l.fsUsers == 0 && !c.HostConfig.AutoRemove { // else the last copy or export unmounts it
 		if err := d.snaps.Unmount(c.ID); err != nil {
 			d.log.Warn("unmounting rootfs", "id", c.ID, "err", err)
 		}
@@ -866,7 +867,20 @@ func (d *Daemon) RemoveContainer(ref string, force, volumes bool) error {
 			cancel()
 		}
 	}
-	if err := d.snaps.Remove(c.ID); err != nil {
+	if c.HostConfig.AutoRemove {
+		// `run --rm` waits for the removal: the writable layer's unmount
+		// and deletion (a few ms) go on after it, as nothing can name the
+		// layer once the record is gone. A daemon that stops first
+		// finishes the job at its next start (sweepSnapshots).
+		id := c.ID
+		d.bg.Add(1)
+		go func() {
+			defer d.bg.Done()
+			if err := d.snaps.Remove(id); err != nil {
+				d.log.Warn("removing the writable layer of an auto-removed container", "id", id, "err", err)
+			}
+		}()
+	} else if err := d.snaps.Remove(c.ID); err != nil {
 		errs = append(errs, fmt.Errorf("removing snapshot: %w", err))
 	}
 	d.execs.removeContainer(c.ID)
@@ -970,4 +984,24 @@ func (d *Daemon) defaultLogSize() int64 {
 func (d *Daemon) defaultLogFiles() int {
 	_, n, _ := parseLogOpts(map[string]string{"max-file": d.cfg.LogOpts["max-file"]}, 0, 0)
 	return n
+}
+
+// sweepSnapshots removes the container snapshots no container owns: the
+// writable layers of auto-removed containers whose background removal a
+// stopping daemon did not finish, and build steps of a daemon that died.
+func (d *Daemon) sweepSnapshots() {
+	ids, err := d.snaps.List()
+	if err != nil {
+		return
+	}
+	for _, id := range ids {
+		if c, err := d.ctrs.Get(id); err == nil && c.ID == id {
+			continue
+		}
+		if err := d.snaps.Remove(id); err != nil {
+			d.log.Warn("removing an orphaned snapshot", "id", id, "err", err)
+		} else {
+			d.log.Info("removed an orphaned snapshot", "id", id)
+		}
+	}
 }

@@ -156,6 +156,9 @@ type Daemon struct {
 	ctx    context.Context // lives as long as the daemon
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// bg counts background clean-ups (the writable layers of auto-removed
+	// containers); Close waits for them.
+	bg sync.WaitGroup
 }
 
 // New prepares the host, opens the stores and recovers the containers that
@@ -215,6 +218,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		execs: newExecStore(), seccomp: runtime.NewSeccompCache(filepath.Join(cfg.Root, "seccomp")), events: newEventBus(), dist: dist, ctx: ctx, cancel: cancel}
 	d.recover()
 	d.cleanupBuilds()
+	d.sweepSnapshots()
 	if d.builder, err = build.New(filepath.Join(cfg.Root, "build"), images, &buildExecutor{d}, log); err != nil {
 		return nil, fmt.Errorf("builder: %w", err)
 	}
@@ -286,6 +290,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 func (d *Daemon) Close() {
 	d.cancel()
 	d.wg.Wait()
+	d.bg.Wait()
 	if c, ok := d.registry.(io.Closer); ok {
 		c.Close()
 	}
