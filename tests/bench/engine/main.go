@@ -11,7 +11,7 @@
 // and stops and removes it all on exit, also on SIGINT/SIGTERM.
 //
 //	engine -bin BIN -images TESTIMG [-rounds 30] [-detached 50] [-monitors 10]
-//	       [-log-lines 100000] [-log-rounds 5] [-tcp-rounds 5] [-tcp-mib 1024]
+//	       [-log-lines 100000] [-log-rounds 5] [-tcp-rounds 9] [-tcp-mib 1024]
 //	       [-build-rounds 5] [-xfer-rounds 3] [-big-mib 200]
 //	       [-engines berth,crun,runc,podman,docker] [-steps STEP,...]
 //	       [-work DIR] [-out FILE]
@@ -66,7 +66,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.monitors, "monitors", 10, "running containers per engine for the monitor RSS")
 	fs.IntVar(&c.logLines, "log-lines", 100000, "lines printed by the container whose logs are read")
 	fs.IntVar(&c.logRounds, "log-rounds", 5, "timed `logs` reads per engine")
-	fs.IntVar(&c.tcpRounds, "tcp-rounds", 5, "TCP throughput rounds per path (berth network, bare veth)")
+	fs.IntVar(&c.tcpRounds, "tcp-rounds", 9, "TCP throughput rounds per path (berth network, bare veth)")
 	fs.IntVar(&c.tcpMiB, "tcp-mib", 1024, "MiB sent per TCP throughput round")
 	fs.IntVar(&c.buildRounds, "build-rounds", 5, "rounds of cold and cached `build` per builder")
 	fs.IntVar(&c.xferRounds, "xfer-rounds", 3, "rounds of registry push and pull per client")
