@@ -8,7 +8,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -106,6 +108,14 @@ func NewStore(root, execRoot string) (*Store, []error, error) {
 	for _, d := range []string{s.root, execRoot} {
 		if err := os.MkdirAll(d, 0o710); err != nil {
 			return nil, nil, err
+		}
+	}
+	// What Discard moved aside and a stopping daemon did not delete.
+	for _, d := range []string{s.root, execRoot} {
+		if old, _ := filepath.Glob(filepath.Join(d, trashPrefix+"*")); len(old) > 0 {
+			for _, o := range old {
+				os.RemoveAll(o)
+			}
 		}
 	}
 	ents, err := os.ReadDir(s.root)
@@ -215,6 +225,43 @@ func (s *Store) Delete(c *Container) error {
 		return err1
 	}
 	return err2
+}
+
+// trashPrefix names the directories Discard moves aside.
+const trashPrefix = ".removed-"
+
+// Discard forgets c and moves its directories aside at once (a rename
+// each); remove deletes them, which can take a while (a long log), so a
+// caller may run it in the background. A directory moved aside that a
+// stopping daemon did not delete goes at the next NewStore. Where a rename
+// fails the directory is deleted here instead.
+func (s *Store) Discard(c *Container) (remove func() error) {
+	s.mu.Lock()
+	delete(s.byID, c.ID)
+	if s.byName[c.Name] == c {
+		delete(s.byName, c.Name)
+	}
+	s.mu.Unlock()
+	var aside []string
+	var errs []error
+	for _, d := range []string{c.dir, c.run} {
+		t := filepath.Join(filepath.Dir(d), trashPrefix+filepath.Base(d))
+		if err := os.Rename(d, t); err == nil {
+			aside = append(aside, t)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			if err := os.RemoveAll(d); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return func() error {
+		for _, t := range aside {
+			if err := os.RemoveAll(t); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
 }
 
 // Get finds a container by full ID, name (with or without "/"), or unique

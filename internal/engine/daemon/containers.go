@@ -900,7 +900,18 @@ func (d *Daemon) RemoveContainer(ref string, force, volumes bool) error {
 	if _, err := d.volumes.ReleaseAll(c.ID); err != nil {
 		errs = append(errs, fmt.Errorf("releasing volumes: %w", err))
 	}
-	if err := d.ctrs.Delete(c); err != nil {
+	if c.HostConfig.AutoRemove {
+		// Its directories (records, log, bundle) are moved aside and
+		// deleted after the removal is announced, like its writable layer.
+		remove := d.ctrs.Discard(c)
+		d.bg.Add(1)
+		go func() {
+			defer d.bg.Done()
+			if err := remove(); err != nil {
+				d.log.Warn("deleting the files of an auto-removed container", "id", c.ID, "err", err)
+			}
+		}()
+	} else if err := d.ctrs.Delete(c); err != nil {
 		errs = append(errs, err)
 	}
 	c.State.Status = "removed"

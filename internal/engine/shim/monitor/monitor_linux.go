@@ -633,6 +633,17 @@ func (s *server) finish(code int, at time.Time) {
 	for _, a := range atts {
 		a.close()
 	}
+	// Let waiters and attach streams take the exit, bounded, before the
+	// runtime's delete: starting that (a fork and exec) would otherwise
+	// hold the shim's one P before the waiters' goroutines have run, and
+	// every exit would reach the daemon a millisecond or two late.
+	flushed := make(chan struct{})
+	go func() { s.replies.Wait(); close(flushed) }()
+	select {
+	case <-flushed:
+	case <-time.After(2 * time.Second):
+		s.note("clients did not take the exit answer within 2s")
+	}
 	// The runtime's state and cgroup go after the exit is answered, so
 	// waiters do not pay for the runtime's delete; the daemon waits for
 	// this shim to be gone (its socket removed) before starting the
@@ -644,14 +655,6 @@ func (s *server) finish(code int, at time.Time) {
 		if err := s.runtimeCmd(cmd); err != nil {
 			s.note("runtime delete: " + strings.TrimSpace(eb.String()))
 		}
-	}
-	// Let waiters and attach streams flush, bounded.
-	flushed := make(chan struct{})
-	go func() { s.replies.Wait(); close(flushed) }()
-	select {
-	case <-flushed:
-	case <-time.After(2 * time.Second):
-		s.note("clients did not take the exit answer within 2s")
 	}
 	if s.master != nil {
 		s.master.Close()
