@@ -50,7 +50,8 @@ Two daemons can run side by side with different --root, --exec-root and --socket
 			for flag, v := range map[string]*string{"root": &merged.Root, "exec-root": &merged.ExecRoot, "socket": &merged.Socket,
 				"default-runtime": &merged.DefaultRuntime, "shim": &merged.ShimPath, "cgroup-parent": &merged.CgroupParent,
 				"bridge": &merged.Bridge, "bridge-subnet": &merged.BridgeSubnet,
-				"registry-addr": &merged.RegistryAddr, "registry-root": &merged.RegistryRoot} {
+				"registry-addr": &merged.RegistryAddr, "registry-root": &merged.RegistryRoot,
+				"tcp-addr": &merged.TCPAddr, "tlscacert": &merged.TLSCACert, "tlscert": &merged.TLSCert, "tlskey": &merged.TLSKey} {
 				if fs.Changed(flag) || *v == "" {
 					val, _ := fs.GetString(flag)
 					*v = val
@@ -91,6 +92,10 @@ Two daemons can run side by side with different --root, --exec-root and --socket
 	f.BoolVar(&cfg.Cleanup, "cleanup", false, "Remove the daemon's bridges and packet rules when it stops")
 	f.StringVar(&cfg.RegistryAddr, "registry-addr", "", "Also serve an OCI registry on this address (e.g. 127.0.0.1:5000; see 'berth registry')")
 	f.StringVar(&cfg.RegistryRoot, "registry-root", "", "Directory of the registry's content (default <root>/registry)")
+	f.StringVar(&cfg.TCPAddr, "tcp-addr", "", "Also serve the API on this TCP address (e.g. 127.0.0.1:2376), over TLS with client certificates only; needs --tlscacert, --tlscert and --tlskey")
+	f.StringVar(&cfg.TLSCACert, "tlscacert", "", "CA certificate (PEM) that signs the client certificates --tcp-addr accepts")
+	f.StringVar(&cfg.TLSCert, "tlscert", "", "The daemon's TLS certificate (PEM) for --tcp-addr")
+	f.StringVar(&cfg.TLSKey, "tlskey", "", "The daemon's TLS key (PEM) for --tcp-addr")
 	f.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", nil, "Registry (host[:port] or CIDR) that may be reached over plain HTTP or unverified HTTPS; loopback registries always may (repeatable)")
 	f.StringVar(&configFile, "config", "/etc/berth/daemon.json", "Daemon configuration file (JSON; flags override it)")
 	f.StringVar(&logLevel, "log-level", "info", "Log level: debug, info, warn, error")

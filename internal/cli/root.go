@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -35,10 +36,13 @@ func (e *StatusError) Unwrap() error { return e.Err }
 
 type globals struct {
 	host string
-	cl   *client.Client
-	out  io.Writer
-	err  io.Writer
-	in   io.Reader
+	// TLS to a tcp:// daemon, as the docker CLI's flags.
+	tlsVerify                  bool
+	tlsCACert, tlsCert, tlsKey string
+	cl                         *client.Client
+	out                        io.Writer
+	err                        io.Writer
+	in                         io.Reader
 }
 
 func (g *globals) client() (*client.Client, error) {
@@ -48,6 +52,11 @@ func (g *globals) client() (*client.Client, error) {
 	cl, err := client.New(g.host)
 	if err != nil {
 		return nil, err
+	}
+	if g.tlsVerify {
+		if err := cl.UseTLS(g.tlsCACert, g.tlsCert, g.tlsKey); err != nil {
+			return nil, err
+		}
 	}
 	g.cl = cl
 	return cl, nil
@@ -104,6 +113,18 @@ The CLI talks to the daemon at -H/--host, BERTH_HOST, or ` + client.DefaultHost 
 	}
 	root.SetVersionTemplate("berth version {{.Version}}\n")
 	root.PersistentFlags().StringVarP(&g.host, "host", "H", client.HostFromEnv(), "daemon socket to connect to (unix:///path or tcp://host:port; env BERTH_HOST)")
+	// TLS for a tcp:// daemon (berth daemon --tcp-addr), as the docker
+	// CLI's: BERTH_TLS_VERIFY=1 and BERTH_CERT_PATH (ca.pem, cert.pem,
+	// key.pem) set the defaults.
+	certPath := os.Getenv("BERTH_CERT_PATH")
+	if certPath == "" {
+		home, _ := os.UserHomeDir()
+		certPath = filepath.Join(home, ".berth")
+	}
+	root.PersistentFlags().BoolVar(&g.tlsVerify, "tlsverify", os.Getenv("BERTH_TLS_VERIFY") != "", "use TLS with a client certificate to reach a tcp:// daemon (env BERTH_TLS_VERIFY)")
+	root.PersistentFlags().StringVar(&g.tlsCACert, "tlscacert", filepath.Join(certPath, "ca.pem"), "CA that signed the daemon's certificate ($BERTH_CERT_PATH/ca.pem by default)")
+	root.PersistentFlags().StringVar(&g.tlsCert, "tlscert", filepath.Join(certPath, "cert.pem"), "client certificate ($BERTH_CERT_PATH/cert.pem by default)")
+	root.PersistentFlags().StringVar(&g.tlsKey, "tlskey", filepath.Join(certPath, "key.pem"), "client key ($BERTH_CERT_PATH/key.pem by default)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &flagError{cmd: c.CommandPath()[len("berth"):], err: err}
 	})

@@ -8,6 +8,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +35,7 @@ type Client struct {
 	network string
 	addr    string
 	http    *http.Client
+	tls     *tls.Config // nil: plain
 }
 
 // New returns a client for host: "unix:///path", "tcp://host:port" or a
@@ -54,8 +57,7 @@ func New(host string) (*Client, error) {
 	}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, c.network, c.addr)
+			return c.dial(ctx)
 		},
 		MaxIdleConns:       4,
 		IdleConnTimeout:    30 * time.Second,
@@ -63,6 +65,48 @@ func New(host string) (*Client, error) {
 	}
 	c.http = &http.Client{Transport: tr}
 	return c, nil
+}
+
+// UseTLS makes the client speak TLS to a tcp:// daemon (`berth daemon
+// --tcp-addr`), trusting the CA in caFile and presenting the client
+// certificate certFile with keyFile, as the docker CLI's --tlsverify.
+func (c *Client) UseTLS(caFile, certFile, keyFile string) error {
+	if c.network != "tcp" {
+		return fmt.Errorf("TLS is for tcp:// daemons; %s is a unix socket: %w", c.host, errdefs.ErrInvalidArgument)
+	}
+	ca, err := os.ReadFile(caFile)
+	if err != nil {
+		return fmt.Errorf("--tlscacert: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return fmt.Errorf("--tlscacert %s: no PEM certificate in it: %w", caFile, errdefs.ErrInvalidArgument)
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return fmt.Errorf("--tlscert %s / --tlskey %s: %w", certFile, keyFile, err)
+	}
+	host, _, err := net.SplitHostPort(c.addr)
+	if err != nil {
+		return fmt.Errorf("invalid host %q: %w", c.host, errdefs.ErrInvalidArgument)
+	}
+	c.tls = &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: host, MinVersion: tls.VersionTLS12}
+	return nil
+}
+
+// dial connects to the daemon, with TLS when UseTLS set it up.
+func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, c.network, c.addr)
+	if err != nil || c.tls == nil {
+		return conn, err
+	}
+	tc := tls.Client(conn, c.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("TLS with the berth daemon at %s: %w", c.host, err)
+	}
+	return tc, nil
 }
 
 // Host is the address the client talks to.
@@ -210,10 +254,13 @@ func (s *Stream) Close() error { return s.Conn.Close() }
 // raw stream. Bytes that arrive in the same packet as the response headers
 // are kept in the Reader.
 func (c *Client) Hijack(ctx context.Context, method, path string, query url.Values, v any) (*Stream, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, c.network, c.addr)
+	conn, err := c.dial(ctx)
 	if err != nil {
-		return nil, c.unreachable(&net.OpError{Op: "dial", Net: c.network, Err: err})
+		var op *net.OpError
+		if errors.As(err, &op) {
+			return nil, c.unreachable(err)
+		}
+		return nil, err
 	}
 	var body []byte
 	if v != nil {

@@ -6,6 +6,8 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,6 +63,14 @@ type Config struct {
 	// content (default <root>/registry).
 	RegistryAddr string `json:"registry-addr"`
 	RegistryRoot string `json:"registry-root"`
+	// TCPAddr, if set, is a TCP address on which the daemon also serves
+	// its API, over TLS with client certificates only (TLSCACert verifies
+	// them; TLSCert and TLSKey are the server's), as Docker's -H tcp://…
+	// with --tlsverify.
+	TCPAddr   string `json:"tcp-addr"`
+	TLSCACert string `json:"tlscacert"`
+	TLSCert   string `json:"tlscert"`
+	TLSKey    string `json:"tlskey"`
 	// InsecureRegistries may be reached over plain HTTP (or HTTPS without
 	// certificate checks): host[:port] or CIDR, as Docker's flag.
 	InsecureRegistries []string `json:"insecure-registries"`
@@ -256,11 +266,22 @@ func (d *Daemon) runtimeFor(name string) (*runtime.Runtime, error) {
 func (d *Daemon) Serve(ctx context.Context) error {
 	l, err := listenUnix(d.cfg.Socket)
 	if err != nil {
+		d.Close()
 		return err
 	}
 	srv := &http.Server{Handler: d.router(), ReadHeaderTimeout: 30 * time.Second}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(l) }()
+	if d.cfg.TCPAddr != "" {
+		tl, err := d.listenTLS()
+		if err != nil {
+			l.Close()
+			d.Close()
+			return err
+		}
+		go func() { errc <- srv.Serve(tl) }()
+		d.log.Info("berth daemon listening", "tcp", tl.Addr().String(), "tls", "client certificates required")
+	}
 	if d.registry != nil {
 		go func() {
 			err := registry.ListenAndServe(ctx, d.registry, registry.ServeOptions{Addr: d.cfg.RegistryAddr, Log: d.log}, func(a net.Addr) {
@@ -328,4 +349,36 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// listenTLS listens on cfg.TCPAddr for the API over TLS, accepting only
+// clients with a certificate signed by cfg.TLSCACert: the API is
+// root-equivalent, so it is never served on TCP without that.
+func (d *Daemon) listenTLS() (net.Listener, error) {
+	c := d.cfg
+	if c.TLSCACert == "" || c.TLSCert == "" || c.TLSKey == "" {
+		return nil, fmt.Errorf("--tcp-addr %s: the API gives root on this host, so TCP needs TLS with client certificates: give --tlscacert (the CA that signs client certificates), --tlscert and --tlskey (the daemon's own): %w", c.TCPAddr, errdefs.ErrInvalidArgument)
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("--tlscert %s / --tlskey %s: %w", c.TLSCert, c.TLSKey, err)
+	}
+	caPEM, err := os.ReadFile(c.TLSCACert)
+	if err != nil {
+		return nil, fmt.Errorf("--tlscacert: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("--tlscacert %s: no PEM certificate in it: %w", c.TLSCACert, errdefs.ErrInvalidArgument)
+	}
+	l, err := net.Listen("tcp", c.TCPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--tcp-addr %s: %w", c.TCPAddr, err)
+	}
+	return tls.NewListener(l, &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS12,
+	}), nil
 }
