@@ -201,22 +201,33 @@ func archiveNotFound(c *container.Container, p string, err error) error {
 	return err
 }
 
-// headArchive and getArchive serve HEAD and GET /containers/{id}/archive:
-// the stat header, and a tar of the path.
-func (d *Daemon) getContainerArchive(w http.ResponseWriter, r *http.Request) {
+// archiveTarget resolves the container and the path= parameter of an
+// archive request and opens the container's file system; on failure it has
+// answered. what says what the path names, for the error.
+func (d *Daemon) archiveTarget(w http.ResponseWriter, r *http.Request, what string) (*container.Container, string, *containerFS, bool) {
 	c, err := d.ctrs.Get(r.PathValue("id"))
 	if err != nil {
 		writeError(w, err)
-		return
+		return nil, "", nil, false
 	}
 	p := r.URL.Query().Get("path")
 	if p == "" {
-		writeError(w, fmt.Errorf("path is required (the file or directory in the container, e.g. path=/etc/hosts): %w", errdefs.ErrInvalidArgument))
-		return
+		writeError(w, fmt.Errorf("path is required (%s): %w", what, errdefs.ErrInvalidArgument))
+		return nil, "", nil, false
 	}
 	fs, err := d.openContainerFS(c)
 	if err != nil {
 		writeError(w, err)
+		return nil, "", nil, false
+	}
+	return c, p, fs, true
+}
+
+// headArchive and getArchive serve HEAD and GET /containers/{id}/archive:
+// the stat header, and a tar of the path.
+func (d *Daemon) getContainerArchive(w http.ResponseWriter, r *http.Request) {
+	c, p, fs, ok := d.archiveTarget(w, r, "the file or directory in the container, e.g. path=/etc/hosts")
+	if !ok {
 		return
 	}
 	defer fs.release()
@@ -249,19 +260,8 @@ func (d *Daemon) getContainerArchive(w http.ResponseWriter, r *http.Request) {
 // putContainerArchive serves PUT /containers/{id}/archive: it extracts a
 // tar into a directory of the container.
 func (d *Daemon) putContainerArchive(w http.ResponseWriter, r *http.Request) {
-	c, err := d.ctrs.Get(r.PathValue("id"))
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	p := r.URL.Query().Get("path")
-	if p == "" {
-		writeError(w, fmt.Errorf("path is required (the directory in the container to extract into): %w", errdefs.ErrInvalidArgument))
-		return
-	}
-	fs, err := d.openContainerFS(c)
-	if err != nil {
-		writeError(w, err)
+	c, p, fs, ok := d.archiveTarget(w, r, "the directory in the container to extract into")
+	if !ok {
 		return
 	}
 	defer fs.release()

@@ -416,7 +416,9 @@ func (d *Daemon) postContainerAttach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	done := make(chan error, 1)
+	began := make(chan struct{})
 	attach := func(t *task) {
+		close(began)
 		if err := t.splice(out, rw.Reader, q("stdin") && openStdin, q("stdout"), q("stderr"), done); err != nil {
 			done <- err
 		}
@@ -435,6 +437,18 @@ func (d *Daemon) postContainerAttach(w http.ResponseWriter, r *http.Request) {
 	select {
 	case <-done:
 	case <-l.removedChan():
+		// An auto-removed container can be gone before the last of its
+		// output has crossed over: a stream that began ends by itself
+		// (bounded); one that never began (removed before any start) has
+		// nothing to wait for.
+		select {
+		case <-began:
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+			}
+		default:
+		}
 	}
 	closeWrite(conn)
 }
