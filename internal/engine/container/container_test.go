@@ -27,13 +27,13 @@ func TestDiscard(t *testing.T) {
 		os.WriteFile(filepath.Join(c.run, "config.json"), []byte("{}"), 0o600)
 		return c
 	}
-	a, b := add("a"), add("b")
+	a, b := add("first-one"), add("second-one")
 
 	remove := s.Discard(a)
 	if _, err := s.Get(a.ID); err == nil {
 		t.Errorf("discarded container %s still found by ID", a.ID)
 	}
-	if _, err := s.Get("a"); err == nil {
+	if _, err := s.Get("first-one"); err == nil {
 		t.Errorf("discarded container still found by name")
 	}
 	for _, d := range []string{a.dir, a.run} {
