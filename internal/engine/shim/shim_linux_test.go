@@ -426,6 +426,14 @@ func TestSeccompAndCaps(t *testing.T) {
 			{"mount", "-t", "tmpfs", "none", "/tmp"},
 		} {
 			_, errOut, es, c := e.run(args, "", nil)
+			for try := 1; try <= 2 && es.ExitCode == 1 && errOut == "" && len(readLog(t, c.log)) == 0; try++ {
+				// Seen a few times under a loaded `make test` with crun
+				// only: exit 1 and no output at all, attached or logged.
+				// Not reproduced alone or under load; the assertion
+				// below holds on the next run. Logged so it stays visible.
+				t.Logf("%q: exit 1 with no output at all (try %d); running it again", args, try)
+				_, errOut, es, c = e.run(args, "", nil)
+			}
 			if es.ExitCode == 0 {
 				t.Errorf("%q succeeded in a default container, want it denied", args)
 			} else if !strings.Contains(errOut, "not permitted") && !strings.Contains(errOut, "permission denied") {
