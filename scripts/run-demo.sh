@@ -35,6 +35,9 @@ Try next (add -H unix://$SOCK if you changed SOCK):
   $BIN/berth stats --no-stream
   $BIN/berth run -it --rm busybox sh
   $BIN/berth images; $BIN/berth save -o busybox.tar busybox
+  printf 'FROM busybox\nRUN echo built > /hi\nCMD ["cat", "/hi"]\n' | $BIN/berth build -t hi -   # a Dockerfile on stdin
+  $BIN/berth registry --addr 127.0.0.1:5000 --root /tmp/reg &   # then: berth tag hi 127.0.0.1:5000/hi; berth push 127.0.0.1:5000/hi
+  DOCKER_HOST=unix://$SOCK docker ps   # the stock docker CLI speaks to berth too
   $BIN/berth rm -f ticker
 Stop the daemon with 'make stop' (containers keep running; a new daemon reattaches).
 TXT
