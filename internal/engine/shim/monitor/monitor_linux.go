@@ -375,13 +375,17 @@ func (s *server) start() wire.Response {
 		}
 	}
 	s.mu.Unlock()
-	unlock()
+	// The copiers are counted before the reaper may run: a process that is
+	// already gone (a command that fails at once) would otherwise be
+	// finished with no copier to wait for, its log closed and its
+	// attachments answered before its output was read, and the output lost.
 	if s.master != nil {
 		s.copy(s.master, logs.Stdout, wire.StreamStdout)
 	} else {
 		s.copy(outR, logs.Stdout, wire.StreamStdout)
 		s.copy(errR, logs.Stderr, wire.StreamStderr)
 	}
+	unlock()
 	close(s.started)
 	s.kickReaper()
 	return wire.Response{Pid: pid, Status: wire.StatusRunning}
