@@ -867,19 +867,15 @@ func (d *Daemon) RemoveContainer(ref string, force, volumes bool) error {
 			cancel()
 		}
 	}
+	// `run --rm` waits for the removal: for an auto-removed container the
+	// slow parts (the writable layer's unmount and deletion, its
+	// directories) run after the removal is announced, since nothing can
+	// name them once the record is gone. A daemon that stops first finishes
+	// them at its next start (sweepSnapshots, container.NewStore).
+	var later []func() error
 	if c.HostConfig.AutoRemove {
-		// `run --rm` waits for the removal: the writable layer's unmount
-		// and deletion (a few ms) go on after it, as nothing can name the
-		// layer once the record is gone. A daemon that stops first
-		// finishes the job at its next start (sweepSnapshots).
 		id := c.ID
-		d.bg.Add(1)
-		go func() {
-			defer d.bg.Done()
-			if err := d.snaps.Remove(id); err != nil {
-				d.log.Warn("removing the writable layer of an auto-removed container", "id", id, "err", err)
-			}
-		}()
+		later = append(later, func() error { return d.snaps.Remove(id) })
 	} else if err := d.snaps.Remove(c.ID); err != nil {
 		errs = append(errs, fmt.Errorf("removing snapshot: %w", err))
 	}
@@ -901,18 +897,20 @@ func (d *Daemon) RemoveContainer(ref string, force, volumes bool) error {
 		errs = append(errs, fmt.Errorf("releasing volumes: %w", err))
 	}
 	if c.HostConfig.AutoRemove {
-		// Its directories (records, log, bundle) are moved aside and
-		// deleted after the removal is announced, like its writable layer.
-		remove := d.ctrs.Discard(c)
-		d.bg.Add(1)
-		go func() {
-			defer d.bg.Done()
-			if err := remove(); err != nil {
-				d.log.Warn("deleting the files of an auto-removed container", "id", c.ID, "err", err)
-			}
-		}()
+		later = append(later, d.ctrs.Discard(c)) // moved aside at once
 	} else if err := d.ctrs.Delete(c); err != nil {
 		errs = append(errs, err)
+	}
+	if len(later) > 0 {
+		d.bg.Add(1)
+		go func(id string) {
+			defer d.bg.Done()
+			for _, f := range later {
+				if err := f(); err != nil {
+					d.log.Warn("cleaning up after an auto-removed container", "id", id, "err", err)
+				}
+			}
+		}(c.ID)
 	}
 	c.State.Status = "removed"
 	l.notifyRemoved()
