@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/internal/cluster/apiserver"
+	"github.com/berth/berth/internal/cluster/kube"
 	"github.com/berth/berth/internal/cluster/pki"
 	"github.com/berth/berth/internal/cluster/store"
 	"github.com/berth/berth/internal/errdefs"
@@ -230,6 +231,18 @@ func Run(ctx context.Context, o Options) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	o.Logger.Info("berth server ready", "api", "https://"+hostPort(o.BindAddress, o.Port), "kubeconfig", dir.Path("kubeconfig"), "etcd-member", o.Name, "embedded-etcd", st.Embedded())
+	loopHost := o.BindAddress
+	if ip := net.ParseIP(loopHost); ip == nil || ip.IsUnspecified() {
+		loopHost = "127.0.0.1"
+	}
+	loopback := kube.Config("https://"+hostPort(loopHost, o.Port), ca.CertPEM, certPEM, keyPEM, "")
+	if comps := components(o); len(comps) > 0 {
+		go func() {
+			if err := kube.RunLeader(runCtx, loopback, kube.LeaderOptions{Identity: o.Name}, comps, o.Logger); err != nil {
+				o.Logger.Error("leader election", "err", err)
+			}
+		}()
+	}
 	if o.Ready != nil {
 		close(o.Ready)
 	}

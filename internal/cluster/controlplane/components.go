@@ -1,0 +1,13 @@
+package controlplane
+
+import (
+	"github.com/berth/berth/internal/cluster/kube"
+)
+
+// components are the control loops the leading server runs: the scheduler
+// and the controllers. Each package exposes a constructor returning a
+// kube.Component; list them here.
+func components(o Options) []kube.Component {
+	var c []kube.Component
+	return c
+}
