@@ -474,3 +474,17 @@ func (l *Lab) Processes(name string) ([]int, error) {
 	}
 	return pids, nil
 }
+
+// Exec runs a command inside a running node (its network, PID and mount
+// namespaces: PIDs are the node's, as its engine reports them) and
+// returns its output.
+func (l *Lab) Exec(name string, argv ...string) (string, error) {
+	n, err := l.Node(name)
+	if err != nil {
+		return "", err
+	}
+	if !alive(n.InitPID) {
+		return "", fmt.Errorf("node %s is down", name)
+	}
+	return run("nsenter", append([]string{"-t", strconv.Itoa(n.InitPID), "-m", "-n", "-p", "--"}, argv...)...)
+}
