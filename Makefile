@@ -10,7 +10,7 @@ ROOT    ?= /var/lib/berth
 SOCK    ?= /run/berth/berth.sock
 TESTIMG := $(BIN)/testimages
 
-.PHONY: all deps test-deps build run stop test test-unit test-e2e test-conformance bench clean testimages
+.PHONY: all deps test-deps build run stop test test-unit test-e2e test-orch test-conformance bench clean testimages
 
 all: build
 
@@ -34,7 +34,7 @@ run: deps build testimages
 stop:
 	@pkill -f "^$(BIN)/berth daemon" && echo "berth daemon stopped" || echo "no berth daemon running from $(BIN)"
 
-test: test-deps build testimages test-unit test-e2e test-conformance
+test: test-deps build testimages test-unit test-e2e test-orch test-conformance
 
 test-deps:
 	@scripts/install-deps.sh test
@@ -44,7 +44,12 @@ test-unit:
 	$(GO) test -count=1 ./internal/... ./cmd/...
 
 test-e2e:
-	BERTH_BIN_DIR=$(BIN) BERTH_TESTIMAGES=$(TESTIMG) $(GO) test -count=1 -timeout 20m ./tests/e2e/...
+	BERTH_BIN_DIR=$(BIN) BERTH_TESTIMAGES=$(TESTIMG) $(GO) test -count=1 -timeout 20m $$($(GO) list ./tests/e2e/... | grep -v /tests/e2e/orch)
+
+# The multi-node scenarios (docs/multinode.md) run alone: they measure
+# failover times that a machine busy with the other e2e packages would blur.
+test-orch:
+	BERTH_BIN_DIR=$(BIN) BERTH_TESTIMAGES=$(TESTIMG) $(GO) test -count=1 -timeout 15m ./tests/e2e/orch/...
 
 # The OCI distribution-spec conformance suite against `berth registry`.
 test-conformance: build
