@@ -1,6 +1,6 @@
 // Command berth-server is berth's control plane: a Kubernetes-compatible
-// API server on embedded etcd. The berth CLI forwards `berth server`,
-// `berth kubeconfig` and `berth token` here.
+// API server on embedded etcd, and the node agent. The berth CLI forwards
+// `berth server`, `berth agent`, `berth kubeconfig` and `berth token` here.
 //
 // It is its own binary so that linking etcd, grpc and the Kubernetes types
 // does not slow every CLI command and container start (see
@@ -16,6 +16,7 @@ const usage = `usage: berth-server <command> [flags]
 
 commands:
   server       run the control plane (embedded etcd + Kubernetes API over HTTPS)
+  agent        join a cluster as a node and run its pods on the local berth engine
   kubeconfig   print the admin kubeconfig of a data directory
   token        print the node join token; "token create --role admin|node|viewer" makes a new one
 `
@@ -29,6 +30,8 @@ func main() {
 	switch os.Args[1] {
 	case "server":
 		err = runServer(os.Args[2:])
+	case "agent":
+		err = runAgent(os.Args[2:])
 	case "kubeconfig":
 		err = runKubeconfig(os.Args[2:])
 	case "token":

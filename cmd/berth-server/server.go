@@ -3,13 +3,16 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
+	"github.com/berth/berth/internal/cluster/agent"
 	"github.com/berth/berth/internal/cluster/controlplane"
+	"k8s.io/client-go/rest"
 )
 
 func runServer(args []string) error {
@@ -30,12 +33,17 @@ func runServer(args []string) error {
 	fs.StringVar(&o.Token, "token", "", "join token (from `berth token` on the first server)")
 	fs.StringVar(&o.ServiceCIDR, "service-cidr", "10.43.0.0/16", "range of service cluster IPs")
 	fs.StringVar(&o.Name, "name", "", "etcd member name (default hostname-port)")
-	disableAgent := fs.Bool("disable-agent", false, "run a pure control plane (no node agent; the agent is not part of this build yet)")
+	disableAgent := fs.Bool("disable-agent", false, "run a pure control plane: no node agent and no engine on this host")
+	var ao agent.Options
+	fs.StringVar(&ao.DataDir, "agent-data-dir", "/var/lib/berth/agent", "data directory of this host's node agent")
+	labels, taints := agentFlags(fs, &ao)
 	debug := fs.Bool("debug", false, "log every request")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	_ = disableAgent
+	if err := parseNodeFlags(&ao, *labels, *taints); err != nil {
+		return err
+	}
 	if *endpoints != "" {
 		o.EtcdEndpoints = strings.Split(*endpoints, ",")
 	}
@@ -44,6 +52,26 @@ func runServer(args []string) error {
 		level = slog.LevelDebug
 	}
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if !*disableAgent {
+		if ao.NodeName == "" {
+			h, err := os.Hostname()
+			if err != nil {
+				return fmt.Errorf("--node-name: the hostname is unknown: %w", err)
+			}
+			ao.NodeName = strings.ToLower(h)
+		}
+		ao.Logger = o.Logger.With("component", "agent")
+		o.AgentNode = ao.NodeName
+		o.NodeAgent = func(ctx context.Context, cfg *rest.Config) error {
+			stopEngine, err := ensureEngine(ctx, ao.Engine, ao.Logger)
+			if err != nil {
+				return err
+			}
+			defer stopEngine()
+			ao.Config = cfg
+			return agent.Run(ctx, ao)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return controlplane.Run(ctx, o)

@@ -22,7 +22,7 @@ func engineCommands(g *globals) []*cobra.Command {
 	system := &cobra.Command{Use: "system", Short: "Manage berth"}
 	system.AddCommand(newSystemPruneCmd(g), newInfoCmd(g))
 	cmds := []*cobra.Command{newDaemonCmd(g), newVersionCmd(g), newInfoCmd(g), system, newVolumeCmd(g), newNetworkCmd(g)}
-	for _, name := range []string{"server", "kubeconfig", "token"} {
+	for _, name := range []string{"server", "agent", "kubeconfig", "token"} {
 		cmds = append(cmds, newForwardCmd(name))
 	}
 	return cmds
@@ -226,6 +226,7 @@ func newSystemPruneCmd(g *globals) *cobra.Command {
 func newForwardCmd(name string) *cobra.Command {
 	short := map[string]string{
 		"server":     "Run the control plane (Kubernetes API on etcd); runs berth-server",
+		"agent":      "Join a cluster as a node and run its pods on the local engine; runs berth-server",
 		"kubeconfig": "Print the admin kubeconfig of a control plane",
 		"token":      "Print or create control-plane tokens",
 	}[name]

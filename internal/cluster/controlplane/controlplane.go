@@ -28,6 +28,7 @@ import (
 	"github.com/berth/berth/internal/cluster/pki"
 	"github.com/berth/berth/internal/cluster/store"
 	"github.com/berth/berth/internal/errdefs"
+	"k8s.io/client-go/rest"
 )
 
 // Options are the flags of `berth server`.
@@ -50,6 +51,11 @@ type Options struct {
 	Logger                                *slog.Logger
 	// Ready, if set, is closed once the API serves.
 	Ready chan<- struct{}
+	// NodeAgent, if set, runs this host's node agent (all-in-one) once the
+	// API serves, with a node credential for AgentNode issued here. Run
+	// waits for it to return after ctx ends.
+	NodeAgent func(ctx context.Context, cfg *rest.Config) error
+	AgentNode string
 }
 
 func (o *Options) defaults() error {
@@ -197,7 +203,7 @@ func Run(ctx context.Context, o Options) error {
 		// Published in default/kubernetes only when pods can reach it.
 		AdvertiseAddress: publishable(o.AdvertiseAddress),
 		AdvertisePort:    o.Port,
-		Extra:            joinHandler(st, ca),
+		Extra:            extraHandler(joinHandler(st, ca), nodeJoinHandler(ca)),
 	})
 	bctx, cancel := context.WithTimeout(ctx, 120*time.Second)
 	err = st.WaitWritable(bctx) // a joining member serves once promoted
@@ -243,6 +249,25 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}()
 	}
+	agentDone := make(chan struct{})
+	if o.NodeAgent != nil {
+		nodeCert, nodeKey, err := dir.EnsureCert(ca, "node-"+o.AgentNode, pki.CertRequest{CommonName: "system:node:" + o.AgentNode, Organization: []string{"system:nodes"}, Client: true})
+		if err != nil {
+			return err
+		}
+		nc, _ := os.ReadFile(nodeCert)
+		nk, _ := os.ReadFile(nodeKey)
+		cfg := kube.Config("https://"+hostPort(loopHost, o.Port), ca.CertPEM, nc, nk, "")
+		go func() {
+			defer close(agentDone)
+			if err := o.NodeAgent(runCtx, cfg); err != nil && runCtx.Err() == nil {
+				o.Logger.Error("node agent stopped", "err", err)
+			}
+		}()
+	} else {
+		close(agentDone)
+	}
+	defer func() { stop(); <-agentDone }()
 	if o.Ready != nil {
 		close(o.Ready)
 	}

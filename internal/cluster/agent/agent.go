@@ -1,0 +1,438 @@
+// Package agent is berth's node agent (the kubelet's role): it joins a
+// cluster with a join token, registers its Node and renews its Lease, and
+// runs the pods bound to its node on the local berth engine, reporting
+// their status and events. All per-pod state lives in the engine as
+// container labels (see spec.go), so a restarted agent adopts the pods its
+// predecessor started without restarting them.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/berth/berth/internal/cluster/kube"
+	"github.com/berth/berth/internal/engine/api"
+	"github.com/berth/berth/internal/errdefs"
+)
+
+// Options configure an agent.
+type Options struct {
+	Server        string // https://HOST:PORT of an API server (with Token)
+	Token         string // join token K<ca fingerprint>.<secret>
+	NodeName      string // default: the hostname, lower-cased
+	Engine        string // default unix:///run/berth/berth.sock
+	DataDir       string // default /var/lib/berth/agent
+	NodeIP        string // default: the address of the default route
+	Labels        map[string]string
+	Taints        []corev1.Taint
+	CPUs          string        // capacity overrides ("2", "1500m")
+	Memory        string        // ("4Gi")
+	MaxPods       int           // default 110
+	LeaseDuration time.Duration // default 4s, renewed every LeaseDuration/4
+	StreamingPort int           // default 10250 (kubeletEndpoint)
+	// Config, if set, is used instead of joining (the all-in-one server
+	// passes a node credential it issued itself).
+	Config *rest.Config
+	Logger *slog.Logger
+
+	// engine replaces the engine client (tests).
+	engine Engine
+	// client replaces the clientset (tests).
+	client kubernetes.Interface
+	// resync is how often each pod is re-checked without a trigger.
+	resync time.Duration
+}
+
+func (o *Options) defaults() error {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("--node-name: none given and the hostname is unknown: %w", err)
+		}
+		o.NodeName = strings.ToLower(h)
+	}
+	if errs := validation.IsDNS1123Subdomain(o.NodeName); len(errs) > 0 {
+		return fmt.Errorf("--node-name %q: %s: %w", o.NodeName, strings.Join(errs, "; "), errdefs.ErrInvalidArgument)
+	}
+	if o.Engine == "" {
+		o.Engine = "unix:///run/berth/berth.sock"
+	}
+	if o.DataDir == "" {
+		o.DataDir = "/var/lib/berth/agent"
+	}
+	if o.Config == nil && o.client == nil {
+		if o.Server == "" || !strings.HasPrefix(o.Server, "https://") {
+			return fmt.Errorf("--server %q: want https://HOST:PORT of a berth server: %w", o.Server, errdefs.ErrInvalidArgument)
+		}
+	}
+	if o.NodeIP == "" {
+		o.NodeIP = defaultIP()
+	} else if net.ParseIP(o.NodeIP) == nil {
+		return fmt.Errorf("--node-ip %q: want an IP address: %w", o.NodeIP, errdefs.ErrInvalidArgument)
+	}
+	if o.MaxPods < 0 {
+		return fmt.Errorf("--max-pods %d: want a positive number: %w", o.MaxPods, errdefs.ErrInvalidArgument)
+	}
+	if o.MaxPods == 0 {
+		o.MaxPods = 110
+	}
+	if o.LeaseDuration <= 0 {
+		o.LeaseDuration = 4 * time.Second
+	}
+	if o.StreamingPort == 0 {
+		o.StreamingPort = 10250
+	}
+	if o.resync == 0 {
+		o.resync = 3 * time.Second
+	}
+	return nil
+}
+
+// defaultIP is the source address of the default route, else the first
+// non-loopback address, else 127.0.0.1.
+func defaultIP() string {
+	if c, err := net.Dial("udp", "192.0.2.1:9"); err == nil { // no packet is sent
+		ip := c.LocalAddr().(*net.UDPAddr).IP.String()
+		c.Close()
+		return ip
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			return n.IP.String()
+		}
+	}
+	return "127.0.0.1"
+}
+
+// Agent runs one node.
+type Agent struct {
+	o      Options
+	node   string
+	eng    Engine
+	cs     kubernetes.Interface
+	rec    record.EventRecorder
+	log    *slog.Logger
+	hostIP string
+	// flat is set when the engine cannot run pod sandboxes yet: each
+	// container then gets its own network namespace.
+	flat bool
+
+	pods    corelisters.PodLister
+	synced  cache.InformerSynced
+	mu      sync.Mutex
+	workers map[types.UID]*podWorker
+	wg      sync.WaitGroup
+}
+
+// Run joins (unless o.Config is set), registers the node and runs its pods
+// until ctx ends. Pods keep running when it returns.
+func Run(ctx context.Context, o Options) error {
+	if err := o.defaults(); err != nil {
+		return err
+	}
+	log := o.Logger.With("node", o.NodeName)
+	eng := o.engine
+	if eng == nil {
+		var err error
+		if eng, err = NewEngine(o.Engine); err != nil {
+			return err
+		}
+	}
+	cs := o.client
+	var clients *kube.Clients
+	if cs == nil {
+		cfg := o.Config
+		if cfg == nil {
+			var err error
+			if cfg, err = Join(ctx, o.Server, o.Token, o.NodeName, o.DataDir, log); err != nil {
+				return err
+			}
+		}
+		cfg = rest.CopyConfig(cfg)
+		cfg.UserAgent = "berth-agent/" + o.NodeName
+		var err error
+		if clients, err = kube.NewClients(cfg, 0, log); err != nil {
+			return err
+		}
+		defer clients.Shutdown()
+		cs = clients.Client
+	}
+	a := &Agent{o: o, node: o.NodeName, eng: eng, cs: cs, log: log, hostIP: o.NodeIP, workers: map[types.UID]*podWorker{}}
+	if clients != nil {
+		a.rec = clients.Recorder("kubelet", o.NodeName)
+	} else {
+		a.rec = record.NewFakeRecorder(1000)
+	}
+	if err := a.waitEngine(ctx); err != nil {
+		return err
+	}
+	a.flat = !a.sandboxSupported(ctx)
+	if a.flat {
+		log.Warn("the engine cannot run pod sandboxes yet (pause image or container: network mode missing); each pod container gets its own network namespace")
+	}
+	if err := a.registerNode(ctx); err != nil {
+		return err
+	}
+	go a.leaseLoop(ctx)
+	go a.nodeStatusLoop(ctx)
+
+	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+		lo.FieldSelector = "spec.nodeName=" + o.NodeName
+	}))
+	inf := f.Core().V1().Pods()
+	a.pods = inf.Lister()
+	a.synced = inf.Informer().HasSynced
+	_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { a.podChanged(ctx, obj) },
+		UpdateFunc: func(_, obj any) { a.podChanged(ctx, obj) },
+		DeleteFunc: func(obj any) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			if p, ok := obj.(*corev1.Pod); ok {
+				a.podGone(p.UID)
+			}
+		},
+	})
+	f.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), a.synced) {
+		return ctx.Err()
+	}
+	log.Info("node agent ready", "engine", o.Engine, "node-ip", a.hostIP, "sandboxes", !a.flat)
+	go a.engineEvents(ctx)
+	a.housekeeping(ctx)
+	f.Shutdown()
+	a.wg.Wait()
+	return nil
+}
+
+// waitEngine waits up to a minute for the engine to answer.
+func (a *Agent) waitEngine(ctx context.Context) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err := a.eng.Version(ctx)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("--engine %s: %w", a.o.Engine, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// sandboxSupported checks once whether the engine has the pause image and
+// the container: network mode, by creating (not starting) two containers.
+func (a *Agent) sandboxSupported(ctx context.Context) bool {
+	name := fmt.Sprintf("berth-agent-probe-%d", time.Now().UnixNano())
+	hc := &HostConfig{}
+	hc.NetworkMode = "none"
+	id, err := a.eng.Create(ctx, name, CreateRequest{Config: sandboxProbeConfig(), HostConfig: hc})
+	if err != nil {
+		a.log.Debug("sandbox probe", "err", err)
+		return false
+	}
+	defer a.eng.Remove(context.WithoutCancel(ctx), id)
+	hc2 := &HostConfig{IpcMode: "container:" + id}
+	hc2.NetworkMode = "container:" + id
+	id2, err := a.eng.Create(ctx, name+"-2", CreateRequest{Config: sandboxProbeConfig(), HostConfig: hc2})
+	if err != nil {
+		a.log.Debug("sandbox probe", "err", err)
+		return false
+	}
+	_ = a.eng.Remove(context.WithoutCancel(ctx), id2)
+	return true
+}
+
+func sandboxProbeConfig() (c api.Config) {
+	c.Image = PauseImage
+	return c
+}
+
+// podChanged hands the pod to its worker, starting one if needed.
+func (a *Agent) podChanged(ctx context.Context, obj any) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok || pod.Spec.NodeName != a.node {
+		return
+	}
+	a.mu.Lock()
+	w := a.workers[pod.UID]
+	if w == nil {
+		w = newPodWorker(a, pod.UID)
+		a.workers[pod.UID] = w
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			w.run(ctx)
+			a.mu.Lock()
+			if a.workers[pod.UID] == w {
+				delete(a.workers, pod.UID)
+			}
+			a.mu.Unlock()
+		}()
+	}
+	a.mu.Unlock()
+	w.setPod(pod)
+}
+
+// podGone tells a pod's worker the pod left the API.
+func (a *Agent) podGone(uid types.UID) {
+	a.mu.Lock()
+	w := a.workers[uid]
+	a.mu.Unlock()
+	if w != nil {
+		w.setPod(nil)
+	}
+}
+
+func (a *Agent) kick(uid types.UID) {
+	a.mu.Lock()
+	w := a.workers[uid]
+	a.mu.Unlock()
+	if w != nil {
+		w.trigger()
+	}
+}
+
+// engineEvents wakes a pod's worker when one of its containers changes
+// state, so exits are answered at once rather than at the next resync.
+func (a *Agent) engineEvents(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := a.eng.Events(ctx, func(action string, labels map[string]string) {
+			switch action {
+			case "die", "oom", "start", "destroy", "kill":
+			default:
+				return
+			}
+			if uid := labels[LabelPodUID]; uid != "" {
+				a.kick(types.UID(uid))
+			}
+		})
+		if ctx.Err() == nil {
+			a.log.Debug("engine event stream ended; reconnecting", "err", err)
+			time.Sleep(time.Second)
+		}
+	}
+}
+
+// housekeeping removes containers of pods this node no longer has (deleted
+// while the agent was down or the node partitioned) until ctx ends.
+func (a *Agent) housekeeping(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		a.collectOrphans(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) collectOrphans(ctx context.Context) {
+	all, err := a.eng.List(ctx, LabelPodUID, "")
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Warn("listing pod containers", "err", err)
+		}
+		return
+	}
+	pods, _ := a.pods.List(everything)
+	known := map[string]bool{}
+	for _, p := range pods {
+		known[string(p.UID)] = true
+	}
+	a.mu.Lock()
+	for uid := range a.workers {
+		known[string(uid)] = true
+	}
+	a.mu.Unlock()
+	byPod := map[string][]containerRef{}
+	for _, c := range all {
+		uid := c.Labels[LabelPodUID]
+		if uid == "" || known[uid] {
+			continue
+		}
+		byPod[uid] = append(byPod[uid], containerRef{id: c.ID, labels: c.Labels, running: c.State == "running"})
+	}
+	for uid, cs := range byPod {
+		a.log.Info("stopping containers of a pod no longer bound to this node", "pod", cs[0].labels[LabelPodNamespace]+"/"+cs[0].labels[LabelPodName], "uid", uid, "containers", len(cs))
+		removeAll(ctx, a.eng, cs, -1)
+	}
+}
+
+type containerRef struct {
+	id      string
+	labels  map[string]string
+	running bool
+}
+
+// removeAll stops (grace seconds; -1: each container's label) and removes
+// containers, application containers before sandboxes, in parallel.
+func removeAll(ctx context.Context, eng Engine, cs []containerRef, grace int) {
+	stop := func(list []containerRef) {
+		var wg sync.WaitGroup
+		for _, c := range list {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if c.running {
+					g := grace
+					if g < 0 {
+						g = atoiDefault(c.labels[LabelGrace], 30)
+					}
+					_ = eng.Stop(ctx, c.id, g)
+				}
+				_ = eng.Remove(ctx, c.id)
+			}()
+		}
+		wg.Wait()
+	}
+	var apps, sandboxes []containerRef
+	for _, c := range cs {
+		if c.labels[LabelKind] == KindSandbox {
+			sandboxes = append(sandboxes, c)
+		} else {
+			apps = append(apps, c)
+		}
+	}
+	stop(apps)
+	stop(sandboxes)
+}
+
+var errBackoff = errors.New("in back-off")
+
+var everything = labels.Everything()
+
+func atoiDefault(s string, def int) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return def
+	}
+	return n
+}

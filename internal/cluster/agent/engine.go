@@ -1,0 +1,166 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/berth/berth/internal/engine/api"
+	"github.com/berth/berth/internal/engine/client"
+	"github.com/berth/berth/internal/errdefs"
+)
+
+// Engine is what the agent needs from the local berth engine. The real one
+// speaks the engine API over its unix socket; tests use a fake.
+type Engine interface {
+	// List returns all containers (running or not) carrying label=value
+	// (any value when value is "").
+	List(ctx context.Context, label, value string) ([]api.ContainerSummary, error)
+	Inspect(ctx context.Context, id string) (*api.ContainerJSON, error)
+	Create(ctx context.Context, name string, req CreateRequest) (string, error)
+	Start(ctx context.Context, id string) error
+	// Stop sends the stop signal, then SIGKILL after timeout seconds.
+	Stop(ctx context.Context, id string, timeout int) error
+	Remove(ctx context.Context, id string) error
+	// Image returns the ID and configured USER of a local image, or an
+	// error wrapping errdefs.ErrNotFound.
+	Image(ctx context.Context, ref string) (id, user string, err error)
+	// Pull fetches an image; the error carries the engine's message.
+	Pull(ctx context.Context, ref string) error
+	// Events calls fn for each container event until ctx ends or the
+	// stream breaks.
+	Events(ctx context.Context, fn func(action string, labels map[string]string)) error
+	Version(ctx context.Context) (string, error)
+}
+
+// engineClient is the Engine over internal/engine/client.
+type engineClient struct{ c *client.Client }
+
+var _ Engine = engineClient{}
+
+// NewEngine connects to the engine at host (unix:///run/berth/berth.sock).
+func NewEngine(host string) (Engine, error) {
+	c, err := client.New(host)
+	if err != nil {
+		return nil, fmt.Errorf("--engine: %w", err)
+	}
+	return engineClient{c}, nil
+}
+
+func (e engineClient) List(ctx context.Context, label, value string) ([]api.ContainerSummary, error) {
+	sel := label
+	if value != "" {
+		sel += "=" + value
+	}
+	f, _ := json.Marshal(map[string][]string{"label": {sel}})
+	var out []api.ContainerSummary
+	err := e.c.JSON(ctx, http.MethodGet, "/containers/json", url.Values{"all": {"1"}, "filters": {string(f)}}, nil, &out)
+	return out, err
+}
+
+func (e engineClient) Inspect(ctx context.Context, id string) (*api.ContainerJSON, error) {
+	var out api.ContainerJSON
+	if err := e.c.JSON(ctx, http.MethodGet, "/containers/"+id+"/json", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func (e engineClient) Create(ctx context.Context, name string, req CreateRequest) (string, error) {
+	var out api.CreateResponse
+	if err := e.c.JSON(ctx, http.MethodPost, "/containers/create", url.Values{"name": {name}}, req, &out); err != nil {
+		return "", err
+	}
+	return out.ID, nil
+}
+
+func (e engineClient) Start(ctx context.Context, id string) error {
+	return e.c.JSON(ctx, http.MethodPost, "/containers/"+id+"/start", nil, nil, nil)
+}
+
+func (e engineClient) Stop(ctx context.Context, id string, timeout int) error {
+	err := e.c.JSON(ctx, http.MethodPost, "/containers/"+id+"/stop", url.Values{"t": {strconv.Itoa(timeout)}}, nil, nil)
+	var re *client.ResponseError
+	if errors.As(err, &re) && re.Status == http.StatusNotModified {
+		return nil
+	}
+	return err
+}
+
+func (e engineClient) Remove(ctx context.Context, id string) error {
+	err := e.c.JSON(ctx, http.MethodDelete, "/containers/"+id, url.Values{"force": {"1"}, "v": {"1"}}, nil, nil)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (e engineClient) Image(ctx context.Context, ref string) (string, string, error) {
+	var out api.ImageInspect
+	if err := e.c.JSON(ctx, http.MethodGet, "/images/"+ref+"/json", nil, nil, &out); err != nil {
+		return "", "", err
+	}
+	user := ""
+	if out.Config != nil {
+		user = out.Config.User
+	}
+	return out.ID, user, nil
+}
+
+func (e engineClient) Pull(ctx context.Context, ref string) error {
+	resp, err := e.c.Do(ctx, http.MethodPost, "/images/create", url.Values{"fromImage": {ref}}, nil, "")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var m api.JSONMessage
+		if err := dec.Decode(&m); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("pulling %s: reading the engine's progress: %w", ref, err)
+		}
+		if m.Error != "" {
+			return errors.New(m.Error)
+		}
+		if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
+			return errors.New(m.ErrorDetail.Message)
+		}
+	}
+}
+
+func (e engineClient) Events(ctx context.Context, fn func(action string, labels map[string]string)) error {
+	f, _ := json.Marshal(map[string][]string{"type": {"container"}})
+	resp, err := e.c.Do(ctx, http.MethodGet, "/events", url.Values{"filters": {string(f)}}, nil, "")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(bufio.NewReader(resp.Body))
+	for {
+		var ev struct {
+			Action string
+			Actor  struct{ Attributes map[string]string }
+		}
+		if err := dec.Decode(&ev); err != nil {
+			return err
+		}
+		fn(ev.Action, ev.Actor.Attributes)
+	}
+}
+
+func (e engineClient) Version(ctx context.Context) (string, error) {
+	var v struct{ Version string }
+	if err := e.c.JSON(ctx, http.MethodGet, "/version", nil, nil, &v); err != nil {
+		return "", err
+	}
+	return strings.TrimPrefix(v.Version, "v"), nil
+}
