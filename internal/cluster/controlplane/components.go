@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"github.com/berth/berth/internal/cluster/controller/nodelifecycle"
 	"github.com/berth/berth/internal/cluster/kube"
 )
 
@@ -9,5 +10,6 @@ import (
 // kube.Component; list them here.
 func components(o Options) []kube.Component {
 	var c []kube.Component
+	c = append(c, nodelifecycle.Component(nodelifecycle.Options{GracePeriod: o.NodeMonitorGracePeriod, StartupGracePeriod: o.NodeStartupGracePeriod, MonitorPeriod: o.NodeMonitorPeriod}))
 	return c
 }
