@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/berth/berth/internal/cluster/agent"
+	"github.com/berth/berth/internal/cluster/controller/nodelifecycle"
 	"github.com/berth/berth/internal/cluster/controlplane"
 	"k8s.io/client-go/rest"
 )
@@ -37,6 +38,11 @@ func runServer(args []string) error {
 	var ao agent.Options
 	fs.StringVar(&ao.DataDir, "agent-data-dir", "/var/lib/berth/agent", "data directory of this host's node agent")
 	labels, taints := agentFlags(fs, &ao)
+	fs.DurationVar(&o.NodeMonitorGracePeriod, "node-monitor-grace-period", nodelifecycle.DefaultGracePeriod, "a node that has not renewed its Lease for this long goes Ready=Unknown and gets the unreachable taints (at least 2s)")
+	fs.DurationVar(&o.NodeStartupGracePeriod, "node-startup-grace-period", nodelifecycle.DefaultStartupGracePeriod, "grace for a node that has no Lease yet")
+	fs.DurationVar(&o.NodeMonitorPeriod, "node-monitor-period", nodelifecycle.DefaultMonitorPeriod, "how often node health is checked")
+	notReadySecs := fs.Int64("default-not-ready-toleration-seconds", controlplane.DefaultNotReadyTolerationSeconds, "tolerationSeconds of the node.kubernetes.io/not-ready:NoExecute toleration added to new pods that have none")
+	unreachableSecs := fs.Int64("default-unreachable-toleration-seconds", controlplane.DefaultUnreachableTolerationSeconds, "tolerationSeconds of the node.kubernetes.io/unreachable:NoExecute toleration added to new pods that have none")
 	debug := fs.Bool("debug", false, "log every request")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -44,6 +50,7 @@ func runServer(args []string) error {
 	if err := parseNodeFlags(&ao, *labels, *taints); err != nil {
 		return err
 	}
+	o.DefaultNotReadyTolerationSeconds, o.DefaultUnreachableTolerationSeconds = notReadySecs, unreachableSecs
 	if *endpoints != "" {
 		o.EtcdEndpoints = strings.Split(*endpoints, ",")
 	}

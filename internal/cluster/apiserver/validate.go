@@ -93,6 +93,10 @@ func applyDefaults(obj runtime.Object) {
 		if o.Spec.UpdateStrategy.Type == "" {
 			o.Spec.UpdateStrategy.Type = appsv1.RollingUpdateDaemonSetStrategyType
 		}
+		if o.Spec.UpdateStrategy.Type == appsv1.RollingUpdateDaemonSetStrategyType && o.Spec.UpdateStrategy.RollingUpdate == nil {
+			one, zero := intstr.FromInt32(1), intstr.FromInt32(0)
+			o.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateDaemonSet{MaxUnavailable: &one, MaxSurge: &zero}
+		}
 		if o.Spec.RevisionHistoryLimit == nil {
 			o.Spec.RevisionHistoryLimit = ptr(int32(10))
 		}
@@ -106,6 +110,12 @@ func applyDefaults(obj runtime.Object) {
 		}
 		if o.Spec.BackoffLimit == nil {
 			o.Spec.BackoffLimit = ptr(int32(6))
+		}
+		if o.Spec.CompletionMode == nil {
+			o.Spec.CompletionMode = ptr(batchv1.NonIndexedCompletion)
+		}
+		if o.Spec.Suspend == nil {
+			o.Spec.Suspend = ptr(false)
 		}
 		defaultPodSpec(&o.Spec.Template.Spec)
 	case *batchv1.CronJob:
