@@ -239,7 +239,12 @@ func (c *Cluster) Place(pod *corev1.Pod) Decision {
 			}
 			sc.candidates = append(sc.candidates, candidate{ni: ni})
 		}
+		// Start the next placement after the nodes just examined; when that
+		// was all of them, one further on, so that ties rotate.
 		c.next = (start + examined) % n
+		if c.next == start {
+			c.next = (start + 1) % n
+		}
 	}
 	d.Examined, d.Feasible = examined, len(sc.candidates)
 
