@@ -70,6 +70,7 @@ type nodeInfo struct {
 
 	requested resources
 	nonZero   resources // requests with scoring defaults, for the scores
+	numPods   int       // len(pods), kept beside the other hot fields
 	pods      map[types.UID]*podInfo
 	ports     map[hostPort]int
 
@@ -231,6 +232,7 @@ func (c *Cluster) SetPod(p *corev1.Pod) {
 	c.pods[p.UID] = pi
 	ni := pi.node
 	ni.pods[p.UID] = pi
+	ni.numPods = len(ni.pods)
 	ni.requested.add(pi.req)
 	ni.nonZero.add(pi.nonZero)
 	for _, hp := range pi.ports {
@@ -258,6 +260,7 @@ func (c *Cluster) removePod(pi *podInfo) {
 	delete(c.antiPods, pi.pod.UID)
 	ni := pi.node
 	delete(ni.pods, pi.pod.UID)
+	ni.numPods = len(ni.pods)
 	ni.requested.sub(pi.req)
 	ni.nonZero.sub(pi.nonZero)
 	for _, hp := range pi.ports {

@@ -20,7 +20,7 @@ func feasible(t *testing.T, c *Cluster, pod *corev1.Pod) []string {
 	}
 	out := []string{}
 	for _, idx := range c.order {
-		if code, _ := st.filter(c, c.nodes[idx]); code == 0 {
+		if code := st.filter(c, c.nodes[idx]); code == 0 {
 			out = append(out, c.nodes[idx].name)
 		}
 	}

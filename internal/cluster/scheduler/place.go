@@ -90,24 +90,31 @@ var reasonText = map[uint32]string{
 	rPodAnti:       "node(s) didn't match pod anti-affinity rules",
 }
 
+// rejection is a node and why it was rejected; kept free of pointers (the
+// details of a taint or an extended resource are looked up again for the
+// message) because the placement loop appends one per rejected node.
 type rejection struct {
-	ni     *nodeInfo
-	code   uint32
-	taint  *corev1.Taint
-	scalar corev1.ResourceName
+	idx  int32
+	code uint32
 }
 
-func (r rejection) reasons() []string {
+func (st *podState) reasons(ni *nodeInfo, code uint32) []string {
 	var out []string
 	for bit := uint32(1); bit <= rPodAnti; bit <<= 1 {
-		if r.code&bit == 0 {
+		if code&bit == 0 {
 			continue
 		}
 		switch bit {
 		case rTaint:
-			out = append(out, fmt.Sprintf("node(s) had untolerated taint {%s: %s}", r.taint.Key, r.taint.Value))
+			for i := range ni.hardTaints {
+				if t := &ni.hardTaints[i]; !tolerates(st.pod.Spec.Tolerations, t) {
+					out = append(out, fmt.Sprintf("node(s) had untolerated taint {%s: %s}", t.Key, t.Value))
+					break
+				}
+			}
 		case rScalar:
-			out = append(out, "Insufficient "+string(r.scalar))
+			_, name := st.fits(ni)
+			out = append(out, "Insufficient "+string(name))
 		default:
 			out = append(out, reasonText[bit])
 		}
@@ -182,6 +189,7 @@ type candidate struct {
 
 type scratch struct {
 	rejected   []rejection
+	feasible   []int32
 	candidates []candidate
 }
 
@@ -212,7 +220,7 @@ func (c *Cluster) Place(pod *corev1.Pod) Decision {
 	}
 	sc := &c.scratch
 	sc.rejected = sc.rejected[:0]
-	sc.candidates = sc.candidates[:0]
+	sc.feasible = sc.feasible[:0]
 
 	n := len(c.order)
 	want := c.feasibleToFind(n)
@@ -222,22 +230,22 @@ func (c *Cluster) Place(pod *corev1.Pod) Decision {
 		want = 1
 		if ni := c.byName[pod.Spec.NodeName]; ni != nil && ni.node != nil {
 			examined = n
-			if code, r := st.filter(c, ni); code != 0 {
-				sc.rejected = append(sc.rejected, r)
+			if code := st.filter(c, ni); code != 0 {
+				sc.rejected = append(sc.rejected, rejection{ni.idx, code})
 			} else {
-				sc.candidates = append(sc.candidates, candidate{ni: ni})
+				sc.feasible = append(sc.feasible, ni.idx)
 			}
 		}
 	} else {
 		start := c.next
-		for i := 0; i < n && len(sc.candidates) < want; i++ {
-			ni := c.nodes[c.order[(start+i)%n]]
+		for i := 0; i < n && len(sc.feasible) < want; i++ {
+			idx := c.order[(start+i)%n]
 			examined++
-			if code, r := st.filter(c, ni); code != 0 {
-				sc.rejected = append(sc.rejected, r)
+			if code := st.filter(c, c.nodes[idx]); code != 0 {
+				sc.rejected = append(sc.rejected, rejection{idx, code})
 				continue
 			}
-			sc.candidates = append(sc.candidates, candidate{ni: ni})
+			sc.feasible = append(sc.feasible, idx)
 		}
 		// Start the next placement after the nodes just examined; when that
 		// was all of them, one further on, so that ties rotate.
@@ -246,13 +254,14 @@ func (c *Cluster) Place(pod *corev1.Pod) Decision {
 			c.next = (start + 1) % n
 		}
 	}
-	d.Examined, d.Feasible = examined, len(sc.candidates)
+	d.Examined, d.Feasible = examined, len(sc.feasible)
 
-	switch len(sc.candidates) {
+	switch len(sc.feasible) {
 	case 0:
 		d.Rejected = make(map[string][]string, n)
 		for _, r := range sc.rejected {
-			d.Rejected[r.ni.name] = r.reasons()
+			ni := c.nodes[r.idx]
+			d.Rejected[ni.name] = st.reasons(ni, r.code)
 		}
 		if pod.Spec.NodeName != "" {
 			for _, idx := range c.order {
@@ -263,8 +272,12 @@ func (c *Cluster) Place(pod *corev1.Pod) Decision {
 		}
 		return d
 	case 1:
-		d.Node = sc.candidates[0].ni.name
+		d.Node = c.nodes[sc.feasible[0]].name
 		return d
+	}
+	sc.candidates = sc.candidates[:0]
+	for _, idx := range sc.feasible {
+		sc.candidates = append(sc.candidates, candidate{ni: c.nodes[idx]})
 	}
 	d.Node = st.score(sc.candidates).name
 	return d
@@ -550,66 +563,65 @@ func contains(list []string, s string) bool {
 
 // filter checks one node in kube-scheduler's filter order and stops at the
 // first filter that fails (resource fit reports every short resource).
-func (st *podState) filter(c *Cluster, ni *nodeInfo) (uint32, rejection) {
-	reject := func(code uint32) (uint32, rejection) { return code, rejection{ni: ni, code: code} }
+func (st *podState) filter(c *Cluster, ni *nodeInfo) uint32 {
 	if ni.unschedulable && !st.tolerateUnschedulable {
-		return reject(rUnschedulable)
+		return rUnschedulable
 	}
 	if !ni.ready && !st.tolerateNotReady {
-		return reject(rNotReady)
+		return rNotReady
 	}
 	if st.pod.Spec.NodeName != "" && st.pod.Spec.NodeName != ni.name {
-		return reject(rNodeName)
+		return rNodeName
 	}
 	for i := range ni.hardTaints {
 		if t := &ni.hardTaints[i]; !tolerates(st.pod.Spec.Tolerations, t) {
-			return rTaint, rejection{ni: ni, code: rTaint, taint: t}
+			return rTaint
 		}
 	}
 	if st.nodeAffinity != nil {
 		if ok, _ := st.nodeAffinity.Match(ni.node); !ok {
-			return reject(rNodeAffinity)
+			return rNodeAffinity
 		}
 	}
 	if len(st.ports) > 0 && portsConflict(ni.ports, st.ports) {
-		return reject(rPorts)
+		return rPorts
 	}
-	if code, scalar := st.fits(ni); code != 0 {
-		return code, rejection{ni: ni, code: code, scalar: scalar}
+	if code, _ := st.fits(ni); code != 0 {
+		return code
 	}
 	for i := range st.hardSpread {
 		sc := &st.hardSpread[i]
 		n, ok := sc.count(ni.idx)
 		if !ok {
-			return reject(rSpreadLabel)
+			return rSpreadLabel
 		}
 		if n+sc.self-sc.min > sc.maxSkew {
-			return reject(rSpread)
+			return rSpread
 		}
 	}
 	for _, f := range st.forbidden {
 		if f.key.nodeDomain[ni.idx] == f.domain {
-			return reject(rExistingAnti)
+			return rExistingAnti
 		}
 	}
 	if !st.skipAffinity {
 		for _, t := range st.affinity {
 			if n, ok := t.domainCount(ni.idx); !ok || n == 0 {
-				return reject(rPodAffinity)
+				return rPodAffinity
 			}
 		}
 	}
 	for _, t := range st.antiAffinity {
 		if n, ok := t.domainCount(ni.idx); ok && n > 0 {
-			return reject(rPodAnti)
+			return rPodAnti
 		}
 	}
-	return 0, rejection{}
+	return 0
 }
 
 func (st *podState) fits(ni *nodeInfo) (uint32, corev1.ResourceName) {
 	var code uint32
-	if int64(len(ni.pods))+1 > ni.allocPods {
+	if int64(ni.numPods)+1 > ni.allocPods {
 		code |= rPods
 	}
 	if st.empty {
@@ -625,6 +637,9 @@ func (st *podState) fits(ni *nodeInfo) (uint32, corev1.ResourceName) {
 		code |= rEphemeral
 	}
 	var scalar corev1.ResourceName
+	if len(st.req.scalar) == 0 {
+		return code, ""
+	}
 	for name, v := range st.req.scalar {
 		if v > 0 && ni.alloc.scalar[name] < ni.requested.scalar[name]+v {
 			code |= rScalar
