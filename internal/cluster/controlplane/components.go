@@ -2,9 +2,9 @@ package controlplane
 
 import (
 	"github.com/berth/berth/internal/cluster/controller/deployment"
-	"github.com/berth/berth/internal/cluster/controller/replicaset"
 	"github.com/berth/berth/internal/cluster/controller/job"
 	"github.com/berth/berth/internal/cluster/controller/nodelifecycle"
+	"github.com/berth/berth/internal/cluster/controller/replicaset"
 	"github.com/berth/berth/internal/cluster/kube"
 )
 
