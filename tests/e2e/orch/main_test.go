@@ -71,7 +71,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "orch e2e: %s/berth is missing: run `make build testimages` (or `make test`)\n", cfg.BinDir)
 		os.Exit(1)
 	}
-	if out, _ := exec.Command(filepath.Join(cfg.BinDir, "berth"), "agent", "--help").CombinedOutput(); !strings.Contains(string(out), "--node-name") {
+	if out, _ := exec.Command(filepath.Join(cfg.BinDir, "berth"), "agent", "--help").CombinedOutput(); !strings.Contains(string(out), "node-name") {
 		fmt.Println("skipping multi-node e2e tests: this build has no `berth agent`")
 		os.Exit(0)
 	}
