@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/berth/berth/internal/cluster/agent/envvars"
+	"github.com/berth/berth/internal/cluster/agent/volumes"
 	"github.com/berth/berth/internal/cluster/kube"
 	"github.com/berth/berth/internal/engine/api"
 	"github.com/berth/berth/internal/errdefs"
@@ -140,6 +143,10 @@ type Agent struct {
 	// flat is set when the engine cannot run pod sandboxes yet: each
 	// container then gets its own network namespace.
 	flat bool
+	// envSrc reads ConfigMaps and Secrets for env and volumes; vols owns
+	// the pods' volume directories under DataDir/pods.
+	envSrc envvars.Source
+	vols   *volumes.Manager
 
 	pods    corelisters.PodLister
 	synced  cache.InformerSynced
@@ -182,6 +189,7 @@ func Run(ctx context.Context, o Options) error {
 		cs = clients.Client
 	}
 	a := &Agent{o: o, node: o.NodeName, eng: eng, cs: cs, log: log, hostIP: o.NodeIP, workers: map[types.UID]*podWorker{}}
+	a.setupPodInputs()
 	if clients != nil {
 		a.rec = clients.Recorder("kubelet", o.NodeName)
 	} else {
@@ -383,6 +391,11 @@ func (a *Agent) collectOrphans(ctx context.Context) {
 	for uid, cs := range byPod {
 		a.log.Info("stopping containers of a pod no longer bound to this node", "pod", cs[0].labels[LabelPodNamespace]+"/"+cs[0].labels[LabelPodName], "uid", uid, "containers", len(cs))
 		removeAll(ctx, a.eng, cs, -1)
+		if a.vols != nil {
+			if err := a.vols.Teardown(uid); err != nil {
+				a.log.Warn("removing the volumes of a pod no longer bound to this node", "uid", uid, "err", err)
+			}
+		}
 	}
 }
 
@@ -426,6 +439,13 @@ func removeAll(ctx context.Context, eng Engine, cs []containerRef, grace int) {
 }
 
 var errBackoff = errors.New("in back-off")
+
+// setupPodInputs prepares the sources of env and volumes.
+func (a *Agent) setupPodInputs() {
+	a.envSrc = envvars.ClientSource(a.cs)
+	capacity, _ := a.capacity()
+	a.vols = &volumes.Manager{Root: filepath.Join(a.o.DataDir, "pods"), Src: a.envSrc, Allocatable: capacity, Log: a.log}
+}
 
 var everything = labels.Everything()
 

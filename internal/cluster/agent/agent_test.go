@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"io"
+	"os"
 	"log/slog"
 	"strings"
 	"testing"
@@ -34,6 +35,7 @@ func testAgent(t *testing.T, eng *fakeEngine, objs ...*corev1.Pod) (*Agent, *fak
 	o := Options{NodeName: "n1", resync: time.Second, MaxPods: 110, LeaseDuration: 4 * time.Second, StreamingPort: 10250, DataDir: t.TempDir()}
 	a := &Agent{o: o, node: "n1", eng: eng, cs: cs, rec: rec, log: slog.New(slog.NewTextHandler(io.Discard, nil)), hostIP: "192.0.2.10",
 		workers: map[types.UID]*podWorker{}, pods: corelisters.NewPodLister(idx)}
+	a.setupPodInputs()
 	a.flat = !a.sandboxSupported(context.Background())
 	return a, cs, rec
 }
@@ -512,5 +514,58 @@ func TestRegisterNodeAndLease(t *testing.T) {
 	time.Sleep(5 * time.Millisecond)
 	if l, err = a.renewLease(ctx, l); err != nil || !l.Spec.RenewTime.After(first) {
 		t.Errorf("renew: got %v %v, want a later renew time", l, err)
+	}
+}
+
+func TestEnvAndVolumes(t *testing.T) {
+	eng := newFakeEngine()
+	pod := testPod("cfg", func(p *corev1.Pod) {
+		c := &p.Spec.Containers[0]
+		c.Command = []string{"echo", "$(GREETING)"}
+		c.Env = []corev1.EnvVar{
+			{Name: "GREETING", Value: "hi"},
+			{Name: "FROM_CM", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cm"}, Key: "k"}}},
+			{Name: "POD", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		}
+		c.VolumeMounts = []corev1.VolumeMount{{Name: "scratch", MountPath: "/scratch"}}
+		p.Spec.Volumes = []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	})
+	missing := testPod("nosecret", func(p *corev1.Pod) {
+		p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "S", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "nope"}, Key: "k"}}}}
+	})
+	a, cs, _ := testAgent(t, eng, pod, missing)
+	if _, err := cs.CoreV1().ConfigMaps("default").Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cm", Namespace: "default"}, Data: map[string]string{"k": "v"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w := newPodWorker(a, pod.UID)
+	p := syncOnce(t, a, cs, w, "cfg")
+	m := current(eng, "cfg", "main")
+	if m == nil {
+		t.Fatalf("container not created: %+v", p.Status)
+	}
+	env := strings.Join(m.req.Env, " ")
+	for _, want := range []string{"GREETING=hi", "FROM_CM=v", "POD=cfg"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("env: got %q, want %s", env, want)
+		}
+	}
+	if got := strings.Join(m.req.Entrypoint, " "); got != "echo hi" {
+		t.Errorf("$(VAR) in command: got %q, want \"echo hi\"", got)
+	}
+	mounts := m.req.HostConfig.Mounts
+	if len(mounts) != 1 || mounts[0].Target != "/scratch" || mounts[0].Type != "bind" || !strings.HasPrefix(mounts[0].Source, a.o.DataDir) {
+		t.Errorf("mounts: got %+v, want /scratch bound from under the data dir", mounts)
+	}
+	// Removing the pod removes its volume directory.
+	w.setPod(nil)
+	w.sync(context.Background())
+	if _, err := os.Stat(mounts[0].Source); !os.IsNotExist(err) {
+		t.Errorf("volume dir after removal: %v, want gone", err)
+	}
+
+	p = syncOnce(t, a, cs, newPodWorker(a, missing.UID), "nosecret")
+	wt := p.Status.ContainerStatuses[0].State.Waiting
+	if wt == nil || wt.Reason != "CreateContainerConfigError" || !strings.Contains(wt.Message, "nope") {
+		t.Errorf("missing secret: got %+v, want CreateContainerConfigError naming it", p.Status.ContainerStatuses[0].State)
 	}
 }

@@ -14,13 +14,14 @@ import (
 // fakeEngine is an in-memory engine: containers are records whose state
 // tests change directly (exit, OOM).
 type fakeEngine struct {
-	mu       sync.Mutex
-	seq      int
-	ctrs     map[string]*fakeCtr
-	images   map[string]string // ref → user
-	pullable map[string]bool
-	pulls    int
+	mu        sync.Mutex
+	seq       int
+	ctrs      map[string]*fakeCtr
+	images    map[string]string // ref → user
+	pullable  map[string]bool
+	pulls     int
 	noSandbox bool
+	execs     []string
 }
 
 type fakeCtr struct {
@@ -155,6 +156,19 @@ func (f *fakeEngine) Events(ctx context.Context, fn func(string, map[string]stri
 }
 
 func (f *fakeEngine) Version(context.Context) (string, error) { return "test", nil }
+
+func (f *fakeEngine) Exec(_ context.Context, id string, cmd []string) (int, []byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.execs = append(f.execs, strings.Join(cmd, " "))
+	if c := f.ctrs[id]; c == nil || !c.j.State.Running {
+		return -1, nil, fmt.Errorf("container %s is not running: %w", id, errdefs.ErrConflict)
+	}
+	if len(cmd) > 0 && cmd[0] == "false" {
+		return 1, []byte("failed"), nil
+	}
+	return 0, nil, nil
+}
 
 // byName returns the containers whose name starts with prefix.
 func (f *fakeEngine) byName(prefix string) []*fakeCtr {
