@@ -57,6 +57,15 @@ type Options struct {
 	// passes a node credential it issued itself).
 	Config *rest.Config
 	Logger *slog.Logger
+	// CAFile, ServingCertFile and ServingKeyFile are the cluster CA and
+	// the node's serving certificate for the streaming endpoint. A joining
+	// agent obtains them at join (see CredentialFiles); with Config the
+	// caller gives them.
+	CAFile, ServingCertFile, ServingKeyFile string
+	// Streaming, if set, serves the node's logs/exec/attach/port-forward
+	// endpoint; Run calls it in a goroutine once the node is registered
+	// and cancels its context when Run returns.
+	Streaming func(ctx context.Context, s StreamingSetup) error
 
 	// engine replaces the engine client (tests).
 	engine Engine
@@ -92,7 +101,7 @@ func (o *Options) defaults() error {
 		}
 	}
 	if o.NodeIP == "" {
-		o.NodeIP = defaultIP()
+		o.NodeIP = DefaultNodeIP()
 	} else if net.ParseIP(o.NodeIP) == nil {
 		return fmt.Errorf("--node-ip %q: want an IP address: %w", o.NodeIP, errdefs.ErrInvalidArgument)
 	}
@@ -114,9 +123,19 @@ func (o *Options) defaults() error {
 	return nil
 }
 
-// defaultIP is the source address of the default route, else the first
+// StreamingSetup is what the streaming endpoint needs from the agent.
+type StreamingSetup struct {
+	NodeName string
+	Port     int
+	// Engine is the engine socket (unix:///…).
+	Engine                    string
+	CAFile, CertFile, KeyFile string
+	Logger                    *slog.Logger
+}
+
+// DefaultNodeIP is the source address of the default route, else the first
 // non-loopback address, else 127.0.0.1.
-func defaultIP() string {
+func DefaultNodeIP() string {
 	if c, err := net.Dial("udp", "192.0.2.1:9"); err == nil { // no packet is sent
 		ip := c.LocalAddr().(*net.UDPAddr).IP.String()
 		c.Close()
@@ -175,8 +194,12 @@ func Run(ctx context.Context, o Options) error {
 		cfg := o.Config
 		if cfg == nil {
 			var err error
-			if cfg, err = Join(ctx, o.Server, o.Token, o.NodeName, o.DataDir, log); err != nil {
+			host, _ := os.Hostname()
+			if cfg, err = Join(ctx, o.Server, o.Token, o.NodeName, o.DataDir, []string{o.NodeIP, strings.ToLower(host)}, log); err != nil {
 				return err
+			}
+			if o.CAFile == "" {
+				_, o.CAFile, o.ServingCertFile, o.ServingKeyFile = CredentialFiles(o.DataDir)
 			}
 		}
 		cfg = rest.CopyConfig(cfg)
@@ -207,6 +230,15 @@ func Run(ctx context.Context, o Options) error {
 	}
 	go a.leaseLoop(ctx)
 	go a.nodeStatusLoop(ctx)
+	if o.Streaming != nil {
+		go func() {
+			err := o.Streaming(ctx, StreamingSetup{NodeName: o.NodeName, Port: o.StreamingPort, Engine: o.Engine,
+				CAFile: o.CAFile, CertFile: o.ServingCertFile, KeyFile: o.ServingKeyFile, Logger: log.With("component", "streaming")})
+			if err != nil && ctx.Err() == nil {
+				log.Error("streaming endpoint stopped", "port", o.StreamingPort, "err", err)
+			}
+		}()
+	}
 
 	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
 		lo.FieldSelector = "spec.nodeName=" + o.NodeName

@@ -3,8 +3,8 @@ package agent
 import (
 	"context"
 	"io"
-	"os"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"

@@ -1,7 +1,11 @@
 package node
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -41,6 +45,23 @@ func TestNodeRegistered(t *testing.T) {
 	f = strings.Fields(lease)
 	if len(f) != 3 || f[0] != env.node || f[1] != "4" {
 		t.Fatalf("lease: got %q", lease)
+	}
+	// The agent keeps a serving certificate for its streaming endpoint,
+	// signed by the cluster CA.
+	caPEM, err1 := os.ReadFile(filepath.Join(env.dir, "agent", "pki", "ca.crt"))
+	certPEM, err2 := os.ReadFile(filepath.Join(env.dir, "agent", "pki", "serving.crt"))
+	if err1 != nil || err2 != nil {
+		t.Fatalf("agent credentials: %v %v", err1, err2)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	blk, _ := pem.Decode(certPEM)
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, DNSName: env.node, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		t.Errorf("serving certificate: %v", err)
 	}
 	time.Sleep(2 * time.Second)
 	again := env.kube(t, "get", "lease", "-n", "kube-node-lease", env.node, "-o", "jsonpath={.spec.renewTime}")
