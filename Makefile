@@ -1,4 +1,5 @@
-# berth: `make run` sets up, builds and starts the engine with a demo;
+# berth: `make run` sets up, builds and starts the engine and an all-in-one
+# node (control plane + agent) with a demo;
 # `make test` sets up, builds and runs every test. Both run as root on Debian.
 
 export PATH := /usr/local/go/bin:/usr/local/sbin:/usr/sbin:/sbin:$(PATH)
@@ -32,6 +33,7 @@ run: deps build testimages
 	@scripts/run-demo.sh $(BIN) $(TESTIMG) $(ROOT) $(SOCK)
 
 stop:
+	@pkill -f "^$(BIN)/berth-server server" && echo "berth server stopped" || echo "no berth server running from $(BIN)"
 	@pkill -f "^$(BIN)/berth daemon" && echo "berth daemon stopped" || echo "no berth daemon running from $(BIN)"
 
 test: test-deps build testimages test-unit test-e2e test-orch test-conformance

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: start the berth daemon (if it is not already running), load
-# the demo image and run a first container, then print what to try next.
+# the demo image and run a first container, then start `berth server` as an
+# all-in-one node (control plane + node agent on this engine) and print
+# what to try next.
 set -euo pipefail
 BIN=$1 IMAGES=$2 ROOT=$3 SOCK=$4
 BERTH="$BIN/berth -H unix://$SOCK"
@@ -24,7 +26,42 @@ $BERTH load -i "$IMAGES/busybox-docker.tar"
 echo
 echo "+ berth run --rm busybox sh -c 'echo hello from \$(hostname), PID \$\$; id'"
 $BERTH run --rm busybox sh -c 'echo hello from $(hostname), PID $$; id'
+SERVER_DIR=/var/lib/berth/server
+SERVER_LOG=/var/log/berth-server.log
+KUBECONFIG_PATH=$SERVER_DIR/kubeconfig
+NODE=$(hostname | tr 'A-Z' 'a-z')
+KUBECTL="kubectl --kubeconfig $KUBECONFIG_PATH"
+if ! pgrep -f "berth-server server --data-dir $SERVER_DIR" >/dev/null; then
+	echo
+	echo "starting berth server, an all-in-one node (data $SERVER_DIR, log $SERVER_LOG)"
+	setsid "$BIN/berth-server" server --data-dir "$SERVER_DIR" --engine "unix://$SOCK" >>"$SERVER_LOG" 2>&1 < /dev/null &
+fi
+for _ in $(seq 300); do
+	if [ -f "$KUBECONFIG_PATH" ] && $KUBECTL get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True; then
+		break
+	fi
+	sleep 0.2
+done
+if ! $KUBECTL get node "$NODE" >/dev/null 2>&1; then
+	echo "berth server did not register node $NODE; last lines of $SERVER_LOG:" >&2
+	tail -n 20 "$SERVER_LOG" >&2
+	exit 1
+fi
+echo "+ kubectl get nodes"
+$KUBECTL get nodes -o wide
+
 cat <<TXT
+
+The control plane and this host's node agent are running (log $SERVER_LOG).
+Kubeconfig: $KUBECONFIG_PATH
+A first pod:
+  export KUBECONFIG=$KUBECONFIG_PATH
+  kubectl run hello --image=busybox:latest --image-pull-policy=IfNotPresent -- sh -c 'while true; do echo hello; sleep 2; done'
+  kubectl get pods -o wide -w        # Running within a second
+  kubectl get events
+  kubectl delete pod hello
+(busybox:latest is loaded in the engine; with :latest the default pull
+policy is Always, which needs a registry, hence IfNotPresent.)
 
 The berth daemon is running (socket $SOCK, state in $ROOT, log $LOG).
 Try next (add -H unix://$SOCK if you changed SOCK):
@@ -39,5 +76,5 @@ Try next (add -H unix://$SOCK if you changed SOCK):
   $BIN/berth registry --addr 127.0.0.1:5000 --root /tmp/reg &   # then: berth tag hi 127.0.0.1:5000/hi; berth push 127.0.0.1:5000/hi
   DOCKER_HOST=unix://$SOCK docker ps   # the stock docker CLI speaks to berth too
   $BIN/berth rm -f ticker
-Stop the daemon with 'make stop' (containers keep running; a new daemon reattaches).
+Stop both with 'make stop' (containers keep running; a new daemon and agent adopt them).
 TXT

@@ -46,7 +46,7 @@ func runBench(args []string) error {
 		return err
 	}
 	port, ep, pp := freePort(), freePort(), freePort()
-	child := exec.Command(self, "server", "--data-dir", filepath.Join(dir, "server"), "--bind-address", "127.0.0.1", "--port", strconv.Itoa(port), "--etcd-client-port", strconv.Itoa(ep), "--etcd-peer-port", strconv.Itoa(pp))
+	child := exec.Command(self, "server", "--data-dir", filepath.Join(dir, "server"), "--bind-address", "127.0.0.1", "--port", strconv.Itoa(port), "--etcd-client-port", strconv.Itoa(ep), "--etcd-peer-port", strconv.Itoa(pp), "--disable-agent")
 	stderr, _ := child.StderrPipe()
 	if err := child.Start(); err != nil {
 		return err

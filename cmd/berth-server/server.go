@@ -13,7 +13,6 @@ import (
 	"github.com/berth/berth/internal/cluster/agent"
 	"github.com/berth/berth/internal/cluster/controller/nodelifecycle"
 	"github.com/berth/berth/internal/cluster/controlplane"
-	"k8s.io/client-go/rest"
 )
 
 func runServer(args []string) error {
@@ -69,13 +68,18 @@ func runServer(args []string) error {
 		}
 		ao.Logger = o.Logger.With("component", "agent")
 		o.AgentNode = ao.NodeName
-		o.NodeAgent = func(ctx context.Context, cfg *rest.Config) error {
+		if ao.NodeIP != "" {
+			o.AgentAddresses = []string{ao.NodeIP}
+		} else {
+			o.AgentAddresses = []string{agent.DefaultNodeIP()}
+		}
+		o.NodeAgent = func(ctx context.Context, creds controlplane.NodeCredentials) error {
 			stopEngine, err := ensureEngine(ctx, ao.Engine, ao.Logger)
 			if err != nil {
 				return err
 			}
 			defer stopEngine()
-			ao.Config = cfg
+			ao.Config, ao.CAFile, ao.ServingCertFile, ao.ServingKeyFile = creds.Config, creds.CAFile, creds.ServingCert, creds.ServingKey
 			return agent.Run(ctx, ao)
 		}
 	}

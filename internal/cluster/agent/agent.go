@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/berth/berth/internal/cluster/agent/envvars"
+	"github.com/berth/berth/internal/cluster/agent/volumes"
 	"github.com/berth/berth/internal/cluster/kube"
 	"github.com/berth/berth/internal/engine/api"
 	"github.com/berth/berth/internal/errdefs"
@@ -54,6 +57,15 @@ type Options struct {
 	// passes a node credential it issued itself).
 	Config *rest.Config
 	Logger *slog.Logger
+	// CAFile, ServingCertFile and ServingKeyFile are the cluster CA and
+	// the node's serving certificate for the streaming endpoint. A joining
+	// agent obtains them at join (see CredentialFiles); with Config the
+	// caller gives them.
+	CAFile, ServingCertFile, ServingKeyFile string
+	// Streaming, if set, serves the node's logs/exec/attach/port-forward
+	// endpoint; Run calls it in a goroutine once the node is registered
+	// and cancels its context when Run returns.
+	Streaming func(ctx context.Context, s StreamingSetup) error
 
 	// engine replaces the engine client (tests).
 	engine Engine
@@ -89,7 +101,7 @@ func (o *Options) defaults() error {
 		}
 	}
 	if o.NodeIP == "" {
-		o.NodeIP = defaultIP()
+		o.NodeIP = DefaultNodeIP()
 	} else if net.ParseIP(o.NodeIP) == nil {
 		return fmt.Errorf("--node-ip %q: want an IP address: %w", o.NodeIP, errdefs.ErrInvalidArgument)
 	}
@@ -111,9 +123,19 @@ func (o *Options) defaults() error {
 	return nil
 }
 
-// defaultIP is the source address of the default route, else the first
+// StreamingSetup is what the streaming endpoint needs from the agent.
+type StreamingSetup struct {
+	NodeName string
+	Port     int
+	// Engine is the engine socket (unix:///…).
+	Engine                    string
+	CAFile, CertFile, KeyFile string
+	Logger                    *slog.Logger
+}
+
+// DefaultNodeIP is the source address of the default route, else the first
 // non-loopback address, else 127.0.0.1.
-func defaultIP() string {
+func DefaultNodeIP() string {
 	if c, err := net.Dial("udp", "192.0.2.1:9"); err == nil { // no packet is sent
 		ip := c.LocalAddr().(*net.UDPAddr).IP.String()
 		c.Close()
@@ -140,6 +162,10 @@ type Agent struct {
 	// flat is set when the engine cannot run pod sandboxes yet: each
 	// container then gets its own network namespace.
 	flat bool
+	// envSrc reads ConfigMaps and Secrets for env and volumes; vols owns
+	// the pods' volume directories under DataDir/pods.
+	envSrc envvars.Source
+	vols   *volumes.Manager
 
 	pods    corelisters.PodLister
 	synced  cache.InformerSynced
@@ -168,8 +194,12 @@ func Run(ctx context.Context, o Options) error {
 		cfg := o.Config
 		if cfg == nil {
 			var err error
-			if cfg, err = Join(ctx, o.Server, o.Token, o.NodeName, o.DataDir, log); err != nil {
+			host, _ := os.Hostname()
+			if cfg, err = Join(ctx, o.Server, o.Token, o.NodeName, o.DataDir, []string{o.NodeIP, strings.ToLower(host)}, log); err != nil {
 				return err
+			}
+			if o.CAFile == "" {
+				_, o.CAFile, o.ServingCertFile, o.ServingKeyFile = CredentialFiles(o.DataDir)
 			}
 		}
 		cfg = rest.CopyConfig(cfg)
@@ -182,6 +212,7 @@ func Run(ctx context.Context, o Options) error {
 		cs = clients.Client
 	}
 	a := &Agent{o: o, node: o.NodeName, eng: eng, cs: cs, log: log, hostIP: o.NodeIP, workers: map[types.UID]*podWorker{}}
+	a.setupPodInputs()
 	if clients != nil {
 		a.rec = clients.Recorder("kubelet", o.NodeName)
 	} else {
@@ -199,6 +230,15 @@ func Run(ctx context.Context, o Options) error {
 	}
 	go a.leaseLoop(ctx)
 	go a.nodeStatusLoop(ctx)
+	if o.Streaming != nil {
+		go func() {
+			err := o.Streaming(ctx, StreamingSetup{NodeName: o.NodeName, Port: o.StreamingPort, Engine: o.Engine,
+				CAFile: o.CAFile, CertFile: o.ServingCertFile, KeyFile: o.ServingKeyFile, Logger: log.With("component", "streaming")})
+			if err != nil && ctx.Err() == nil {
+				log.Error("streaming endpoint stopped", "port", o.StreamingPort, "err", err)
+			}
+		}()
+	}
 
 	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
 		lo.FieldSelector = "spec.nodeName=" + o.NodeName
@@ -383,6 +423,11 @@ func (a *Agent) collectOrphans(ctx context.Context) {
 	for uid, cs := range byPod {
 		a.log.Info("stopping containers of a pod no longer bound to this node", "pod", cs[0].labels[LabelPodNamespace]+"/"+cs[0].labels[LabelPodName], "uid", uid, "containers", len(cs))
 		removeAll(ctx, a.eng, cs, -1)
+		if a.vols != nil {
+			if err := a.vols.Teardown(uid); err != nil {
+				a.log.Warn("removing the volumes of a pod no longer bound to this node", "uid", uid, "err", err)
+			}
+		}
 	}
 }
 
@@ -426,6 +471,13 @@ func removeAll(ctx context.Context, eng Engine, cs []containerRef, grace int) {
 }
 
 var errBackoff = errors.New("in back-off")
+
+// setupPodInputs prepares the sources of env and volumes.
+func (a *Agent) setupPodInputs() {
+	a.envSrc = envvars.ClientSource(a.cs)
+	capacity, _ := a.capacity()
+	a.vols = &volumes.Manager{Root: filepath.Join(a.o.DataDir, "pods"), Src: a.envSrc, Allocatable: capacity, Log: a.log}
+}
 
 var everything = labels.Everything()
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/berth/berth/internal/engine/api"
 	"github.com/berth/berth/internal/engine/client"
@@ -38,6 +40,10 @@ type Engine interface {
 	// stream breaks.
 	Events(ctx context.Context, fn func(action string, labels map[string]string)) error
 	Version(ctx context.Context) (string, error)
+	// Exec runs cmd in a running container and returns its exit code and
+	// combined output (for exec probes and hooks). It gives up when ctx
+	// ends.
+	Exec(ctx context.Context, id string, cmd []string) (int, []byte, error)
 }
 
 // engineClient is the Engine over internal/engine/client.
@@ -163,4 +169,62 @@ func (e engineClient) Version(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return strings.TrimPrefix(v.Version, "v"), nil
+}
+
+func (e engineClient) Exec(ctx context.Context, id string, cmd []string) (int, []byte, error) {
+	var created api.IDResponse
+	if err := e.c.JSON(ctx, http.MethodPost, "/containers/"+id+"/exec", nil, api.ExecConfig{Cmd: cmd, AttachStdout: true, AttachStderr: true}, &created); err != nil {
+		return -1, nil, err
+	}
+	st, err := e.c.Hijack(ctx, http.MethodPost, "/exec/"+created.ID+"/start", nil, api.ExecStartConfig{})
+	if err != nil {
+		return -1, nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			st.Close()
+		case <-done:
+		}
+	}()
+	var out limitedBuffer
+	err = client.Demux(st, &out, &out)
+	close(done)
+	st.Close()
+	if ctx.Err() != nil {
+		return -1, out.b.Bytes(), ctx.Err()
+	}
+	if err != nil {
+		return -1, out.b.Bytes(), err
+	}
+	var ins api.ExecInspect
+	for i := 0; i < 50; i++ {
+		if err := e.c.JSON(ctx, http.MethodGet, "/exec/"+created.ID+"/json", nil, nil, &ins); err != nil {
+			return -1, out.b.Bytes(), err
+		}
+		if !ins.Running && ins.ExitCode != nil {
+			return *ins.ExitCode, out.b.Bytes(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return -1, out.b.Bytes(), ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return -1, out.b.Bytes(), fmt.Errorf("exec in %s: no exit code", id)
+}
+
+// limitedBuffer keeps the first 64 KiB written to it.
+type limitedBuffer struct{ b bytes.Buffer }
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := 64<<10 - l.b.Len(); room > 0 {
+		if len(p) > room {
+			l.b.Write(p[:room])
+		} else {
+			l.b.Write(p)
+		}
+	}
+	return len(p), nil
 }

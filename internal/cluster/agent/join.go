@@ -34,11 +34,21 @@ import (
 // not link the server).
 const nodeJoinPath = "/berth/v1/nodes/join"
 
+// CredentialFiles are where a joined agent keeps its credentials under
+// dataDir: its kubeconfig (client certificate CN=system:node:NAME), the
+// cluster CA, and its serving certificate and key for the streaming
+// endpoint (signed by the cluster CA for the node's name and addresses).
+func CredentialFiles(dataDir string) (kubeconfig, caFile, servingCert, servingKey string) {
+	return filepath.Join(dataDir, "kubeconfig"), filepath.Join(dataDir, "pki", "ca.crt"),
+		filepath.Join(dataDir, "pki", "serving.crt"), filepath.Join(dataDir, "pki", "serving.key")
+}
+
 // Join returns the node's client config: the kubeconfig stored in dataDir
 // by an earlier join, or a new node certificate obtained from server with
-// the join token. The token's K<fingerprint> prefix pins the cluster CA.
-func Join(ctx context.Context, server, token, node, dataDir string, log *slog.Logger) (*rest.Config, error) {
-	path := filepath.Join(dataDir, "kubeconfig")
+// the join token (with a serving certificate for addresses). The token's
+// K<fingerprint> prefix pins the cluster CA.
+func Join(ctx context.Context, server, token, node, dataDir string, addresses []string, log *slog.Logger) (*rest.Config, error) {
+	path, caFile, servingCert, servingKey := CredentialFiles(dataDir)
 	if _, err := os.Stat(path); err == nil {
 		cfg, err := kube.ConfigFromKubeconfig(path)
 		if err != nil {
@@ -65,7 +75,18 @@ func Join(ctx context.Context, server, token, node, dataDir string, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	body, _ := json.Marshal(map[string]string{"nodeName": node, "csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))})
+	skey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	scsrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}}}, skey)
+	if err != nil {
+		return nil, err
+	}
+	body, _ := json.Marshal(map[string]any{"nodeName": node,
+		"csr":        string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})),
+		"servingCSR": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: scsrDER})),
+		"addresses":  addresses})
 	var leaf *x509.Certificate
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
 		InsecureSkipVerify: true, // verified below against the CA pinned by the token
@@ -77,8 +98,9 @@ func Join(ctx context.Context, server, token, node, dataDir string, log *slog.Lo
 		},
 	}}}
 	var resp struct {
-		CACert string `json:"caCert"`
-		Cert   string `json:"cert"`
+		CACert      string `json:"caCert"`
+		Cert        string `json:"cert"`
+		ServingCert string `json:"servingCert"`
 	}
 	var lastErr error
 	for attempt := 0; ; attempt++ {
@@ -138,16 +160,36 @@ func Join(ctx context.Context, server, token, node, dataDir string, log *slog.Lo
 		return nil, err
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(dataDir, "pki"), 0o700); err != nil {
 		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
-	kc := pki.Kubeconfig(server, []byte(resp.CACert), []byte(resp.Cert), keyPEM, "")
-	if err := os.WriteFile(path+".tmp", kc, 0o600); err != nil {
+	if err := writeFile(caFile, []byte(resp.CACert)); err != nil {
 		return nil, err
 	}
-	if err := os.Rename(path+".tmp", path); err != nil {
+	if resp.ServingCert != "" {
+		skeyDER, err := x509.MarshalECPrivateKey(skey)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeFile(servingKey, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: skeyDER})); err != nil {
+			return nil, err
+		}
+		if err := writeFile(servingCert, []byte(resp.ServingCert)); err != nil {
+			return nil, err
+		}
+	}
+	// The kubeconfig last: its presence means the join is complete.
+	if err := writeFile(path, pki.Kubeconfig(server, []byte(resp.CACert), []byte(resp.Cert), keyPEM, "")); err != nil {
 		return nil, err
 	}
 	log.Info("joined the cluster; node credential stored", "server", server, "kubeconfig", path)
 	return kube.ConfigFromKubeconfig(path)
+}
+
+// writeFile writes a private file atomically (0600).
+func writeFile(path string, data []byte) error {
+	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
 }

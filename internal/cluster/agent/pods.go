@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/berth/berth/internal/cluster/agent/volumes"
 	"github.com/berth/berth/internal/engine/api"
 	"github.com/berth/berth/internal/errdefs"
 )
@@ -74,6 +75,11 @@ type podWorker struct {
 	waiting    map[string]*corev1.ContainerStateWaiting // container name → why it is not running
 	inspected  map[string]*api.ContainerJSON            // exited instances never change
 	sandboxIP  string
+	vols       *volumes.PodVolumes
+	volsAt     time.Time
+	pmu        sync.Mutex
+	probes     map[string]*probeSet // container ID →
+	mountErr   string
 	lastPush   *corev1.PodStatus
 	pushedFrom string // the pod's resourceVersion when lastPush was written
 }
@@ -81,7 +87,7 @@ type podWorker struct {
 func newPodWorker(a *Agent, uid types.UID) *podWorker {
 	return &podWorker{a: a, uid: uid, wake: make(chan struct{}, 1),
 		crash: map[string]*backoff{}, pull: map[string]*backoff{}, pullUntil: map[string]time.Time{},
-		waiting: map[string]*corev1.ContainerStateWaiting{}, inspected: map[string]*api.ContainerJSON{}}
+		waiting: map[string]*corev1.ContainerStateWaiting{}, inspected: map[string]*api.ContainerJSON{}, probes: map[string]*probeSet{}}
 }
 
 func (w *podWorker) setPod(p *corev1.Pod) {
@@ -282,6 +288,17 @@ func (w *podWorker) sync(ctx context.Context) (time.Duration, bool) {
 		}
 	}
 
+	if err := w.setupVolumes(ctx, pod); err != nil {
+		log.Warn("setting up the pod's volumes", "err", err)
+		if w.mountErr != err.Error() {
+			w.a.rec.Eventf(pod, corev1.EventTypeWarning, "FailedMount", "MountVolume.SetUp failed: %v", err)
+		}
+		w.mountErr = err.Error()
+		w.pushStatus(ctx, pod, insts)
+		return 2 * time.Second, false
+	}
+	w.mountErr = ""
+
 	changed := false
 	initDone := true
 	for i := range pod.Spec.InitContainers {
@@ -332,6 +349,7 @@ func (w *podWorker) sync(ctx context.Context) (time.Duration, bool) {
 	if w.a.flat {
 		w.sandboxIP = ipOf(of(insts, pod.Spec.Containers[0].Name, KindContainer))
 	}
+	w.syncProbes(ctx, pod, insts)
 	w.pushStatus(ctx, pod, insts)
 	return next, false
 }
@@ -418,11 +436,11 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Contai
 	if err := checkImageUser(pod, c, user); err != nil {
 		return fail("CreateContainerConfigError", err)
 	}
-	env, mounts, err := w.a.containerEnv(ctx, pod, c, w.sandboxIP)
+	cc, env, mounts, err := w.containerEnv(ctx, pod, c)
 	if err != nil {
 		return fail("CreateContainerConfigError", err)
 	}
-	req, err := containerRequest(pod, c, kind, attempt, sandboxID, env, mounts)
+	req, err := containerRequest(pod, cc, kind, attempt, sandboxID, env, mounts)
 	if err != nil {
 		return fail("CreateContainerConfigError", err)
 	}
@@ -442,7 +460,7 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Contai
 	}
 	delete(w.waiting, c.Name)
 	w.a.rec.Eventf(ref, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
-	return nil
+	return w.postStart(ctx, pod, c, kind, id)
 }
 
 // ensureImage makes c's image present as its imagePullPolicy says and
@@ -545,16 +563,17 @@ func (w *podWorker) stopAll(ctx context.Context, pod *corev1.Pod, insts []*insta
 		if !in.running() || in.kind == KindSandbox {
 			continue
 		}
-		if pod != nil {
-			if c := findContainer(pod, in.name); c != nil {
-				w.a.rec.Eventf(eventRef(pod, c, in.kind), corev1.EventTypeNormal, "Killing", "Stopping container %s", in.name)
-				w.a.preStop(ctx, pod, c, in.id, grace)
-			}
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := w.a.eng.Stop(ctx, in.id, grace); err != nil {
+			g := grace
+			if pod != nil {
+				if c := findContainer(pod, in.name); c != nil {
+					w.a.rec.Eventf(eventRef(pod, c, in.kind), corev1.EventTypeNormal, "Killing", "Stopping container %s", in.name)
+					g = w.a.preStop(ctx, pod, c, in.kind, in.id, grace)
+				}
+			}
+			if err := w.a.eng.Stop(ctx, in.id, g); err != nil {
 				w.a.log.Warn("stopping container", "container", in.name, "err", err)
 			}
 		}()
@@ -577,7 +596,7 @@ func (w *podWorker) killPod(ctx context.Context, pod *corev1.Pod, insts []*insta
 		rs = append(rs, r)
 	}
 	removeAll(ctx, w.a.eng, rs, grace)
-	w.a.podRemoved(pod, w.uid)
+	w.podRemoved(w.uid)
 }
 
 // pruneOld keeps the newest two instances of each container (the current

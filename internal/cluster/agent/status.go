@@ -50,9 +50,9 @@ func (w *podWorker) containerStatus(pod *corev1.Pod, c *corev1.Container, list [
 		switch {
 		case cur.running():
 			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: mt(cur.j.State.StartedAt)}
-			t := true
-			cs.Started = &t
-			cs.Ready = w.a.containerReady(pod, c, cur.id)
+			ready, started := w.probeState(c, cur.id)
+			cs.Started = &started
+			cs.Ready = ready
 			if len(list) > 1 && list[1].exited() {
 				cs.LastTerminationState.Terminated = terminated(list[1])
 			}

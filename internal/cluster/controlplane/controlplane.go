@@ -62,10 +62,13 @@ type Options struct {
 	// Ready, if set, is closed once the API serves.
 	Ready chan<- struct{}
 	// NodeAgent, if set, runs this host's node agent (all-in-one) once the
-	// API serves, with a node credential for AgentNode issued here. Run
+	// API serves, with node credentials for AgentNode issued here. Run
 	// waits for it to return after ctx ends.
-	NodeAgent func(ctx context.Context, cfg *rest.Config) error
+	NodeAgent func(ctx context.Context, creds NodeCredentials) error
 	AgentNode string
+	// AgentAddresses are the IPs/names the agent's serving certificate
+	// names (its node IP).
+	AgentAddresses []string
 }
 
 func (o *Options) defaults() error {
@@ -295,10 +298,19 @@ func Run(ctx context.Context, o Options) error {
 		}
 		nc, _ := os.ReadFile(nodeCert)
 		nk, _ := os.ReadFile(nodeKey)
-		cfg := kube.Config("https://"+hostPort(loopHost, o.Port), ca.CertPEM, nc, nk, "")
+		sreq := pki.ServingRequest("system:node:"+o.AgentNode, append([]string{o.AgentNode}, o.AgentAddresses...))
+		sreq.Organization = []string{"system:nodes"}
+		servingCert, servingKey, err := dir.EnsureCert(ca, "node-"+o.AgentNode+"-serving", sreq)
+		if err != nil {
+			return err
+		}
+		creds := NodeCredentials{
+			Config: kube.Config("https://"+hostPort(loopHost, o.Port), ca.CertPEM, nc, nk, ""),
+			CAFile: dir.Path("pki", "ca.crt"), ServingCert: servingCert, ServingKey: servingKey,
+		}
 		go func() {
 			defer close(agentDone)
-			if err := o.NodeAgent(runCtx, cfg); err != nil && runCtx.Err() == nil {
+			if err := o.NodeAgent(runCtx, creds); err != nil && runCtx.Err() == nil {
 				o.Logger.Error("node agent stopped", "err", err)
 			}
 		}()
@@ -320,6 +332,14 @@ func Run(ctx context.Context, o Options) error {
 	defer cancel()
 	_ = srv.Shutdown(sctx)
 	return nil
+}
+
+// NodeCredentials are what the all-in-one node agent runs with: a client
+// config (CN=system:node:NAME) and the files of the cluster CA and of its
+// serving certificate.
+type NodeCredentials struct {
+	Config                          *rest.Config
+	CAFile, ServingCert, ServingKey string
 }
 
 func writeSecret(path, data string) error {

@@ -1,11 +1,13 @@
 package controlplane
 
 import (
+	"crypto"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 
@@ -19,18 +21,24 @@ import (
 // node credential.
 const NodeJoinPath = "/berth/v1/nodes/join"
 
-// NodeJoinRequest is a node's certificate request: its name and a PEM
-// CSR for a key that never leaves the node.
+// NodeJoinRequest is a node's certificate requests: its name, a PEM CSR
+// for its client key and optionally one for its serving key (the
+// streaming endpoint) with the addresses (IPs or DNS names) it serves on.
+// The keys never leave the node.
 type NodeJoinRequest struct {
-	NodeName string `json:"nodeName"`
-	CSR      string `json:"csr"`
+	NodeName   string   `json:"nodeName"`
+	CSR        string   `json:"csr"`
+	ServingCSR string   `json:"servingCSR,omitempty"`
+	Addresses  []string `json:"addresses,omitempty"`
 }
 
 // NodeJoinResponse carries the node's client certificate
-// (CN=system:node:NAME, O=system:nodes) and the cluster CA.
+// (CN=system:node:NAME, O=system:nodes), its serving certificate if asked
+// for, and the cluster CA.
 type NodeJoinResponse struct {
-	CACert string `json:"caCert"`
-	Cert   string `json:"cert"`
+	CACert      string `json:"caCert"`
+	Cert        string `json:"cert"`
+	ServingCert string `json:"servingCert,omitempty"`
 }
 
 // nodeJoinHandler signs node certificates for callers holding the join
@@ -61,26 +69,43 @@ func nodeJoinHandler(ca *pki.CA) http.Handler {
 			fail(400, fmt.Sprintf("nodeName %q: %s", jr.NodeName, strings.Join(errs, "; ")))
 			return
 		}
-		block, _ := pem.Decode([]byte(jr.CSR))
-		if block == nil || block.Type != "CERTIFICATE REQUEST" {
-			fail(400, "csr: want a PEM \"CERTIFICATE REQUEST\" block")
-			return
-		}
-		csr, err := x509.ParseCertificateRequest(block.Bytes)
-		if err == nil {
-			err = csr.CheckSignature()
-		}
+		pub, err := parseCSR("csr", jr.CSR)
 		if err != nil {
-			fail(400, fmt.Sprintf("csr: %v", err))
+			fail(400, err.Error())
 			return
 		}
-		cert, err := ca.Sign(csr.PublicKey, pki.CertRequest{CommonName: "system:node:" + jr.NodeName, Organization: []string{"system:nodes"}, Client: true})
+		cert, err := ca.Sign(pub, pki.CertRequest{CommonName: "system:node:" + jr.NodeName, Organization: []string{"system:nodes"}, Client: true})
 		if err != nil {
 			fail(500, fmt.Sprintf("signing the node certificate: %v", err))
 			return
 		}
+		resp := NodeJoinResponse{CACert: string(ca.CertPEM), Cert: string(cert)}
+		if jr.ServingCSR != "" {
+			spub, err := parseCSR("servingCSR", jr.ServingCSR)
+			if err != nil {
+				fail(400, err.Error())
+				return
+			}
+			req := pki.CertRequest{CommonName: "system:node:" + jr.NodeName, Organization: []string{"system:nodes"}, Server: true, DNSNames: []string{jr.NodeName}}
+			for _, a := range jr.Addresses {
+				if ip := net.ParseIP(a); ip != nil {
+					req.IPs = append(req.IPs, ip)
+				} else if len(validation.IsDNS1123Subdomain(a)) == 0 {
+					req.DNSNames = append(req.DNSNames, a)
+				} else {
+					fail(400, fmt.Sprintf("addresses: %q is neither an IP address nor a DNS name", a))
+					return
+				}
+			}
+			sc, err := ca.Sign(spub, req)
+			if err != nil {
+				fail(500, fmt.Sprintf("signing the node serving certificate: %v", err))
+				return
+			}
+			resp.ServingCert = string(sc)
+		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(NodeJoinResponse{CACert: string(ca.CertPEM), Cert: string(cert)})
+		_ = json.NewEncoder(w).Encode(resp)
 	})
 }
 
@@ -93,4 +118,21 @@ func extraHandler(join, nodeJoin http.Handler) http.Handler {
 		}
 		join.ServeHTTP(w, req)
 	})
+}
+
+// parseCSR checks a PEM certificate request's signature and returns its
+// public key.
+func parseCSR(field, s string) (crypto.PublicKey, error) {
+	block, _ := pem.Decode([]byte(s))
+	if block == nil || block.Type != "CERTIFICATE REQUEST" {
+		return nil, fmt.Errorf("%s: want a PEM \"CERTIFICATE REQUEST\" block", field)
+	}
+	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	if err == nil {
+		err = csr.CheckSignature()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", field, err)
+	}
+	return csr.PublicKey, nil
 }

@@ -99,7 +99,9 @@ func newServer(dataDir string, extra ...string) *server {
 
 func (s *server) start() error {
 	args := append([]string{"server", "--data-dir", s.dataDir, "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
-		"--port", fmt.Sprint(s.port), "--etcd-client-port", fmt.Sprint(s.etcdPort), "--etcd-peer-port", fmt.Sprint(s.etcdPeer)}, s.args...)
+		"--port", fmt.Sprint(s.port), "--etcd-client-port", fmt.Sprint(s.etcdPort), "--etcd-peer-port", fmt.Sprint(s.etcdPeer),
+		// The control plane alone: these tests run no node.
+		"--disable-agent"}, s.args...)
 	s.cmd = exec.Command(serverBin, args...)
 	s.log = &syncBuffer{}
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log

@@ -1,0 +1,571 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+)
+
+func testAgent(t *testing.T, eng *fakeEngine, objs ...*corev1.Pod) (*Agent, *fake.Clientset, *record.FakeRecorder) {
+	t.Helper()
+	var ro []any
+	_ = ro
+	cs := fake.NewSimpleClientset()
+	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	for _, p := range objs {
+		if _, err := cs.CoreV1().Pods(p.Namespace).Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		_ = idx.Add(p)
+	}
+	rec := record.NewFakeRecorder(1000)
+	o := Options{NodeName: "n1", resync: time.Second, MaxPods: 110, LeaseDuration: 4 * time.Second, StreamingPort: 10250, DataDir: t.TempDir()}
+	a := &Agent{o: o, node: "n1", eng: eng, cs: cs, rec: rec, log: slog.New(slog.NewTextHandler(io.Discard, nil)), hostIP: "192.0.2.10",
+		workers: map[types.UID]*podWorker{}, pods: corelisters.NewPodLister(idx)}
+	a.setupPodInputs()
+	a.flat = !a.sandboxSupported(context.Background())
+	return a, cs, rec
+}
+
+func testPod(name string, mod func(*corev1.Pod)) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", UID: types.UID("uid-" + name)},
+		Spec: corev1.PodSpec{NodeName: "n1", RestartPolicy: corev1.RestartPolicyAlways,
+			Containers: []corev1.Container{{Name: "main", Image: "busybox:1", ImagePullPolicy: corev1.PullIfNotPresent, Command: []string{"sleep", "1000"}}}},
+	}
+	if mod != nil {
+		mod(p)
+	}
+	return p
+}
+
+// syncOnce runs one sync of the pod with the clientset's current copy (as
+// the informer would deliver it) and returns the pod afterwards.
+func syncOnce(t *testing.T, a *Agent, cs *fake.Clientset, w *podWorker, name string) *corev1.Pod {
+	t.Helper()
+	p, err := cs.CoreV1().Pods("default").Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("get pod %s: %v", name, err)
+	}
+	w.setPod(p)
+	w.sync(context.Background())
+	p, err = cs.CoreV1().Pods("default").Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("get pod %s after sync: %v", name, err)
+	}
+	return p
+}
+
+func current(eng *fakeEngine, pod, container string) *fakeCtr {
+	var best *fakeCtr
+	bestN := -1
+	for _, c := range eng.byName("k8s_" + container + "_" + pod + "_") {
+		n := atoiDefault(c.req.Labels[LabelRestartCount], 0)
+		if n > bestN {
+			best, bestN = c, n
+		}
+	}
+	return best
+}
+
+func events(rec *record.FakeRecorder) string {
+	var out []string
+	for {
+		select {
+		case e := <-rec.Events:
+			out = append(out, e)
+		default:
+			return strings.Join(out, "\n")
+		}
+	}
+}
+
+func cond(p *corev1.Pod, t corev1.PodConditionType) corev1.ConditionStatus {
+	for _, c := range p.Status.Conditions {
+		if c.Type == t {
+			return c.Status
+		}
+	}
+	return ""
+}
+
+func TestRunPodWithInitContainers(t *testing.T) {
+	eng := newFakeEngine()
+	pod := testPod("web", func(p *corev1.Pod) {
+		p.Spec.InitContainers = []corev1.Container{
+			{Name: "i1", Image: "busybox:1", ImagePullPolicy: corev1.PullIfNotPresent},
+			{Name: "i2", Image: "busybox:1", ImagePullPolicy: corev1.PullIfNotPresent},
+		}
+	})
+	a, cs, rec := testAgent(t, eng, pod)
+	if a.flat {
+		t.Fatal("the fake engine supports sandboxes; got flat mode")
+	}
+	w := newPodWorker(a, pod.UID)
+	p := syncOnce(t, a, cs, w, "web")
+	if sb := current(eng, "web", "POD"); sb == nil || !sb.j.State.Running {
+		t.Fatalf("sandbox: got %v, want a running k8s_POD_web_… container", sb)
+	}
+	if current(eng, "web", "i1") == nil || current(eng, "web", "i2") != nil || current(eng, "web", "main") != nil {
+		t.Fatalf("after the first sync: want only i1 started")
+	}
+	if p.Status.Phase != corev1.PodPending || cond(p, corev1.PodInitialized) != corev1.ConditionFalse {
+		t.Fatalf("phase/initialized: got %s/%s, want Pending/False", p.Status.Phase, cond(p, corev1.PodInitialized))
+	}
+	if got := p.Status.ContainerStatuses[0].State.Waiting; got == nil || got.Reason != "PodInitializing" {
+		t.Fatalf("main container while initializing: got %+v, want waiting PodInitializing", p.Status.ContainerStatuses[0].State)
+	}
+	eng.exit(current(eng, "web", "i1").id, 0, false)
+	syncOnce(t, a, cs, w, "web")
+	eng.exit(current(eng, "web", "i2").id, 0, false)
+	p = syncOnce(t, a, cs, w, "web")
+	m := current(eng, "web", "main")
+	if m == nil || !m.j.State.Running {
+		t.Fatalf("main: got %v, want running after both init containers", m)
+	}
+	sb := current(eng, "web", "POD")
+	if m.req.HostConfig.NetworkMode != "container:"+sb.id || m.req.HostConfig.IpcMode != "container:"+sb.id {
+		t.Errorf("main joins the sandbox: got network %q ipc %q, want container:%s", m.req.HostConfig.NetworkMode, m.req.HostConfig.IpcMode, sb.id)
+	}
+	if m.name != "k8s_main_web_default_uid-web_0" {
+		t.Errorf("name: got %s, want k8s_main_web_default_uid-web_0", m.name)
+	}
+	if p.Status.Phase != corev1.PodRunning || cond(p, corev1.PodReady) != corev1.ConditionTrue || cond(p, corev1.PodInitialized) != corev1.ConditionTrue {
+		t.Fatalf("got phase %s ready %s, want Running True", p.Status.Phase, cond(p, corev1.PodReady))
+	}
+	cst := p.Status.ContainerStatuses[0]
+	if cst.ContainerID != "berth://"+m.id || !cst.Ready || cst.State.Running == nil || *cst.Started != true {
+		t.Errorf("container status: got %+v", cst)
+	}
+	if p.Status.PodIP != sb.j.NetworkSettings.IPAddress || p.Status.HostIP != "192.0.2.10" || p.Status.StartTime == nil || p.Status.QOSClass != corev1.PodQOSBestEffort {
+		t.Errorf("pod IP/host IP/start/qos: got %s/%s/%v/%s, want %s/192.0.2.10/set/BestEffort", p.Status.PodIP, p.Status.HostIP, p.Status.StartTime, p.Status.QOSClass, sb.j.NetworkSettings.IPAddress)
+	}
+	for _, st := range p.Status.InitContainerStatuses {
+		if st.State.Terminated == nil || st.State.Terminated.Reason != "Completed" {
+			t.Errorf("init %s: got %+v, want terminated Completed", st.Name, st.State)
+		}
+	}
+	ev := events(rec)
+	for _, want := range []string{"Normal Pulled", "Normal Created Created container main", "Normal Started Started container i1"} {
+		if !strings.Contains(ev, want) {
+			t.Errorf("events: missing %q in\n%s", want, ev)
+		}
+	}
+}
+
+func TestRestartBackoffAndAdoption(t *testing.T) {
+	eng := newFakeEngine()
+	pod := testPod("crash", nil)
+	a, cs, rec := testAgent(t, eng, pod)
+	w := newPodWorker(a, pod.UID)
+	syncOnce(t, a, cs, w, "crash")
+	first := current(eng, "crash", "main")
+	eng.exit(first.id, 1, false)
+	p := syncOnce(t, a, cs, w, "crash")
+	second := current(eng, "crash", "main")
+	if second.id == first.id || !second.j.State.Running || second.req.Labels[LabelRestartCount] != "1" {
+		t.Fatalf("first crash: want an immediate restart as attempt 1, got %s %v", second.name, second.j.State)
+	}
+	cst := p.Status.ContainerStatuses[0]
+	if cst.RestartCount != 1 || cst.LastTerminationState.Terminated == nil || cst.LastTerminationState.Terminated.ExitCode != 1 || cst.LastTerminationState.Terminated.Reason != "Error" {
+		t.Fatalf("after restart: got %+v, want restartCount 1, lastState terminated Error 1", cst)
+	}
+	eng.exit(second.id, 2, false)
+	p = syncOnce(t, a, cs, w, "crash")
+	if c := current(eng, "crash", "main"); c.id != second.id {
+		t.Fatalf("second crash: got a new container %s, want back-off", c.name)
+	}
+	cst = p.Status.ContainerStatuses[0]
+	if cst.State.Waiting == nil || cst.State.Waiting.Reason != "CrashLoopBackOff" || !strings.Contains(cst.State.Waiting.Message, "back-off 10s") {
+		t.Fatalf("second crash: got %+v, want waiting CrashLoopBackOff back-off 10s", cst.State)
+	}
+	if p.Status.Phase != corev1.PodRunning || cond(p, corev1.PodReady) != corev1.ConditionFalse {
+		t.Errorf("crash-looping pod: got %s ready %s, want Running, not ready", p.Status.Phase, cond(p, corev1.PodReady))
+	}
+	if ev := events(rec); !strings.Contains(ev, "Warning BackOff") {
+		t.Errorf("want a BackOff event, got\n%s", ev)
+	}
+	// Once the back-off has passed the container restarts, and the next
+	// back-off doubles.
+	eng.mu.Lock()
+	eng.ctrs[second.id].j.State.FinishedAt = time.Now().Add(-11 * time.Second)
+	eng.mu.Unlock()
+	delete(w.inspected, second.id)
+	syncOnce(t, a, cs, w, "crash")
+	third := current(eng, "crash", "main")
+	if third.req.Labels[LabelRestartCount] != "2" || w.crash["main"].delay != 20*time.Second {
+		t.Fatalf("after the back-off: got attempt %s delay %v, want 2 and 20s", third.req.Labels[LabelRestartCount], w.crash["main"].delay)
+	}
+
+	// A new agent (restart) adopts the running container untouched.
+	a2, _, _ := testAgent(t, eng)
+	a2.cs = cs
+	w2 := newPodWorker(a2, pod.UID)
+	before := len(eng.byName("k8s_"))
+	p = syncOnce(t, a2, cs, w2, "crash")
+	if after := len(eng.byName("k8s_")); after != before || !current(eng, "crash", "main").j.State.Running || current(eng, "crash", "main").id != third.id {
+		t.Fatalf("adoption: containers %d → %d, want the running one kept", before, after)
+	}
+	if got := p.Status.ContainerStatuses[0]; got.RestartCount != 2 || !got.State.Running.StartedAt.Time.Equal(third.j.State.StartedAt.Truncate(time.Second)) {
+		t.Errorf("adopted status: got restarts %d started %v, want 2 and %v", got.RestartCount, got.State.Running, third.j.State.StartedAt)
+	}
+	// Only the current and the previous instance are kept.
+	if n := len(eng.byName("k8s_main_crash_")); n != 2 {
+		t.Errorf("instances kept: got %d, want 2 (current and previous)", n)
+	}
+}
+
+func TestTerminalPhases(t *testing.T) {
+	cases := []struct {
+		name   string
+		policy corev1.RestartPolicy
+		code   int
+		oom    bool
+		phase  corev1.PodPhase
+		reason string
+	}{
+		{"never-fail", corev1.RestartPolicyNever, 3, false, corev1.PodFailed, "Error"},
+		{"never-oom", corev1.RestartPolicyNever, 137, true, corev1.PodFailed, "OOMKilled"},
+		{"onfailure-ok", corev1.RestartPolicyOnFailure, 0, false, corev1.PodSucceeded, "Completed"},
+		{"never-ok", corev1.RestartPolicyNever, 0, false, corev1.PodSucceeded, "Completed"},
+	}
+	for _, tc := range cases {
+		eng := newFakeEngine()
+		pod := testPod(tc.name, func(p *corev1.Pod) { p.Spec.RestartPolicy = tc.policy })
+		a, cs, _ := testAgent(t, eng, pod)
+		w := newPodWorker(a, pod.UID)
+		syncOnce(t, a, cs, w, tc.name)
+		eng.exit(current(eng, tc.name, "main").id, tc.code, tc.oom)
+		p := syncOnce(t, a, cs, w, tc.name)
+		st := p.Status.ContainerStatuses[0].State.Terminated
+		if p.Status.Phase != tc.phase || st == nil || st.Reason != tc.reason || st.ExitCode != int32(tc.code) {
+			t.Errorf("%s: got phase %s state %+v, want %s %s exit %d", tc.name, p.Status.Phase, p.Status.ContainerStatuses[0].State, tc.phase, tc.reason, tc.code)
+		}
+		if len(eng.byName("k8s_main_"+tc.name)) != 1 {
+			t.Errorf("%s: the container was restarted", tc.name)
+		}
+		if cond(p, corev1.PodReady) != corev1.ConditionFalse {
+			t.Errorf("%s: a finished pod is not ready", tc.name)
+		}
+	}
+}
+
+func TestImagePullErrors(t *testing.T) {
+	eng := newFakeEngine()
+	eng.pullable["new:1"] = true
+	bad := testPod("bad", func(p *corev1.Pod) { p.Spec.Containers[0].Image = "nosuch:1" })
+	good := testPod("good", func(p *corev1.Pod) { p.Spec.Containers[0].Image = "new:1" })
+	never := testPod("never", func(p *corev1.Pod) {
+		p.Spec.Containers[0].Image = "absent:1"
+		p.Spec.Containers[0].ImagePullPolicy = corev1.PullNever
+	})
+	a, cs, rec := testAgent(t, eng, bad, good, never)
+	wb := newPodWorker(a, bad.UID)
+	p := syncOnce(t, a, cs, wb, "bad")
+	wt := p.Status.ContainerStatuses[0].State.Waiting
+	if wt == nil || wt.Reason != "ErrImagePull" || !strings.Contains(wt.Message, "repository does not exist") {
+		t.Fatalf("bad image: got %+v, want ErrImagePull with the engine's message", p.Status.ContainerStatuses[0].State)
+	}
+	pulls := eng.pulls
+	p = syncOnce(t, a, cs, wb, "bad")
+	wt = p.Status.ContainerStatuses[0].State.Waiting
+	if wt == nil || wt.Reason != "ImagePullBackOff" || !strings.Contains(wt.Message, "nosuch:1") || eng.pulls != pulls {
+		t.Fatalf("bad image, second sync: got %+v after %d pulls, want ImagePullBackOff without a new pull", wt, eng.pulls-pulls)
+	}
+	if p.Status.Phase != corev1.PodPending {
+		t.Errorf("bad image: phase %s, want Pending", p.Status.Phase)
+	}
+	ev := events(rec)
+	if !strings.Contains(ev, `Warning Failed Failed to pull image "nosuch:1"`) || !strings.Contains(ev, "BackOff Back-off pulling image") {
+		t.Errorf("events:\n%s", ev)
+	}
+
+	p = syncOnce(t, a, cs, newPodWorker(a, good.UID), "good")
+	if p.Status.Phase != corev1.PodRunning {
+		t.Errorf("pullable image: phase %s, want Running", p.Status.Phase)
+	}
+	if ev := events(rec); !strings.Contains(ev, `Pulling Pulling image "new:1"`) || !strings.Contains(ev, `Successfully pulled image "new:1"`) {
+		t.Errorf("pull events:\n%s", ev)
+	}
+	p = syncOnce(t, a, cs, newPodWorker(a, never.UID), "never")
+	if wt := p.Status.ContainerStatuses[0].State.Waiting; wt == nil || wt.Reason != "ErrImageNeverPull" {
+		t.Errorf("pull policy Never: got %+v, want ErrImageNeverPull", p.Status.ContainerStatuses[0].State)
+	}
+}
+
+func TestDeletionAndOrphans(t *testing.T) {
+	eng := newFakeEngine()
+	pod := testPod("gone", nil)
+	keep := testPod("keep", nil)
+	a, cs, rec := testAgent(t, eng, pod, keep)
+	w := newPodWorker(a, pod.UID)
+	syncOnce(t, a, cs, w, "gone")
+	syncOnce(t, a, cs, newPodWorker(a, keep.UID), "keep")
+
+	p, _ := cs.CoreV1().Pods("default").Get(context.Background(), "gone", metav1.GetOptions{})
+	p = p.DeepCopy()
+	now := metav1.Now()
+	grace := int64(5)
+	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &now, &grace
+	w.setPod(p)
+	if _, done := w.sync(context.Background()); !done {
+		t.Fatal("sync of a deleted pod: want the worker done")
+	}
+	if n := len(eng.byName("k8s_main_gone_")) + len(eng.byName("k8s_POD_gone_")); n != 0 {
+		t.Errorf("deleted pod: %d containers left, want 0", n)
+	}
+	if _, err := cs.CoreV1().Pods("default").Get(context.Background(), "gone", metav1.GetOptions{}); err == nil {
+		t.Error("deleted pod: the agent did not delete the pod object")
+	}
+	if ev := events(rec); !strings.Contains(ev, "Killing Stopping container main") {
+		t.Errorf("want a Killing event, got\n%s", ev)
+	}
+
+	// Containers of a pod the API no longer has (deleted while the agent
+	// was away) are removed; the other pod's stay.
+	orphan := testPod("orphan", nil)
+	a2, cs2, _ := testAgent(t, eng, orphan)
+	syncOnce(t, a2, cs2, newPodWorker(a2, orphan.UID), "orphan")
+	if len(eng.byName("k8s_main_orphan_")) != 1 {
+		t.Fatal("orphan pod did not start")
+	}
+	a.collectOrphans(context.Background())
+	if n := len(eng.byName("k8s_main_orphan_")) + len(eng.byName("k8s_POD_orphan_")); n != 0 {
+		t.Errorf("orphans: %d containers left, want 0", n)
+	}
+	if len(eng.byName("k8s_main_keep_")) != 1 {
+		t.Error("orphan collection removed a pod the API still has")
+	}
+}
+
+func TestFlatModeWithoutSandboxes(t *testing.T) {
+	eng := newFakeEngine()
+	eng.noSandbox = true
+	pod := testPod("flat", nil)
+	a, cs, _ := testAgent(t, eng, pod)
+	if !a.flat {
+		t.Fatal("engine without container: network mode: want flat mode")
+	}
+	p := syncOnce(t, a, cs, newPodWorker(a, pod.UID), "flat")
+	m := current(eng, "flat", "main")
+	if current(eng, "flat", "POD") != nil || m == nil || m.req.HostConfig.NetworkMode != "" || m.req.Hostname != "flat" {
+		t.Fatalf("flat mode: got sandbox %v, main %+v", current(eng, "flat", "POD"), m)
+	}
+	if p.Status.PodIP != m.j.NetworkSettings.IPAddress || p.Status.Phase != corev1.PodRunning {
+		t.Errorf("flat mode: got IP %s phase %s, want %s Running", p.Status.PodIP, p.Status.Phase, m.j.NetworkSettings.IPAddress)
+	}
+	if len(eng.byName("berth-agent-probe")) != 0 {
+		t.Error("the sandbox probe left containers behind")
+	}
+}
+
+func TestContainerRequest(t *testing.T) {
+	t1000, t2000, yes, no := int64(1000), int64(2000), true, false
+	pod := testPod("p", func(p *corev1.Pod) {
+		p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: &t1000}
+		c := &p.Spec.Containers[0]
+		c.Args = []string{"-x"}
+		c.WorkingDir = "/w"
+		c.Resources = corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m")},
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+		}
+		c.SecurityContext = &corev1.SecurityContext{RunAsGroup: &t2000, ReadOnlyRootFilesystem: &yes, Privileged: &yes, AllowPrivilegeEscalation: &no,
+			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}, Drop: []corev1.Capability{"ALL"}}}
+		c.Ports = []corev1.ContainerPort{{ContainerPort: 80, HostPort: 8080}}
+	})
+	req, err := containerRequest(pod, &pod.Spec.Containers[0], KindContainer, 3, "SB", []string{"A=b"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := req.HostConfig
+	checks := []struct {
+		what      string
+		got, want any
+	}{
+		{"entrypoint", strings.Join(req.Entrypoint, " "), "sleep 1000"},
+		{"cmd", strings.Join(req.Cmd, " "), "-x"},
+		{"workdir", req.WorkingDir, "/w"},
+		{"env", strings.Join(req.Env, ","), "A=b"},
+		{"user", req.User, "1000:2000"},
+		{"cpu shares", hc.CPUShares, int64(256)},
+		{"cpu quota", hc.CPUQuota, int64(50000)},
+		{"cpu period", hc.CPUPeriod, int64(100000)},
+		{"memory", hc.Memory, int64(64 << 20)},
+		{"read-only", hc.ReadonlyRootfs, true},
+		{"privileged", hc.Privileged, true},
+		{"cap add", strings.Join(hc.CapAdd, ","), "CAP_NET_ADMIN"},
+		{"cap drop", strings.Join(hc.CapDrop, ","), "ALL"},
+		{"no new privs", strings.Join(hc.SecurityOpt, ","), "no-new-privileges"},
+		{"network", hc.NetworkMode, "container:SB"},
+		{"ipc", hc.IpcMode, "container:SB"},
+		{"restart label", req.Labels[LabelRestartCount], "3"},
+		{"kind label", req.Labels[LabelKind], "container"},
+		{"uid label", req.Labels[LabelPodUID], "uid-p"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %v, want %v", c.what, c.got, c.want)
+		}
+	}
+	sb := sandboxRequest(pod, 0)
+	if sb.Image != PauseImage || sb.HostConfig.PortBindings["80/tcp"][0].HostPort != "8080" || sb.Labels[LabelContainer] != "POD" || sb.Labels[LabelKind] != "sandbox" {
+		t.Errorf("sandbox request: got %+v", sb)
+	}
+	host := testPod("h", func(p *corev1.Pod) { p.Spec.HostNetwork = true })
+	if r := sandboxRequest(host, 0); r.HostConfig.NetworkMode != "host" {
+		t.Errorf("hostNetwork sandbox: got network %q, want host", r.HostConfig.NetworkMode)
+	}
+
+	bad := []struct {
+		name string
+		mod  func(*corev1.Container, *corev1.Pod)
+		want string
+	}{
+		{"tiny memory", func(c *corev1.Container, _ *corev1.Pod) {
+			c.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Mi")}
+		}, "resources.limits.memory"},
+		{"root with runAsNonRoot", func(c *corev1.Container, p *corev1.Pod) {
+			zero := int64(0)
+			c.SecurityContext = &corev1.SecurityContext{RunAsUser: &zero, RunAsNonRoot: &yes}
+		}, "runAsNonRoot"},
+	}
+	for _, tc := range bad {
+		p := testPod("b", nil)
+		tc.mod(&p.Spec.Containers[0], p)
+		if _, err := containerRequest(p, &p.Spec.Containers[0], KindContainer, 0, "", nil, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error naming %s", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestCheckImageUser(t *testing.T) {
+	yes := true
+	pod := testPod("u", func(p *corev1.Pod) { p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsNonRoot: &yes} })
+	c := &pod.Spec.Containers[0]
+	for user, ok := range map[string]bool{"": false, "0": false, "root": false, "nobody": false, "1000": true, "1000:1000": true} {
+		err := checkImageUser(pod, c, user)
+		if (err == nil) != ok {
+			t.Errorf("image user %q: got %v, want ok=%v", user, err, ok)
+		}
+	}
+}
+
+func TestRegisterNodeAndLease(t *testing.T) {
+	eng := newFakeEngine()
+	a, cs, _ := testAgent(t, eng)
+	a.o.CPUs, a.o.Memory, a.o.MaxPods = "3", "2Gi", 7
+	a.o.Labels = map[string]string{"zone": "a"}
+	a.o.Taints = []corev1.Taint{{Key: "k", Effect: corev1.TaintEffectNoSchedule}}
+	ctx := context.Background()
+	if err := a.registerNode(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n, err := cs.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Status.Capacity.Cpu().String() != "3" || n.Status.Allocatable.Memory().String() != "2Gi" || n.Status.Capacity.Pods().Value() != 7 || n.Status.Capacity.StorageEphemeral().IsZero() {
+		t.Errorf("capacity: got %v", n.Status.Capacity)
+	}
+	for k, v := range map[string]string{"kubernetes.io/hostname": "n1", "kubernetes.io/os": "linux", "beta.kubernetes.io/arch": n.Labels["kubernetes.io/arch"], "zone": "a"} {
+		if n.Labels[k] != v || v == "" {
+			t.Errorf("label %s: got %q, want %q", k, n.Labels[k], v)
+		}
+	}
+	if len(n.Spec.Taints) != 1 || n.Status.DaemonEndpoints.KubeletEndpoint.Port != 10250 || !strings.HasPrefix(n.Status.NodeInfo.ContainerRuntimeVersion, "berth://") {
+		t.Errorf("taints/endpoint/runtime: got %v %d %s", n.Spec.Taints, n.Status.DaemonEndpoints.KubeletEndpoint.Port, n.Status.NodeInfo.ContainerRuntimeVersion)
+	}
+	types := map[corev1.NodeConditionType]corev1.ConditionStatus{}
+	for _, c := range n.Status.Conditions {
+		types[c.Type] = c.Status
+	}
+	if types[corev1.NodeReady] != corev1.ConditionTrue || types[corev1.NodeMemoryPressure] == "" || types[corev1.NodeDiskPressure] == "" || types[corev1.NodePIDPressure] != corev1.ConditionFalse {
+		t.Errorf("conditions: got %v", types)
+	}
+	if len(n.Status.Addresses) != 2 || n.Status.Addresses[0].Address != "192.0.2.10" {
+		t.Errorf("addresses: got %v", n.Status.Addresses)
+	}
+	// Registering again (an agent restart) keeps the node.
+	if err := a.registerNode(ctx); err != nil {
+		t.Fatalf("re-register: %v", err)
+	}
+	l, err := a.renewLease(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *l.Spec.LeaseDurationSeconds != 4 || *l.Spec.HolderIdentity != "n1" || l.Namespace != "kube-node-lease" || len(l.OwnerReferences) != 1 {
+		t.Errorf("lease: got %+v", l)
+	}
+	first := l.Spec.RenewTime.Time
+	time.Sleep(5 * time.Millisecond)
+	if l, err = a.renewLease(ctx, l); err != nil || !l.Spec.RenewTime.After(first) {
+		t.Errorf("renew: got %v %v, want a later renew time", l, err)
+	}
+}
+
+func TestEnvAndVolumes(t *testing.T) {
+	eng := newFakeEngine()
+	pod := testPod("cfg", func(p *corev1.Pod) {
+		c := &p.Spec.Containers[0]
+		c.Command = []string{"echo", "$(GREETING)"}
+		c.Env = []corev1.EnvVar{
+			{Name: "GREETING", Value: "hi"},
+			{Name: "FROM_CM", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cm"}, Key: "k"}}},
+			{Name: "POD", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		}
+		c.VolumeMounts = []corev1.VolumeMount{{Name: "scratch", MountPath: "/scratch"}}
+		p.Spec.Volumes = []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	})
+	missing := testPod("nosecret", func(p *corev1.Pod) {
+		p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "S", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "nope"}, Key: "k"}}}}
+	})
+	a, cs, _ := testAgent(t, eng, pod, missing)
+	if _, err := cs.CoreV1().ConfigMaps("default").Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cm", Namespace: "default"}, Data: map[string]string{"k": "v"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w := newPodWorker(a, pod.UID)
+	p := syncOnce(t, a, cs, w, "cfg")
+	m := current(eng, "cfg", "main")
+	if m == nil {
+		t.Fatalf("container not created: %+v", p.Status)
+	}
+	env := strings.Join(m.req.Env, " ")
+	for _, want := range []string{"GREETING=hi", "FROM_CM=v", "POD=cfg"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("env: got %q, want %s", env, want)
+		}
+	}
+	if got := strings.Join(m.req.Entrypoint, " "); got != "echo hi" {
+		t.Errorf("$(VAR) in command: got %q, want \"echo hi\"", got)
+	}
+	mounts := m.req.HostConfig.Mounts
+	if len(mounts) != 1 || mounts[0].Target != "/scratch" || mounts[0].Type != "bind" || !strings.HasPrefix(mounts[0].Source, a.o.DataDir) {
+		t.Errorf("mounts: got %+v, want /scratch bound from under the data dir", mounts)
+	}
+	// Removing the pod removes its volume directory.
+	w.setPod(nil)
+	w.sync(context.Background())
+	if _, err := os.Stat(mounts[0].Source); !os.IsNotExist(err) {
+		t.Errorf("volume dir after removal: %v, want gone", err)
+	}
+
+	p = syncOnce(t, a, cs, newPodWorker(a, missing.UID), "nosecret")
+	wt := p.Status.ContainerStatuses[0].State.Waiting
+	if wt == nil || wt.Reason != "CreateContainerConfigError" || !strings.Contains(wt.Message, "nope") {
+		t.Errorf("missing secret: got %+v, want CreateContainerConfigError naming it", p.Status.ContainerStatuses[0].State)
+	}
+}
