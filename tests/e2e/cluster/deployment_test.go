@@ -82,6 +82,7 @@ func TestDeploymentRollout(t *testing.T) {
 		w.arm()
 		start := time.Now()
 		K("set", "image", "deploy/roll", "c=busybox:2")
+		K("annotate", "deploy/roll", "kubernetes.io/change-cause=image busybox:2")
 		mustContain(t, K("rollout", "status", "deploy/roll", "--timeout=90s"), `deployment "roll" successfully rolled out`)
 		took := time.Since(start)
 		time.Sleep(300 * time.Millisecond) // let the watch catch up
@@ -106,7 +107,7 @@ func TestDeploymentRollout(t *testing.T) {
 
 	t.Run("history and undo", func(t *testing.T) {
 		out := K("rollout", "history", "deploy/roll")
-		mustContain(t, out, "REVISION", "1 ", "2 ")
+		mustContain(t, out, "REVISION", "CHANGE-CAUSE", "1 ", "2         image busybox:2")
 		mustContain(t, K("rollout", "history", "deploy/roll", "--revision=1"), "busybox:1")
 		mustContain(t, K("rollout", "undo", "deploy/roll"), "rolled back")
 		mustContain(t, K("rollout", "status", "deploy/roll", "--timeout=60s"), "successfully rolled out")
@@ -163,6 +164,23 @@ func TestDeploymentRollout(t *testing.T) {
 		if len(after) != 4 {
 			t.Errorf("after restart: %d pods, want 4", len(after))
 		}
+	})
+
+	t.Run("progress deadline", func(t *testing.T) {
+		// Pods that never become ready: the rollout stalls and, after
+		// progressDeadlineSeconds, kubectl rollout status gives up.
+		K("patch", "deploy/roll", "-p", `{"spec":{"progressDeadlineSeconds":3,"template":{"metadata":{"labels":{"never-ready":"true"}}}}}`)
+		start := time.Now()
+		out, err := k.run(t, "", "-n", ns, "rollout", "status", "deploy/roll", "--timeout=60s")
+		if err == nil || !strings.Contains(out, `deployment "roll" exceeded its progress deadline`) {
+			t.Fatalf("rollout status of a stuck rollout: got %v %s, want the progress-deadline error", err, out)
+		}
+		t.Logf("ProgressDeadlineExceeded reported %v after the change (deadline 3s)", time.Since(start).Round(time.Millisecond))
+		if got := readyCount(t, cs, ns); got != 4 {
+			t.Errorf("ready pods of a stuck rollout with maxUnavailable 0: got %d, want 4", got)
+		}
+		mustContain(t, K("rollout", "undo", "deploy/roll"), "rolled back")
+		mustContain(t, K("rollout", "status", "deploy/roll", "--timeout=60s"), "successfully rolled out")
 	})
 
 	t.Run("scale and delete", func(t *testing.T) {

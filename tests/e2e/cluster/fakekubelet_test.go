@@ -35,7 +35,8 @@ func clientFor(t *testing.T, s *server) kubernetes.Interface {
 // marks each pod of a namespace Running and Ready (Ready with a
 // lastTransitionTime, as the agent must) a delay after it first sees it,
 // bound to a node or not, and finishes graceful deletions of bound pods
-// as an agent would (delete with grace 0).
+// as an agent would (delete with grace 0). Pods labelled never-ready=true
+// stay Pending (a rollout that cannot progress).
 type fakeKubelet struct {
 	cs    kubernetes.Interface
 	ns    string
@@ -89,7 +90,7 @@ func (k *fakeKubelet) loop() {
 				if p.Spec.NodeName != "" {
 					_ = k.cs.CoreV1().Pods(k.ns).Delete(ctx, p.Name, *metav1.NewDeleteOptions(0))
 				}
-			case podReady(p):
+			case podReady(p), p.Labels["never-ready"] == "true":
 			default:
 				first, ok := k.seen[p.UID]
 				if !ok {
