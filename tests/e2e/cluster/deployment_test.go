@@ -187,10 +187,17 @@ func TestDeploymentRollout(t *testing.T) {
 		K("scale", "deploy/roll", "--replicas=1")
 		waitFor(t, 30*time.Second, func() bool { return len(podNames(t, cs, ns)) == 1 })
 		K("delete", "deploy", "roll")
-		waitFor(t, 30*time.Second, func() bool {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
 			rs, _ := cs.AppsV1().ReplicaSets(ns).List(context.Background(), metav1.ListOptions{})
-			return len(rs.Items) == 0 && len(podNames(t, cs, ns)) == 0
-		})
+			if len(rs.Items) == 0 && len(podNames(t, cs, ns)) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("30s after deleting the deployment these remain:\n%s\n%s", K("get", "rs,pods", "-o", "custom-columns=NAME:.metadata.name,OWNER:.metadata.ownerReferences[0].name,OWNERUID:.metadata.ownerReferences[0].uid,DELETING:.metadata.deletionTimestamp,CREATED:.metadata.creationTimestamp"), K("get", "events"))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	})
 }
 

@@ -506,3 +506,16 @@ func TestRevisionHistoryLimitAndRollback(t *testing.T) {
 		t.Errorf("deployment revision after undo: got %q, want 6", got)
 	}
 }
+
+func TestNoReplicaSetForADeploymentGoneFromTheAPI(t *testing.T) {
+	w := newWorld(t, deploy(3, intstr.FromInt32(1), intstr.FromInt32(0)))
+	if err := w.client.AppsV1().Deployments("ns").Delete(context.Background(), "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.c.Sync(context.Background(), "ns/web"); err != nil { // the cache still has it
+		t.Fatal(err)
+	}
+	if n := len(w.sets()); n != 0 {
+		t.Errorf("got %d replicasets for a deleted deployment, want 0", n)
+	}
+}

@@ -413,3 +413,17 @@ func TestReplicaFailureCondition(t *testing.T) {
 		t.Errorf("no FailedCreate event")
 	}
 }
+
+// The garbage collector deletes the pods of a deleted set; if the cache
+// still shows the set, those deletions must not be "repaired".
+func TestNoCreatesForASetGoneFromTheAPI(t *testing.T) {
+	rs := newRS("web", 3)
+	h := newHarness(t, rs)
+	if err := h.client.AppsV1().ReplicaSets("ns").Delete(context.Background(), "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_ = h.sync("ns/web") // the cache still has it
+	if n := h.count("create", "pods"); n != 0 {
+		t.Errorf("got %d creates for a deleted set, want 0", n)
+	}
+}
