@@ -13,8 +13,8 @@ import (
 // sets' availableReplicas (pods Ready for minReadySeconds).
 func (c *Controller) rolloutRolling(ctx context.Context, d *appsv1.Deployment, sets []*appsv1.ReplicaSet) error {
 	newRS, old, err := c.getAllReplicaSets(ctx, d, sets, true)
-	if err != nil {
-		return err
+	if err != nil || newRS == nil {
+		return err // nil newRS: the Deployment is gone
 	}
 	all := append(append([]*appsv1.ReplicaSet(nil), old...), newRS)
 
@@ -168,7 +168,7 @@ func (c *Controller) rolloutRecreate(ctx context.Context, d *appsv1.Deployment, 
 		return c.syncRolloutStatus(ctx, d, all, newRS)
 	}
 	if newRS == nil {
-		if newRS, old, err = c.getAllReplicaSets(ctx, d, sets, true); err != nil {
+		if newRS, old, err = c.getAllReplicaSets(ctx, d, sets, true); err != nil || newRS == nil {
 			return err
 		}
 		all = append(append([]*appsv1.ReplicaSet(nil), old...), newRS)

@@ -70,6 +70,16 @@ func (c *Controller) getAllReplicaSets(ctx context.Context, d *appsv1.Deployment
 		return nil, old, nil
 	}
 
+	// The cache may still show a Deployment that was just deleted; a set
+	// created for it now would only wait for the garbage collector.
+	fresh, err := c.client.AppsV1().Deployments(d.Namespace).Get(ctx, d.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) || err == nil && (fresh.UID != d.UID || fresh.DeletionTimestamp != nil) {
+		return nil, old, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+
 	hash := TemplateHash(&d.Spec.Template, d.Status.CollisionCount)
 	sel := d.Spec.Selector.DeepCopy()
 	if sel.MatchLabels == nil {

@@ -362,7 +362,8 @@ func (c *Controller) claimPods(ctx context.Context, rs *appsv1.ReplicaSet, sel l
 }
 
 // canAdopt re-reads the ReplicaSet from the API: the cache may still hold
-// a set that was deleted and re-created under the same name.
+// a set that was deleted, or deleted and re-created under the same name.
+// Adoptions and creates are only made for a live set.
 func (c *Controller) canAdopt(ctx context.Context, rs *appsv1.ReplicaSet) (bool, error) {
 	fresh, err := c.client.AppsV1().ReplicaSets(rs.Namespace).Get(ctx, rs.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -425,6 +426,12 @@ func (c *Controller) manageReplicas(ctx context.Context, key string, rs *appsv1.
 	diff := len(owned) - want
 	switch {
 	case diff < 0:
+		// The cache may still hold a set that was just deleted (the
+		// garbage collector is removing its pods, which looks like pods
+		// to replace): ask the API once before creating.
+		if ok, err := c.canAdopt(ctx, rs); err != nil || !ok {
+			return err
+		}
 		n := min(-diff, burstReplicas)
 		c.exp.expectCreations(key, n)
 		done, err := slowStartBatch(n, func() error { return c.createPod(ctx, rs) })
