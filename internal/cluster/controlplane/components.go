@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"github.com/berth/berth/internal/cluster/controller/daemonset"
 	"github.com/berth/berth/internal/cluster/controller/job"
 	"github.com/berth/berth/internal/cluster/controller/nodelifecycle"
 	"github.com/berth/berth/internal/cluster/kube"
@@ -11,6 +12,7 @@ import (
 // kube.Component; list them here.
 func components(o Options) []kube.Component {
 	var c []kube.Component
+	c = append(c, daemonset.Component())
 	c = append(c, job.Component())
 	c = append(c, nodelifecycle.Component(nodelifecycle.Options{GracePeriod: o.NodeMonitorGracePeriod, StartupGracePeriod: o.NodeStartupGracePeriod, MonitorPeriod: o.NodeMonitorPeriod}))
 	return c
