@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
 )
@@ -797,6 +798,11 @@ func writeList(w http.ResponseWriter, r *resource, page *listPage) {
 	writeRaw(w, 200, "application/json", buf.Bytes())
 }
 
+var (
+	protobufMagic      = []byte("k8s\x00")
+	deleteOptionsProto = func() *protobuf.Serializer { sc := newScheme(); return protobuf.NewSerializer(sc, sc) }()
+)
+
 // deleteOptions reads DeleteOptions from the body and query.
 func deleteOptions(req *http.Request) (*metav1.DeleteOptions, error) {
 	opts := &metav1.DeleteOptions{}
@@ -804,7 +810,12 @@ func deleteOptions(req *http.Request) (*metav1.DeleteOptions, error) {
 	if err != nil {
 		return nil, errBadRequest("reading request body: %v", err)
 	}
-	if len(strings.TrimSpace(string(b))) > 0 {
+	if bytes.HasPrefix(b, protobufMagic) {
+		// client-go sends DeleteOptions as protobuf when its content type is.
+		if _, _, err := deleteOptionsProto.Decode(b, nil, opts); err != nil {
+			return nil, errBadRequest("decoding protobuf DeleteOptions: %v", err)
+		}
+	} else if len(strings.TrimSpace(string(b))) > 0 {
 		if err := json.Unmarshal(b, opts); err != nil {
 			return nil, errBadRequest("decoding DeleteOptions: %v", err)
 		}
