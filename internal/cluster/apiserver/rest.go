@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
 )
@@ -799,6 +800,11 @@ func writeList(w http.ResponseWriter, r *resource, page *listPage) {
 
 // protoMagic starts every Kubernetes protobuf body.
 var protoMagic = []byte("k8s\x00")
+
+// deleteOptionsProto encodes and decodes protobuf DeleteOptions (the
+// node lifecycle branch's tests use it; the decoder above reads the same
+// envelope by hand).
+var deleteOptionsProto = func() *protobuf.Serializer { sc := newScheme(); return protobuf.NewSerializer(sc, sc) }()
 
 // deleteOptions reads DeleteOptions from the body and query.
 func deleteOptions(req *http.Request) (*metav1.DeleteOptions, error) {

@@ -147,8 +147,8 @@ func (c *Controller) evictionTime(p *corev1.Pod, n *corev1.Node, now time.Time) 
 		}
 		start := p.CreationTimestamp.Time
 		if t.TimeAdded != nil {
-			if t.TimeAdded.After(start) {
-				start = t.TimeAdded.Time
+			if ta := c.taintAdded(n.Name, t); ta.After(start) {
+				start = ta
 			}
 		} else if seen := c.taintSeen(n.Name, t.Key, now); seen.After(start) {
 			start = seen
@@ -159,6 +159,17 @@ func (c *Controller) evictionTime(p *corev1.Pod, n *corev1.Node, now time.Time) 
 		}
 	}
 	return at, ok
+}
+
+// taintAdded is when taint t was put on node: the precise time if this
+// process added it, else its timeAdded.
+func (c *Controller) taintAdded(node string, t corev1.Taint) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if precise, ok := c.added[node+"\x00"+t.Key]; ok && precise.Truncate(time.Second).Equal(t.TimeAdded.Truncate(time.Second)) {
+		return precise
+	}
+	return t.TimeAdded.Time
 }
 
 // taintSeen is when this process first saw a NoExecute taint without

@@ -108,6 +108,10 @@ type Controller struct {
 	// firstSeen records when eviction first saw a NoExecute taint without
 	// timeAdded on a node, by node and taint key.
 	firstSeen map[string]time.Time
+	// added records when this process added a NoExecute taint, to the
+	// nanosecond: timeAdded is stored in whole seconds, and tolerationSeconds
+	// must not be cut short by the rounding.
+	added map[string]time.Time
 	// evicted remembers pods deleted recently, so the status update that
 	// precedes a deletion does not trigger a second one.
 	evicted map[types.UID]time.Time
@@ -149,6 +153,7 @@ func New(o Options, client kubernetes.Interface, nodes, leases, pods cache.Share
 		log:       log.With("component", "node-lifecycle-controller"),
 		health:    map[string]*nodeHealth{},
 		firstSeen: map[string]time.Time{},
+		added:     map[string]time.Time{},
 		evicted:   map[types.UID]time.Time{},
 		evictions: workqueue.NewTypedDelayingQueue[string](),
 	}
@@ -397,6 +402,16 @@ func (c *Controller) reconcileTaints(ctx context.Context, n *corev1.Node) error 
 		next.Spec.Taints = taints
 		_, err := c.client.CoreV1().Nodes().Update(ctx, next, metav1.UpdateOptions{})
 		if err == nil {
+			c.mu.Lock()
+			for _, t := range taints {
+				if t.TimeAdded != nil && !t.TimeAdded.IsZero() {
+					k := n.Name + "\x00" + t.Key
+					if prev, ok := c.added[k]; !ok || !prev.Truncate(time.Second).Equal(t.TimeAdded.Truncate(time.Second)) {
+						c.added[k] = t.TimeAdded.Time
+					}
+				}
+			}
+			c.mu.Unlock()
 			c.log.Info("node taints", "node", n.Name, "taints", taintStrings(taints))
 			return nil
 		}
