@@ -3,6 +3,7 @@ package volumes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -612,5 +613,45 @@ func TestTeardownBadUID(t *testing.T) {
 func TestUnescapeMountPath(t *testing.T) {
 	if got := unescapeMountPath(`/a\040b\011c\134d`); got != "/a b\tc\\d" {
 		t.Errorf("got %q", got)
+	}
+}
+
+func TestConcurrentSetupRefresh(t *testing.T) {
+	m := newManager(t, newSource())
+	pod := newPod("u1", corev1.Volume{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}}},
+		corev1.Volume{Name: "d", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{
+			{Path: "name", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}}})
+	if _, err := m.Setup(context.Background(), pod, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 20)
+	for i := range 20 {
+		go func() {
+			p := pod.DeepCopy()
+			p.Name = fmt.Sprintf("web-%d", i%3)
+			if i%2 == 0 {
+				_, err := m.Setup(context.Background(), p, "", "")
+				errs <- err
+			} else {
+				errs <- m.Refresh(context.Background(), p, "", "")
+			}
+		}()
+	}
+	for range 20 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	d := filepath.Join(m.Root, "u1", "volumes", "d")
+	if got := read(t, filepath.Join(d, "name")); !strings.HasPrefix(got, "web-") {
+		t.Errorf("name = %q", got)
+	}
+	entries, _ := os.ReadDir(d)
+	if len(entries) != 3 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("entries %q, want one timestamped directory, ..data and name", names)
 	}
 }
