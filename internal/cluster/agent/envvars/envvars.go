@@ -158,6 +158,14 @@ func optional(p *bool) bool { return p != nil && *p }
 // set. An error wrapping ErrConfig means the pod spec refers to
 // something missing or invalid; its message names the key and object.
 func Resolve(ctx context.Context, src Source, pod *corev1.Pod, c *corev1.Container, podIP, hostIP string, nodeAllocatable corev1.ResourceList) ([]string, error) {
+	return ResolveWithServices(ctx, src, pod, c, podIP, hostIP, nodeAllocatable, nil)
+}
+
+// ResolveWithServices is Resolve with service-link variables (from
+// ServiceEnv), as the kubelet does it: $(VAR) in env values can refer to
+// them, a variable the container defines wins, and the rest follow the
+// container's own in sorted order.
+func ResolveWithServices(ctx context.Context, src Source, pod *corev1.Pod, c *corev1.Container, podIP, hostIP string, nodeAllocatable corev1.ResourceList, serviceEnv map[string]string) ([]string, error) {
 	objs := &objects{src: src, ns: pod.Namespace, configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}}
 	e := &env{values: map[string]string{}}
 
@@ -200,7 +208,10 @@ func Resolve(ctx context.Context, src Source, pod *corev1.Pod, c *corev1.Contain
 			// $(VAR) refers to variables defined before this one
 			// (including envFrom); unknown references stay literal.
 			e.set(v.Name, Expand(v.Value, func(name string) (string, bool) {
-				val, ok := e.values[name]
+				if val, ok := e.values[name]; ok {
+					return val, true
+				}
+				val, ok := serviceEnv[name]
 				return val, ok
 			}))
 		case v.ValueFrom.FieldRef != nil:
@@ -253,7 +264,7 @@ func Resolve(ctx context.Context, src Source, pod *corev1.Pod, c *corev1.Contain
 			return nil, fmt.Errorf("env %s: %w", v.Name, configErrorf("valueFrom sets no supported source (fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef)"))
 		}
 	}
-	return e.list(), nil
+	return WithServiceEnv(e.list(), serviceEnv), nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {
