@@ -655,3 +655,28 @@ func TestConcurrentSetupRefresh(t *testing.T) {
 		t.Errorf("entries %q, want one timestamped directory, ..data and name", names)
 	}
 }
+
+func TestOverSizeLimit(t *testing.T) {
+	m := newManager(t, nil)
+	pod := newPod("u1",
+		corev1.Volume{Name: "small", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr(resource.MustParse("1Ki"))}}},
+		corev1.Volume{Name: "big", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr(resource.MustParse("1Mi"))}}},
+		corev1.Volume{Name: "free", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+	)
+	pv, err := m.Setup(context.Background(), pod, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"small", "big", "free"} {
+		p, _ := pv.Path(name)
+		os.MkdirAll(filepath.Join(p, "sub"), 0o755)
+		os.WriteFile(filepath.Join(p, "sub", "f"), make([]byte, 2048), 0o644)
+	}
+	got, err := m.OverSizeLimit(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{`Usage of EmptyDir volume "small" exceeds the limit "1Ki". `}; !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
