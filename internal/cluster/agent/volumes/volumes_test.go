@@ -680,3 +680,44 @@ func TestOverSizeLimit(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// A bind mount of host data that something left under the pod directory
+// is unmounted before the removal, so the host data survives.
+func TestTeardownUnmountsBeforeRemoving(t *testing.T) {
+	needRoot(t)
+	m := newManager(t, nil)
+	pod := newPod("u1", corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+	pv, err := m.Setup(context.Background(), pod, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := t.TempDir()
+	precious := filepath.Join(host, "precious")
+	os.WriteFile(precious, []byte("keep"), 0o644)
+	dir, _ := pv.Path("data")
+	target := filepath.Join(dir, "bound")
+	os.Mkdir(target, 0o755)
+	if err := syscall.Mount(host, target, "", syscall.MS_BIND, ""); err != nil {
+		t.Fatalf("bind mount: %v", err)
+	}
+	// A tmpfs on top of a tmpfs: both layers must go.
+	shm := filepath.Join(dir, "shm")
+	os.Mkdir(shm, 0o755)
+	for range 2 {
+		if err := syscall.Mount("tmpfs", shm, "tmpfs", 0, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Teardown("u1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, precious); got != "keep" {
+		t.Errorf("host data behind a bind mount: %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(m.Root, "u1")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pod dir left: %v", err)
+	}
+	if mounts, _ := mountsUnder(m.Root); len(mounts) != 0 {
+		t.Errorf("mounts left: %q", mounts)
+	}
+}
