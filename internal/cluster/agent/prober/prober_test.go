@@ -51,7 +51,9 @@ func TestProbeHTTP(t *testing.T) {
 	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "fine") })
 	mux.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "sick", http.StatusInternalServerError) })
 	mux.HandleFunc("/moved", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ok", http.StatusFound) })
-	mux.HandleFunc("/moved-to-404", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/nope", http.StatusMovedPermanently) })
+	mux.HandleFunc("/moved-to-404", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/nope", http.StatusMovedPermanently)
+	})
 	mux.HandleFunc("/elsewhere", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "http://other.invalid/", http.StatusFound)
 	})

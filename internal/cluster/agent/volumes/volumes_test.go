@@ -277,7 +277,7 @@ func TestConfigMapAndRefresh(t *testing.T) {
 			LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}, DefaultMode: ptr(int32(0o640))}}},
 		corev1.Volume{Name: "items", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"},
-			Items: []corev1.KeyToPath{{Key: "app.conf", Path: "etc/app/app.conf", Mode: ptr(int32(0o400))}}}}},
+			Items:                []corev1.KeyToPath{{Key: "app.conf", Path: "etc/app/app.conf", Mode: ptr(int32(0o400))}}}}},
 	)
 	pv, err := m.Setup(context.Background(), pod, "", "")
 	if err != nil {
