@@ -28,6 +28,8 @@ type Decision struct {
 	// Err is set when the pod itself is malformed (an invalid selector);
 	// such a pod cannot be placed until it is fixed.
 	Err error
+
+	codes uint32 // every rejection reason seen, for the loop's retries
 }
 
 // Message says why no node fits, as kube-scheduler does:
@@ -262,6 +264,7 @@ func (c *Cluster) Place(pod *corev1.Pod) Decision {
 		for _, r := range sc.rejected {
 			ni := c.nodes[r.idx]
 			d.Rejected[ni.name] = st.reasons(ni, r.code)
+			d.codes |= r.code
 		}
 		if pod.Spec.NodeName != "" {
 			for _, idx := range c.order {
