@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"github.com/berth/berth/internal/cluster/kube"
+	"github.com/berth/berth/internal/cluster/scheduler"
 )
 
 // components are the control loops the leading server runs: the scheduler
@@ -9,5 +10,6 @@ import (
 // kube.Component; list them here.
 func components(o Options) []kube.Component {
 	var c []kube.Component
+	c = append(c, scheduler.Component(scheduler.Config{}))
 	return c
 }
