@@ -46,7 +46,10 @@ func fakeClients(t *testing.T, objs ...runtime.Object) (*kube.Clients, *fake.Cli
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
 
 func startScheduler(t *testing.T, c *kube.Clients) {
 	ctx, cancel := context.WithCancel(context.Background())
