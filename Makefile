@@ -60,6 +60,7 @@ test-conformance: build
 bench: deps build testimages
 	scripts/bench.sh $(BIN) $(TESTIMG)
 	$(BIN)/berth-server bench
+	$(GO) test -run '^$$' -bench BenchmarkSchedule -benchtime 5x ./internal/cluster/scheduler
 	BERTH_BIN_DIR=$(BIN) BERTH_TESTIMAGES=$(TESTIMG) $(GO) test -count=1 -run '^$$' -bench PodStartup100 -benchtime 1x ./tests/e2e/orch
 
 clean:

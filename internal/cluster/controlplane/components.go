@@ -1,12 +1,13 @@
 package controlplane
 
 import (
-	"github.com/berth/berth/internal/cluster/controller/deployment"
 	"github.com/berth/berth/internal/cluster/controller/daemonset"
+	"github.com/berth/berth/internal/cluster/controller/deployment"
 	"github.com/berth/berth/internal/cluster/controller/job"
 	"github.com/berth/berth/internal/cluster/controller/nodelifecycle"
 	"github.com/berth/berth/internal/cluster/controller/replicaset"
 	"github.com/berth/berth/internal/cluster/kube"
+	"github.com/berth/berth/internal/cluster/scheduler"
 )
 
 // components are the control loops the leading server runs: the scheduler
@@ -14,6 +15,7 @@ import (
 // kube.Component; list them here.
 func components(o Options) []kube.Component {
 	var c []kube.Component
+	c = append(c, scheduler.Component(scheduler.Config{}))
 	c = append(c, replicaset.Component())
 	c = append(c, deployment.Component())
 	c = append(c, daemonset.Component())

@@ -33,6 +33,7 @@ type Cluster struct {
 
 	byName map[string]*nodeInfo
 	nodes  []*nodeInfo // by index; nil: free slot
+	hot    []nodeHot   // by index: what every filter reads, packed together
 	free   []int32
 
 	order      []int32 // live nodes, zones interleaved; rebuilt when dirty
@@ -78,6 +79,32 @@ type nodeInfo struct {
 	unschedulable bool
 	hardTaints    []corev1.Taint // NoSchedule and NoExecute
 	softTaints    []corev1.Taint // PreferNoSchedule
+}
+
+// nodeHot mirrors the fields of a nodeInfo that the filters and the
+// resource score read for every node examined, in one flat array: the scan
+// over thousands of nodes then walks contiguous memory instead of chasing a
+// pointer per node.
+type nodeHot struct {
+	allocCPU, allocMem, allocEph, allocPods int64
+	reqCPU, reqMem, reqEph                  int64
+	nzCPU, nzMem                            int64
+	numPods                                 int64
+	unschedulable, notReady                 bool
+	hardTaints, softTaints, ports, scalars  bool
+}
+
+func (c *Cluster) syncHot(ni *nodeInfo) {
+	h := &c.hot[ni.idx]
+	*h = nodeHot{
+		allocCPU: ni.alloc.milliCPU, allocMem: ni.alloc.memory, allocEph: ni.alloc.ephemeral, allocPods: ni.allocPods,
+		reqCPU: ni.requested.milliCPU, reqMem: ni.requested.memory, reqEph: ni.requested.ephemeral,
+		nzCPU: ni.nonZero.milliCPU, nzMem: ni.nonZero.memory,
+		numPods:       int64(ni.numPods),
+		unschedulable: ni.unschedulable, notReady: !ni.ready,
+		hardTaints: len(ni.hardTaints) > 0, softTaints: len(ni.softTaints) > 0, ports: len(ni.ports) > 0,
+		scalars: len(ni.alloc.scalar) > 0 || len(ni.requested.scalar) > 0,
+	}
 }
 
 type hostPort struct {
@@ -135,7 +162,9 @@ func (c *Cluster) nodeInfo(name string) *nodeInfo {
 	} else {
 		ni.idx = int32(len(c.nodes))
 		c.nodes = append(c.nodes, ni)
+		c.hot = append(c.hot, nodeHot{})
 	}
+	c.syncHot(ni)
 	c.byName[name] = ni
 	for _, k := range c.keys {
 		k.grow(len(c.nodes))
@@ -161,6 +190,7 @@ func (c *Cluster) SetNode(n *corev1.Node) {
 			ni.softTaints = append(ni.softTaints, t)
 		}
 	}
+	c.syncHot(ni)
 	if old == nil || !labels.Equals(old.Labels, n.Labels) {
 		c.orderDirty = true
 		for _, k := range c.keys {
@@ -241,6 +271,7 @@ func (c *Cluster) SetPod(p *corev1.Pod) {
 		}
 		ni.ports[hp]++
 	}
+	c.syncHot(ni)
 	if hasRequiredAntiAffinity(p) {
 		c.antiPods[p.UID] = pi
 	}
@@ -268,6 +299,7 @@ func (c *Cluster) removePod(pi *podInfo) {
 			delete(ni.ports, hp)
 		}
 	}
+	c.syncHot(ni)
 	c.maybeFree(ni)
 }
 

@@ -28,6 +28,8 @@ type Decision struct {
 	// Err is set when the pod itself is malformed (an invalid selector);
 	// such a pod cannot be placed until it is fixed.
 	Err error
+
+	codes uint32 // every rejection reason seen, for the loop's retries
 }
 
 // Message says why no node fits, as kube-scheduler does:
@@ -178,7 +180,7 @@ type podState struct {
 }
 
 type candidate struct {
-	ni            *nodeInfo
+	idx           int32
 	fit           float64
 	nodeAffinity  int64
 	taints        int64
@@ -262,6 +264,7 @@ func (c *Cluster) Place(pod *corev1.Pod) Decision {
 		for _, r := range sc.rejected {
 			ni := c.nodes[r.idx]
 			d.Rejected[ni.name] = st.reasons(ni, r.code)
+			d.codes |= r.code
 		}
 		if pod.Spec.NodeName != "" {
 			for _, idx := range c.order {
@@ -277,9 +280,9 @@ func (c *Cluster) Place(pod *corev1.Pod) Decision {
 	}
 	sc.candidates = sc.candidates[:0]
 	for _, idx := range sc.feasible {
-		sc.candidates = append(sc.candidates, candidate{ni: c.nodes[idx]})
+		sc.candidates = append(sc.candidates, candidate{idx: idx})
 	}
-	d.Node = st.score(sc.candidates).name
+	d.Node = st.score(c, sc.candidates).name
 	return d
 }
 
@@ -564,18 +567,21 @@ func contains(list []string, s string) bool {
 // filter checks one node in kube-scheduler's filter order and stops at the
 // first filter that fails (resource fit reports every short resource).
 func (st *podState) filter(c *Cluster, ni *nodeInfo) uint32 {
-	if ni.unschedulable && !st.tolerateUnschedulable {
+	h := &c.hot[ni.idx]
+	if h.unschedulable && !st.tolerateUnschedulable {
 		return rUnschedulable
 	}
-	if !ni.ready && !st.tolerateNotReady {
+	if h.notReady && !st.tolerateNotReady {
 		return rNotReady
 	}
 	if st.pod.Spec.NodeName != "" && st.pod.Spec.NodeName != ni.name {
 		return rNodeName
 	}
-	for i := range ni.hardTaints {
-		if t := &ni.hardTaints[i]; !tolerates(st.pod.Spec.Tolerations, t) {
-			return rTaint
+	if h.hardTaints {
+		for i := range ni.hardTaints {
+			if t := &ni.hardTaints[i]; !tolerates(st.pod.Spec.Tolerations, t) {
+				return rTaint
+			}
 		}
 	}
 	if st.nodeAffinity != nil {
@@ -583,11 +589,16 @@ func (st *podState) filter(c *Cluster, ni *nodeInfo) uint32 {
 			return rNodeAffinity
 		}
 	}
-	if len(st.ports) > 0 && portsConflict(ni.ports, st.ports) {
+	if len(st.ports) > 0 && h.ports && portsConflict(ni.ports, st.ports) {
 		return rPorts
 	}
-	if code, _ := st.fits(ni); code != 0 {
+	if code := st.fitsHot(h); code != 0 {
 		return code
+	}
+	if len(st.req.scalar) > 0 {
+		if code, _ := st.fits(ni); code != 0 {
+			return code
+		}
 	}
 	for i := range st.hardSpread {
 		sc := &st.hardSpread[i]
@@ -619,6 +630,28 @@ func (st *podState) filter(c *Cluster, ni *nodeInfo) uint32 {
 	return 0
 }
 
+// fitsHot checks the pod count, cpu, memory and ephemeral storage.
+func (st *podState) fitsHot(h *nodeHot) uint32 {
+	var code uint32
+	if h.numPods+1 > h.allocPods {
+		code |= rPods
+	}
+	if st.empty {
+		return code
+	}
+	if st.req.milliCPU > 0 && h.allocCPU < h.reqCPU+st.req.milliCPU {
+		code |= rCPU
+	}
+	if st.req.memory > 0 && h.allocMem < h.reqMem+st.req.memory {
+		code |= rMemory
+	}
+	if st.req.ephemeral > 0 && h.allocEph < h.reqEph+st.req.ephemeral {
+		code |= rEphemeral
+	}
+	return code
+}
+
+// fits is fitsHot plus extended resources, naming the first one short.
 func (st *podState) fits(ni *nodeInfo) (uint32, corev1.ResourceName) {
 	var code uint32
 	if int64(ni.numPods)+1 > ni.allocPods {
@@ -680,21 +713,23 @@ const (
 // score picks the best candidate; each score is 0–100 and they add up
 // with kube-scheduler's weights. Ties go to the first candidate examined,
 // which rotates from one placement to the next.
-func (st *podState) score(cands []candidate) *nodeInfo {
+func (st *podState) score(c *Cluster, cands []candidate) *nodeInfo {
 	var maxAff, maxTaints int64
 	minPA, maxPA := int64(math.MaxInt64), int64(math.MinInt64)
 	minSp, maxSp := math.Inf(1), math.Inf(-1)
 	for i := range cands {
 		cd := &cands[i]
-		ni := cd.ni
-		cd.fit = st.resourceScore(ni)
+		ni := c.nodes[cd.idx]
+		cd.fit = st.resourceScore(&c.hot[cd.idx])
 		if st.preferred != nil {
 			cd.nodeAffinity = st.preferred.Score(ni.node)
 			maxAff = max(maxAff, cd.nodeAffinity)
 		}
-		for j := range ni.softTaints {
-			if !tolerates(st.pod.Spec.Tolerations, &ni.softTaints[j]) {
-				cd.taints++
+		if c.hot[cd.idx].softTaints {
+			for j := range ni.softTaints {
+				if !tolerates(st.pod.Spec.Tolerations, &ni.softTaints[j]) {
+					cd.taints++
+				}
 			}
 		}
 		maxTaints = max(maxTaints, cd.taints)
@@ -745,7 +780,7 @@ func (st *podState) score(cands []candidate) *nodeInfo {
 			}
 		}
 		if s > bestScore {
-			best, bestScore = cd.ni, s
+			best, bestScore = c.nodes[cd.idx], s
 		}
 	}
 	return best
@@ -753,9 +788,9 @@ func (st *podState) score(cands []candidate) *nodeInfo {
 
 // resourceScore is least-allocated plus balanced-allocation over cpu and
 // memory, counting the pod (request-less containers count as 100m/200Mi).
-func (st *podState) resourceScore(ni *nodeInfo) float64 {
-	cpuFree, cpuFrac := freeAndFraction(ni.alloc.milliCPU, ni.nonZero.milliCPU+st.nonZero.milliCPU)
-	memFree, memFrac := freeAndFraction(ni.alloc.memory, ni.nonZero.memory+st.nonZero.memory)
+func (st *podState) resourceScore(h *nodeHot) float64 {
+	cpuFree, cpuFrac := freeAndFraction(h.allocCPU, h.nzCPU+st.nonZero.milliCPU)
+	memFree, memFrac := freeAndFraction(h.allocMem, h.nzMem+st.nonZero.memory)
 	least := (cpuFree + memFree) / 2
 	balanced := (1 - math.Abs(cpuFrac-memFrac)/2) * 100
 	return weightFit*least + weightBalanced*balanced
