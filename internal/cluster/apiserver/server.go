@@ -120,6 +120,11 @@ func (s *Server) Handler() http.Handler {
 		rec := &statusRecorder{ResponseWriter: w, code: 200}
 		defer func() {
 			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					// A proxied stream (logs -f, exec) ended mid-way:
+					// let net/http drop the connection quietly.
+					panic(p)
+				}
 				s.log.Error("panic serving request", "method", req.Method, "path", req.URL.Path, "panic", p)
 				writeError(rec, errInternal("internal error"))
 			}
