@@ -132,11 +132,13 @@ spec:
 
 	// The crash-looping container: restarts with growing delays, in
 	// CrashLoopBackOff between them.
+	// It was created with the victim, so it has been crashing for a while.
 	var sawBackOff bool
+	var backOffMsg string
 	var restartsAt []time.Time
 	last := int32(-1)
 	crashStart := time.Now()
-	waitFor(t, 90*time.Second, "crasher restarted twice in CrashLoopBackOff", func() (bool, string) {
+	waitFor(t, 60*time.Second, "crasher restarted twice with a CrashLoopBackOff wait", func() (bool, string) {
 		ps := pods(t, ns, "app=crasher")
 		if len(ps) != 1 || len(ps[0].Status.ContainerStatuses) != 1 {
 			return false, describe(ps)
@@ -144,16 +146,20 @@ spec:
 		c := ps[0].Status.ContainerStatuses[0]
 		if c.State.Waiting != nil && c.State.Waiting.Reason == "CrashLoopBackOff" {
 			sawBackOff = true
+			backOffMsg = c.State.Waiting.Message
 		}
-		if c.RestartCount != last {
-			last = c.RestartCount
+		if last >= 0 && c.RestartCount > last {
 			restartsAt = append(restartsAt, time.Now())
 		}
-		return sawBackOff && c.RestartCount >= 3, describe(ps)
+		last = c.RestartCount
+		return sawBackOff && c.RestartCount >= 2 && len(restartsAt) >= 1, describe(ps)
 	})
 	var gaps []string
 	for i := 1; i < len(restartsAt); i++ {
 		gaps = append(gaps, restartsAt[i].Sub(restartsAt[i-1]).Round(100*time.Millisecond).String())
+	}
+	if !strings.Contains(backOffMsg, "back-off") {
+		t.Errorf("CrashLoopBackOff message %q does not give the back-off delay", backOffMsg)
 	}
 	ev := events(t, ns, "crasher")
 	var backoffEvent bool
@@ -166,7 +172,7 @@ spec:
 		t.Errorf("no BackOff event for the crash-looping pod (events: %d)", len(ev))
 	}
 	report(t, "2-restart", "kill_to_ready_again", back, "restartCount", cs.RestartCount,
-		"crashloop_to_3_restarts", time.Since(crashStart), "restart_gaps", strings.Join(gaps, ","))
+		"crashloop_wait", time.Since(crashStart), "restart_gaps", strings.Join(gaps, ","), "backoff", fmt.Sprintf("%q", backOffMsg))
 }
 
 // Scenario 3: deleting a pod: its ReplicaSet replaces it.
@@ -591,8 +597,9 @@ func TestScenario9AgentRestart(t *testing.T) {
 		id        string
 		restarts  int32
 	}
+	const ns = "s9"
 	snapshot := func() map[string]seen {
-		l, err := client.CoreV1().Pods("").List(context.Background(), metav1.ListOptions{})
+		l, err := client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -615,7 +622,7 @@ func TestScenario9AgentRestart(t *testing.T) {
 			if nd, _ := theLab.Node(n); nd.Killed {
 				continue
 			}
-			out, err := theLab.Berth(n, "ps", "-q", "--no-trunc", "--filter", "label=io.kubernetes.pod.uid")
+			out, err := theLab.Berth(n, "ps", "-q", "--no-trunc", "--filter", "label=io.kubernetes.pod.namespace="+ns)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -628,8 +635,29 @@ func TestScenario9AgentRestart(t *testing.T) {
 		}
 		return m
 	}
+	namespace(t, ns)
+	apply(t, ns, deployment("keep", 6, fmt.Sprintf(strings.Replace(spreadHostname, "DoNotSchedule", "ScheduleAnyway", 1), "keep")))
+	apply(t, ns, `apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: everywhere}
+spec:
+  selector: {matchLabels: {app: everywhere}}
+  template:
+    metadata: {labels: {app: everywhere}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: d
+        image: lab/app:v1
+        imagePullPolicy: IfNotPresent
+        command: [sleep, "100000"]
+`)
+	waitReady(t, ns, "app=keep", 6, 90*time.Second)
+	waitReady(t, ns, "app=everywhere", len(readyNodes(t)), 90*time.Second)
+	// Every container has been up for a second: a restart would show.
+	time.Sleep(time.Second)
 	before, engBefore := snapshot(), engineStarts()
-	if len(before) < 3 {
+	if len(before) < 6 {
 		t.Fatalf("only %d running containers to watch", len(before))
 	}
 	nodes := theLab.NodeNames()
