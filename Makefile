@@ -51,7 +51,7 @@ test-e2e:
 # The multi-node scenarios (docs/multinode.md) run alone: they measure
 # failover times that a machine busy with the other e2e packages would blur.
 test-orch:
-	BERTH_BIN_DIR=$(BIN) BERTH_TESTIMAGES=$(TESTIMG) $(GO) test -count=1 -timeout 15m ./tests/e2e/orch/...
+	BERTH_BIN_DIR=$(BIN) BERTH_TESTIMAGES=$(TESTIMG) $(GO) test -count=1 -v -timeout 15m ./tests/e2e/orch/...
 
 # The OCI distribution-spec conformance suite against `berth registry`.
 test-conformance: build
