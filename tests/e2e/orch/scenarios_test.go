@@ -708,3 +708,39 @@ spec:
 	report(t, "9-agent-restart", "containers", len(before), "engine_containers", len(engBefore), "changed", changed,
 		"kill_to_node_ready_per_node", strings.Join(ds, ","), "total", time.Since(start))
 }
+
+// Not one of the nine scenarios, but their glue: kubectl logs and exec
+// reach a container on a lab node through the API server and that
+// node's agent.
+func TestStreamingThroughAgents(t *testing.T) {
+	ns := namespace(t, "s10")
+	apply(t, ns, `apiVersion: v1
+kind: Pod
+metadata: {name: talk, labels: {app: talk}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: lab/app:v1
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "echo hello-from-talk; sleep 100000"]
+`)
+	ready, _ := waitReady(t, ns, "app=talk", 1, 60*time.Second)
+	start := time.Now()
+	logs, err := kubectl(t, "", "logs", "-n", ns, "talk")
+	logsTook := time.Since(start)
+	if err != nil || !strings.Contains(logs, "hello-from-talk") {
+		t.Errorf("kubectl logs on %s: %v %q", ready[0].Spec.NodeName, err, logs)
+	}
+	start = time.Now()
+	out, err := kubectl(t, "", "exec", "-n", ns, "talk", "--", "cat", "/etc/hostname")
+	execTook := time.Since(start)
+	if err != nil || strings.TrimSpace(out) != "talk" {
+		t.Errorf("kubectl exec cat /etc/hostname: %v %q, want talk", err, out)
+	}
+	out, err = kubectl(t, "some stdin\n", "exec", "-i", "-n", ns, "talk", "--", "cat")
+	if err != nil || out != "some stdin\n" {
+		t.Errorf("kubectl exec -i cat: %v %q", err, out)
+	}
+	report(t, "x-streaming", "node", ready[0].Spec.NodeName, "kubectl_logs", logsTook, "kubectl_exec", execTook)
+}
