@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -499,6 +500,22 @@ func TestRegisterNodeAndLease(t *testing.T) {
 	if len(n.Status.Addresses) != 2 || n.Status.Addresses[0].Address != "192.0.2.10" {
 		t.Errorf("addresses: got %v", n.Status.Addresses)
 	}
+	// An engine that stops answering makes the node not Ready.
+	eng.mu.Lock()
+	eng.down = errors.New("connection refused")
+	eng.mu.Unlock()
+	if err := a.updateNodeStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n, _ = cs.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady && (c.Status != corev1.ConditionFalse || !strings.Contains(c.Message, "connection refused")) {
+			t.Errorf("engine down: got Ready %s %q, want False naming the error", c.Status, c.Message)
+		}
+	}
+	eng.mu.Lock()
+	eng.down = nil
+	eng.mu.Unlock()
 	// Registering again (an agent restart) keeps the node.
 	if err := a.registerNode(ctx); err != nil {
 		t.Fatalf("re-register: %v", err)

@@ -238,6 +238,7 @@ func (w *podWorker) sync(ctx context.Context) (time.Duration, bool) {
 	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		// Terminal: nothing runs again; keep the exited containers for logs.
+		w.stopProbes()
 		for _, in := range insts {
 			if in.running() {
 				_ = w.a.eng.Stop(ctx, in.id, int(podGrace(pod)))
