@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -124,7 +125,7 @@ func (w *podWorker) run(ctx context.Context) {
 		case <-w.wake:
 		case <-timer.C:
 		}
-		next, done := w.sync(ctx)
+		next, done := w.safeSync(ctx)
 		if done {
 			return
 		}
@@ -138,6 +139,19 @@ func (w *podWorker) run(ctx context.Context) {
 		}
 		timer.Reset(next)
 	}
+}
+
+// safeSync is sync that survives a bug: a panic is logged and the pod
+// looked at again later, rather than taking the agent (and every other
+// pod's status) down.
+func (w *podWorker) safeSync(ctx context.Context) (next time.Duration, done bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.a.log.Error("pod sync panicked; retrying in 5s", "uid", w.uid, "panic", r, "stack", string(debug.Stack()))
+			next, done = 5*time.Second, false
+		}
+	}()
+	return w.sync(ctx)
 }
 
 // list returns the pod's containers in the engine, newest attempt first
