@@ -306,11 +306,21 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var cur *coordv1.Lease
+	failing := 0
 	for {
 		var err error
 		cur, err = a.renewLease(ctx, cur)
-		if err != nil && ctx.Err() == nil {
-			a.log.Warn("renewing the node lease", "err", err)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			// Once, then every minute: a partitioned node would log every
+			// second otherwise.
+			if failing%int(time.Minute/every) == 0 {
+				a.log.Warn("renewing the node lease", "failures", failing+1, "err", err)
+			}
+			failing++
+		case err == nil && failing > 0:
+			a.log.Info("node lease renewed again", "after-failures", failing)
+			failing = 0
 		}
 		select {
 		case <-ctx.Done():
