@@ -267,6 +267,7 @@ func (a *Agent) nodeStatusLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-a.nodeKick:
 		}
 		if err := a.updateNodeStatus(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("updating node status", "err", err)
@@ -319,8 +320,14 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 			}
 			failing++
 		case err == nil && failing > 0:
-			a.log.Info("node lease renewed again", "after-failures", failing)
+			a.log.Info("node lease renewed again; posting node status", "after-failures", failing)
 			failing = 0
+			// The node lifecycle controller set Ready=Unknown meanwhile:
+			// say Ready again now, not at the next 10 s tick.
+			select {
+			case a.nodeKick <- struct{}{}:
+			default:
+			}
 		}
 		select {
 		case <-ctx.Done():
