@@ -76,7 +76,7 @@ func (o *objects) configMap(ctx context.Context, name string, optional bool) (*c
 	}
 	cm, err := o.src.ConfigMap(ctx, o.ns, name)
 	if err != nil {
-		if apierrors.IsNotFound(err) {
+		if isNotFound(err) {
 			if optional {
 				return nil, nil
 			}
@@ -97,7 +97,7 @@ func (o *objects) secret(ctx context.Context, name string, optional bool) (*core
 	}
 	s, err := o.src.Secret(ctx, o.ns, name)
 	if err != nil {
-		if apierrors.IsNotFound(err) {
+		if isNotFound(err) {
 			if optional {
 				return nil, nil
 			}
@@ -146,6 +146,8 @@ func validEnvName(name string) bool {
 	return true
 }
 
+func isNotFound(err error) bool { return apierrors.IsNotFound(err) }
+
 func optional(p *bool) bool { return p != nil && *p }
 
 // Resolve returns the container's environment as KEY=VALUE strings in
@@ -156,6 +158,14 @@ func optional(p *bool) bool { return p != nil && *p }
 // set. An error wrapping ErrConfig means the pod spec refers to
 // something missing or invalid; its message names the key and object.
 func Resolve(ctx context.Context, src Source, pod *corev1.Pod, c *corev1.Container, podIP, hostIP string, nodeAllocatable corev1.ResourceList) ([]string, error) {
+	return ResolveWithServices(ctx, src, pod, c, podIP, hostIP, nodeAllocatable, nil)
+}
+
+// ResolveWithServices is Resolve with service-link variables (from
+// ServiceEnv), as the kubelet does it: $(VAR) in env values can refer to
+// them, a variable the container defines wins, and the rest follow the
+// container's own in sorted order.
+func ResolveWithServices(ctx context.Context, src Source, pod *corev1.Pod, c *corev1.Container, podIP, hostIP string, nodeAllocatable corev1.ResourceList, serviceEnv map[string]string) ([]string, error) {
 	objs := &objects{src: src, ns: pod.Namespace, configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}}
 	e := &env{values: map[string]string{}}
 
@@ -198,7 +208,10 @@ func Resolve(ctx context.Context, src Source, pod *corev1.Pod, c *corev1.Contain
 			// $(VAR) refers to variables defined before this one
 			// (including envFrom); unknown references stay literal.
 			e.set(v.Name, Expand(v.Value, func(name string) (string, bool) {
-				val, ok := e.values[name]
+				if val, ok := e.values[name]; ok {
+					return val, true
+				}
+				val, ok := serviceEnv[name]
 				return val, ok
 			}))
 		case v.ValueFrom.FieldRef != nil:
@@ -251,7 +264,7 @@ func Resolve(ctx context.Context, src Source, pod *corev1.Pod, c *corev1.Contain
 			return nil, fmt.Errorf("env %s: %w", v.Name, configErrorf("valueFrom sets no supported source (fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef)"))
 		}
 	}
-	return e.list(), nil
+	return WithServiceEnv(e.list(), serviceEnv), nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -349,46 +362,44 @@ func FieldValue(pod *corev1.Pod, path, podIP, hostIP string) (string, error) {
 	case "spec.serviceAccountName":
 		return pod.Spec.ServiceAccountName, nil
 	case "status.hostIP":
-		return firstIP(hostIP, pod.Status.HostIP, pod.Status.HostIPs), nil
+		return firstIP(hostIP, pod.Status.HostIP, hostIPs(pod)), nil
 	case "status.hostIPs":
-		ips := make([]string, 0, len(pod.Status.HostIPs))
-		for _, ip := range pod.Status.HostIPs {
-			ips = append(ips, ip.IP)
-		}
-		return strings.Join(withFirst(hostIP, ips), ","), nil
+		return strings.Join(withFirst(firstIP(hostIP, pod.Status.HostIP, nil), hostIPs(pod)), ","), nil
 	case "status.podIP":
-		return firstIP(podIP, pod.Status.PodIP, pod.Status.PodIPs), nil
+		return firstIP(podIP, pod.Status.PodIP, podIPs(pod)), nil
 	case "status.podIPs":
-		ips := make([]string, 0, len(pod.Status.PodIPs))
-		for _, ip := range pod.Status.PodIPs {
-			ips = append(ips, ip.IP)
-		}
-		return strings.Join(withFirst(podIP, ips), ","), nil
+		return strings.Join(withFirst(firstIP(podIP, pod.Status.PodIP, nil), podIPs(pod)), ","), nil
 	}
 	return "", configErrorf("unsupported fieldRef fieldPath %q (want metadata.name, metadata.namespace, metadata.uid, metadata.labels['KEY'], metadata.annotations['KEY'], spec.nodeName, spec.serviceAccountName, status.hostIP, status.hostIPs, status.podIP or status.podIPs)", path)
 }
 
 // firstIP picks the address the agent knows now, else the status's.
-func firstIP[T corev1.PodIP | corev1.HostIP](given, status string, list []T) string {
+func firstIP(given, status string, list []string) string {
 	switch {
 	case given != "":
 		return given
 	case status != "":
 		return status
 	case len(list) > 0:
-		return ipOf(list[0])
+		return list[0]
 	}
 	return ""
 }
 
-func ipOf[T corev1.PodIP | corev1.HostIP](v T) string {
-	switch x := any(v).(type) {
-	case corev1.PodIP:
-		return x.IP
-	case corev1.HostIP:
-		return x.IP
+func podIPs(pod *corev1.Pod) []string {
+	ips := make([]string, 0, len(pod.Status.PodIPs))
+	for _, ip := range pod.Status.PodIPs {
+		ips = append(ips, ip.IP)
 	}
-	return ""
+	return ips
+}
+
+func hostIPs(pod *corev1.Pod) []string {
+	ips := make([]string, 0, len(pod.Status.HostIPs))
+	for _, ip := range pod.Status.HostIPs {
+		ips = append(ips, ip.IP)
+	}
+	return ips
 }
 
 // withFirst puts primary first in ips (the primary address of a dual

@@ -24,10 +24,19 @@ const (
 	FailedPreStopHook   = "FailedPreStopHook"
 )
 
-// Run runs handler h of container c (at podIP) and returns the hook's
-// output (a command's output, an HTTP body) and an error whose message
-// is fit for a FailedPostStartHook / FailedPreStopHook event.
+// Run runs handler h of container c (at podIP). On success it returns
+// the hook's output (a command's output, an HTTP body); on failure, as
+// the kubelet's handler runner, the message for the FailedPostStartHook
+// or FailedPreStopHook event, which is also the error's text.
 func Run(ctx context.Context, h *corev1.LifecycleHandler, c *corev1.Container, podIP string, exec prober.ExecFunc) (string, error) {
+	out, err := run(ctx, h, c, podIP, exec)
+	if err != nil {
+		return err.Error(), err
+	}
+	return out, nil
+}
+
+func run(ctx context.Context, h *corev1.LifecycleHandler, c *corev1.Container, podIP string, exec prober.ExecFunc) (string, error) {
 	name := ""
 	if c != nil {
 		name = c.Name

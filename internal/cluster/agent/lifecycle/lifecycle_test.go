@@ -52,7 +52,7 @@ func TestRun(t *testing.T) {
 	}{
 		{name: "nil handler", h: nil},
 		{name: "exec ok", h: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "echo hi"}}}, exec: exec(0, "hi\n", nil), wantOut: "hi"},
-		{name: "exec exit 2", h: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"false"}}}, exec: exec(2, "boom", nil), wantOut: "boom",
+		{name: "exec exit 2", h: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"false"}}}, exec: exec(2, "boom", nil),
 			wantErr: `Exec lifecycle hook ([false]) for Container "app" failed - error: command 'false' exited with 2: boom, message: "boom"`},
 		{name: "exec error", h: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"x"}}}, exec: exec(0, "", errors.New("no such container")),
 			wantErr: "error: no such container"},
@@ -85,7 +85,10 @@ func TestRun(t *testing.T) {
 			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
 			}
-			if out != tt.wantOut {
+			if tt.wantErr != "" && out != err.Error() {
+				t.Errorf("on failure the output %q should be the event message %q", out, err)
+			}
+			if tt.wantErr == "" && out != tt.wantOut {
 				t.Errorf("output %q, want %q", out, tt.wantOut)
 			}
 			if tt.name == "sleep" && time.Since(start) < time.Second {

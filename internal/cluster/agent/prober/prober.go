@@ -158,6 +158,9 @@ func ResolvePort(port intstr.IntOrString, c *corev1.Container) (int, error) {
 		return int(port.IntVal), nil
 	}
 	name := port.StrVal
+	if name == "" {
+		return 0, errors.New("port is empty")
+	}
 	if n, err := strconv.Atoi(name); err == nil {
 		return ResolvePort(intstr.FromInt32(int32(n)), c)
 	}

@@ -99,6 +99,8 @@ func TestProbeHTTP(t *testing.T) {
 		{name: "other-host redirect is success", probe: httpProbe(num, "/elsewhere"), want: Success, wantMsg: "HTTP 302"},
 		{name: "redirect loop", probe: httpProbe(num, "/loop"), want: Failure, wantMsg: "stopped after 10 redirects"},
 		{name: "named port", probe: httpProbe(intstr.FromString("http"), "ok"), want: Success, wantMsg: "fine"},
+		{name: "empty port name", probe: httpProbe(intstr.FromString(""), "/ok"), want: Unknown, wantMsg: "port is empty"},
+		{name: "port number as string", probe: httpProbe(intstr.FromString(strconv.Itoa(port)), "/ok"), want: Success, wantMsg: "fine"},
 		{name: "unknown named port", probe: httpProbe(intstr.FromString("admin"), "/ok"), want: Unknown, wantMsg: `port "admin"`},
 		{name: "headers", probe: httpProbe(num, "/headers", corev1.HTTPHeader{Name: "Host", Value: "example.test"}, corev1.HTTPHeader{Name: "X-Probe", Value: "yes"}), want: Success, wantMsg: "headers ok"},
 		{name: "query in path", probe: httpProbe(num, "/query?full=1"), want: Success},

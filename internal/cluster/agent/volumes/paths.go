@@ -27,8 +27,11 @@ func checkRelPath(p string) error {
 			return fmt.Errorf("path %q must not contain \"..\"", p)
 		}
 	}
-	if filepath.Clean(p) == "." {
+	switch c := filepath.Clean(p); {
+	case c == ".":
 		return fmt.Errorf("path %q names the volume itself, not a file in it", p)
+	case strings.HasPrefix(c, ".."):
+		return fmt.Errorf("path %q must not start with \"..\"", p) // "./..data"
 	}
 	return nil
 }

@@ -55,7 +55,37 @@ type Manager struct {
 	// Log receives notes about skipped volume sources; nil means slog.Default.
 	Log *slog.Logger
 
-	mu sync.Mutex // serializes writes into the pod directories
+	mu    sync.Mutex
+	locks map[string]*podLock // per pod uid: Setup, Refresh and Teardown of one pod never overlap
+}
+
+type podLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock serializes work on one pod; pods do not wait for each other.
+func (m *Manager) lock(uid string) func() {
+	m.mu.Lock()
+	if m.locks == nil {
+		m.locks = map[string]*podLock{}
+	}
+	l := m.locks[uid]
+	if l == nil {
+		l = &podLock{}
+		m.locks[uid] = l
+	}
+	l.users++
+	m.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		m.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(m.locks, uid)
+		}
+		m.mu.Unlock()
+	}
 }
 
 // TokenSource is the optional ability of a Source to issue service
@@ -105,9 +135,8 @@ func checkName(what, name string) error {
 // downwardAPI items. Calling it again for the same pod keeps emptyDir
 // contents and existing tmpfs mounts and refreshes content volumes.
 func (m *Manager) Setup(ctx context.Context, pod *corev1.Pod, podIP, hostIP string) (*PodVolumes, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	uid := string(pod.UID)
+	defer m.lock(uid)()
 	dir, err := m.PodDir(uid)
 	if err != nil {
 		return nil, err
@@ -285,8 +314,7 @@ func propagation(mode *corev1.MountPropagationMode, privileged bool) (string, er
 // its content changed. A missing required object leaves the old content
 // in place and returns an error.
 func (m *Manager) Refresh(ctx context.Context, pod *corev1.Pod, podIP, hostIP string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	defer m.lock(string(pod.UID))()
 	dir, err := m.PodDir(string(pod.UID))
 	if err != nil {
 		return err
@@ -318,8 +346,7 @@ func (m *Manager) Refresh(ctx context.Context, pod *corev1.Pod, podIP, hostIP st
 // remove anything while a mount remains, so it can never delete through
 // a bind mount into host data.
 func (m *Manager) Teardown(uid string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	defer m.lock(uid)()
 	dir, err := m.PodDir(uid)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package volumes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -612,5 +613,111 @@ func TestTeardownBadUID(t *testing.T) {
 func TestUnescapeMountPath(t *testing.T) {
 	if got := unescapeMountPath(`/a\040b\011c\134d`); got != "/a b\tc\\d" {
 		t.Errorf("got %q", got)
+	}
+}
+
+func TestConcurrentSetupRefresh(t *testing.T) {
+	m := newManager(t, newSource())
+	pod := newPod("u1", corev1.Volume{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}}},
+		corev1.Volume{Name: "d", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{
+			{Path: "name", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}}})
+	if _, err := m.Setup(context.Background(), pod, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 20)
+	for i := range 20 {
+		go func() {
+			p := pod.DeepCopy()
+			p.Name = fmt.Sprintf("web-%d", i%3)
+			if i%2 == 0 {
+				_, err := m.Setup(context.Background(), p, "", "")
+				errs <- err
+			} else {
+				errs <- m.Refresh(context.Background(), p, "", "")
+			}
+		}()
+	}
+	for range 20 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	d := filepath.Join(m.Root, "u1", "volumes", "d")
+	if got := read(t, filepath.Join(d, "name")); !strings.HasPrefix(got, "web-") {
+		t.Errorf("name = %q", got)
+	}
+	entries, _ := os.ReadDir(d)
+	if len(entries) != 3 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("entries %q, want one timestamped directory, ..data and name", names)
+	}
+}
+
+func TestOverSizeLimit(t *testing.T) {
+	m := newManager(t, nil)
+	pod := newPod("u1",
+		corev1.Volume{Name: "small", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr(resource.MustParse("1Ki"))}}},
+		corev1.Volume{Name: "big", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr(resource.MustParse("1Mi"))}}},
+		corev1.Volume{Name: "free", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+	)
+	pv, err := m.Setup(context.Background(), pod, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"small", "big", "free"} {
+		p, _ := pv.Path(name)
+		os.MkdirAll(filepath.Join(p, "sub"), 0o755)
+		os.WriteFile(filepath.Join(p, "sub", "f"), make([]byte, 2048), 0o644)
+	}
+	got, err := m.OverSizeLimit(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{`Usage of EmptyDir volume "small" exceeds the limit "1Ki". `}; !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// A bind mount of host data that something left under the pod directory
+// is unmounted before the removal, so the host data survives.
+func TestTeardownUnmountsBeforeRemoving(t *testing.T) {
+	needRoot(t)
+	m := newManager(t, nil)
+	pod := newPod("u1", corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+	pv, err := m.Setup(context.Background(), pod, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := t.TempDir()
+	precious := filepath.Join(host, "precious")
+	os.WriteFile(precious, []byte("keep"), 0o644)
+	dir, _ := pv.Path("data")
+	target := filepath.Join(dir, "bound")
+	os.Mkdir(target, 0o755)
+	if err := syscall.Mount(host, target, "", syscall.MS_BIND, ""); err != nil {
+		t.Fatalf("bind mount: %v", err)
+	}
+	// A tmpfs on top of a tmpfs: both layers must go.
+	shm := filepath.Join(dir, "shm")
+	os.Mkdir(shm, 0o755)
+	for range 2 {
+		if err := syscall.Mount("tmpfs", shm, "tmpfs", 0, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Teardown("u1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, precious); got != "keep" {
+		t.Errorf("host data behind a bind mount: %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(m.Root, "u1")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pod dir left: %v", err)
+	}
+	if mounts, _ := mountsUnder(m.Root); len(mounts) != 0 {
+		t.Errorf("mounts left: %q", mounts)
 	}
 }
