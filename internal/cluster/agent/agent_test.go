@@ -586,3 +586,30 @@ func TestEnvAndVolumes(t *testing.T) {
 		t.Errorf("missing secret: got %+v, want CreateContainerConfigError naming it", p.Status.ContainerStatuses[0].State)
 	}
 }
+
+func TestEvictionOnEmptyDirSizeLimit(t *testing.T) {
+	eng := newFakeEngine()
+	limit := resource.MustParse("1Ki")
+	pod := testPod("big", func(p *corev1.Pod) {
+		p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "d", MountPath: "/d"}}
+		p.Spec.Volumes = []corev1.Volume{{Name: "d", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: &limit}}}}
+	})
+	a, cs, rec := testAgent(t, eng, pod)
+	w := newPodWorker(a, pod.UID)
+	syncOnce(t, a, cs, w, "big")
+	m := current(eng, "big", "main")
+	if err := os.WriteFile(m.req.HostConfig.Mounts[0].Source+"/fill", make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.volsAt = time.Time{}
+	p := syncOnce(t, a, cs, w, "big")
+	if p.Status.Phase != corev1.PodFailed || p.Status.Reason != "Evicted" || !strings.Contains(p.Status.Message, "exceeds the limit") {
+		t.Fatalf("got phase %s reason %q message %q, want Failed Evicted", p.Status.Phase, p.Status.Reason, p.Status.Message)
+	}
+	if current(eng, "big", "main").j.State.Running {
+		t.Error("the evicted pod's container still runs")
+	}
+	if ev := events(rec); !strings.Contains(ev, "Warning Evicted") {
+		t.Errorf("no Evicted event:\n%s", ev)
+	}
+}

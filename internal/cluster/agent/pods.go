@@ -81,6 +81,7 @@ type podWorker struct {
 	pmu        sync.Mutex
 	probes     map[string]*probeSet // container ID →
 	mountErr   string
+	evicted    string // why the pod was evicted, once it was
 	lastPush   *corev1.PodStatus
 	pushedFrom string // the pod's resourceVersion when lastPush was written
 }
@@ -313,6 +314,14 @@ func (w *podWorker) sync(ctx context.Context) (time.Duration, bool) {
 		return 2 * time.Second, false
 	}
 	w.mountErr = ""
+	if w.evicted != "" {
+		w.evict(ctx, pod, insts)
+		if insts, err = w.list(ctx); err != nil {
+			return time.Second, false
+		}
+		w.pushStatus(ctx, pod, insts)
+		return time.Second, false
+	}
 
 	changed := false
 	initDone := true
