@@ -167,6 +167,9 @@ type Agent struct {
 	envSrc envvars.Source
 	vols   *volumes.Manager
 
+	// nodeKick asks for an immediate node status update.
+	nodeKick chan struct{}
+
 	pods    corelisters.PodLister
 	synced  cache.InformerSynced
 	mu      sync.Mutex
@@ -211,7 +214,7 @@ func Run(ctx context.Context, o Options) error {
 		defer clients.Shutdown()
 		cs = clients.Client
 	}
-	a := &Agent{o: o, node: o.NodeName, eng: eng, cs: cs, log: log, hostIP: o.NodeIP, workers: map[types.UID]*podWorker{}}
+	a := &Agent{o: o, node: o.NodeName, eng: eng, cs: cs, log: log, hostIP: o.NodeIP, workers: map[types.UID]*podWorker{}, nodeKick: make(chan struct{}, 1)}
 	a.setupPodInputs()
 	if clients != nil {
 		a.rec = clients.Recorder("kubelet", o.NodeName)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -499,6 +500,22 @@ func TestRegisterNodeAndLease(t *testing.T) {
 	if len(n.Status.Addresses) != 2 || n.Status.Addresses[0].Address != "192.0.2.10" {
 		t.Errorf("addresses: got %v", n.Status.Addresses)
 	}
+	// An engine that stops answering makes the node not Ready.
+	eng.mu.Lock()
+	eng.down = errors.New("connection refused")
+	eng.mu.Unlock()
+	if err := a.updateNodeStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n, _ = cs.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady && (c.Status != corev1.ConditionFalse || !strings.Contains(c.Message, "connection refused")) {
+			t.Errorf("engine down: got Ready %s %q, want False naming the error", c.Status, c.Message)
+		}
+	}
+	eng.mu.Lock()
+	eng.down = nil
+	eng.mu.Unlock()
 	// Registering again (an agent restart) keeps the node.
 	if err := a.registerNode(ctx); err != nil {
 		t.Fatalf("re-register: %v", err)
@@ -567,5 +584,32 @@ func TestEnvAndVolumes(t *testing.T) {
 	wt := p.Status.ContainerStatuses[0].State.Waiting
 	if wt == nil || wt.Reason != "CreateContainerConfigError" || !strings.Contains(wt.Message, "nope") {
 		t.Errorf("missing secret: got %+v, want CreateContainerConfigError naming it", p.Status.ContainerStatuses[0].State)
+	}
+}
+
+func TestEvictionOnEmptyDirSizeLimit(t *testing.T) {
+	eng := newFakeEngine()
+	limit := resource.MustParse("1Ki")
+	pod := testPod("big", func(p *corev1.Pod) {
+		p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "d", MountPath: "/d"}}
+		p.Spec.Volumes = []corev1.Volume{{Name: "d", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: &limit}}}}
+	})
+	a, cs, rec := testAgent(t, eng, pod)
+	w := newPodWorker(a, pod.UID)
+	syncOnce(t, a, cs, w, "big")
+	m := current(eng, "big", "main")
+	if err := os.WriteFile(m.req.HostConfig.Mounts[0].Source+"/fill", make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.volsAt = time.Time{}
+	p := syncOnce(t, a, cs, w, "big")
+	if p.Status.Phase != corev1.PodFailed || p.Status.Reason != "Evicted" || !strings.Contains(p.Status.Message, "exceeds the limit") {
+		t.Fatalf("got phase %s reason %q message %q, want Failed Evicted", p.Status.Phase, p.Status.Reason, p.Status.Message)
+	}
+	if current(eng, "big", "main").j.State.Running {
+		t.Error("the evicted pod's container still runs")
+	}
+	if ev := events(rec); !strings.Contains(ev, "Warning Evicted") {
+		t.Errorf("no Evicted event:\n%s", ev)
 	}
 }

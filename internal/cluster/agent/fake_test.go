@@ -22,6 +22,7 @@ type fakeEngine struct {
 	pulls     int
 	noSandbox bool
 	execs     []string
+	down      error // Version's error: the engine not answering
 }
 
 type fakeCtr struct {
@@ -155,7 +156,11 @@ func (f *fakeEngine) Events(ctx context.Context, fn func(string, map[string]stri
 	return ctx.Err()
 }
 
-func (f *fakeEngine) Version(context.Context) (string, error) { return "test", nil }
+func (f *fakeEngine) Version(context.Context) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return "test", f.down
+}
 
 func (f *fakeEngine) Exec(_ context.Context, id string, cmd []string) (int, []byte, error) {
 	f.mu.Lock()

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -37,7 +38,20 @@ func (w *podWorker) setupVolumes(ctx context.Context, pod *corev1.Pod) error {
 		return nil
 	}
 	w.volsAt = time.Now()
+	if over, err := w.a.vols.OverSizeLimit(pod); err == nil && len(over) > 0 {
+		w.evicted = strings.Join(over, "")
+	}
 	return w.a.vols.Refresh(ctx, pod, w.podIP(pod), w.a.hostIP)
+}
+
+// evict stops a pod whose emptyDir outgrew its sizeLimit, as the
+// kubelet's eviction manager: event Evicted, containers stopped, phase
+// Failed with reason Evicted.
+func (w *podWorker) evict(ctx context.Context, pod *corev1.Pod, insts []*instance) {
+	w.a.rec.Eventf(pod, corev1.EventTypeWarning, "Evicted", "%s", w.evicted)
+	w.a.log.Info("evicting pod", "pod", podKey(pod, pod.UID), "reason", w.evicted)
+	w.stopProbes()
+	w.stopAll(ctx, pod, insts, int(podGrace(pod)))
 }
 
 func (w *podWorker) podIP(pod *corev1.Pod) string {

@@ -121,8 +121,9 @@ func kernelVersion() string {
 	return strings.TrimSpace(string(b))
 }
 
-// conditions are the node's health conditions now.
-func (a *Agent) conditions(old []corev1.NodeCondition) []corev1.NodeCondition {
+// conditions are the node's health conditions now; engineErr (the
+// engine not answering) makes the node not Ready.
+func (a *Agent) conditions(old []corev1.NodeCondition, engineErr error) []corev1.NodeCondition {
 	now := metav1.Now()
 	mem, _ := meminfo()
 	memPressure := mem["MemAvailable"] > 0 && mem["MemAvailable"] < 100<<20
@@ -140,7 +141,10 @@ func (a *Agent) conditions(old []corev1.NodeCondition) []corev1.NodeCondition {
 		}
 		return c
 	}
-	ready := mk(corev1.NodeReady, true, "", "KubeletReady", "", "berth agent is posting ready status")
+	ready := mk(corev1.NodeReady, engineErr == nil, "ContainerRuntimeUnhealthy", "KubeletReady", "", "berth agent is posting ready status")
+	if engineErr != nil {
+		ready.Message = fmt.Sprintf("the berth engine at %s does not answer: %v", a.o.Engine, engineErr)
+	}
 	return []corev1.NodeCondition{
 		mk(corev1.NodeMemoryPressure, memPressure, "KubeletHasSufficientMemory", "KubeletHasInsufficientMemory", "agent has sufficient memory available", "agent has insufficient memory available"),
 		mk(corev1.NodeDiskPressure, diskPressure, "KubeletHasNoDiskPressure", "KubeletHasDiskPressure", "agent has no disk pressure", "agent has disk pressure"),
@@ -164,10 +168,13 @@ func (a *Agent) nodeLabels() map[string]string {
 }
 
 // fillStatus sets everything of the node's status the agent reports.
-func (a *Agent) fillStatus(n *corev1.Node, capacity corev1.ResourceList, engineVersion string) {
+func (a *Agent) fillStatus(n *corev1.Node, capacity corev1.ResourceList, engineVersion string, engineErr error) {
 	n.Status.Capacity = capacity
 	n.Status.Allocatable = capacity.DeepCopy()
-	n.Status.Conditions = a.conditions(n.Status.Conditions)
+	n.Status.Conditions = a.conditions(n.Status.Conditions, engineErr)
+	if engineErr != nil && n.Status.NodeInfo.ContainerRuntimeVersion != "" {
+		engineVersion = strings.TrimPrefix(n.Status.NodeInfo.ContainerRuntimeVersion, "berth://")
+	}
 	host, _ := os.Hostname()
 	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: a.hostIP}, {Type: corev1.NodeHostName, Address: host}}
 	n.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(a.o.StreamingPort)
@@ -196,7 +203,7 @@ func (a *Agent) registerNode(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ver, _ := a.eng.Version(ctx)
+	ver, verr := a.eng.Version(ctx)
 	nodes := a.cs.CoreV1().Nodes()
 	for attempt := 0; ; attempt++ {
 		n, err := nodes.Get(ctx, a.node, metav1.GetOptions{})
@@ -204,7 +211,7 @@ func (a *Agent) registerNode(ctx context.Context) error {
 			n = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: a.node, Labels: a.nodeLabels()}, Spec: corev1.NodeSpec{Taints: a.o.Taints}}
 			created, err := nodes.Create(ctx, n, metav1.CreateOptions{})
 			if err == nil {
-				a.fillStatus(created, capacity, ver)
+				a.fillStatus(created, capacity, ver, verr)
 				if _, err = nodes.UpdateStatus(ctx, created, metav1.UpdateOptions{}); err == nil {
 					a.log.Info("node registered", "cpu", capacity.Cpu().String(), "memory", capacity.Memory().String(), "pods", a.o.MaxPods)
 					return nil
@@ -240,7 +247,7 @@ func (a *Agent) registerNode(ctx context.Context) error {
 		} else if err != nil {
 			return fmt.Errorf("updating node %s: %w", a.node, err)
 		}
-		a.fillStatus(n, capacity, ver)
+		a.fillStatus(n, capacity, ver, verr)
 		if _, err := nodes.UpdateStatus(ctx, n, metav1.UpdateOptions{}); apierrors.IsConflict(err) {
 			continue
 		} else if err != nil {
@@ -260,6 +267,7 @@ func (a *Agent) nodeStatusLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-a.nodeKick:
 		}
 		if err := a.updateNodeStatus(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("updating node status", "err", err)
@@ -272,7 +280,9 @@ func (a *Agent) updateNodeStatus(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ver, _ := a.eng.Version(ctx)
+	vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ver, verr := a.eng.Version(vctx)
+	cancel()
 	n, err := a.cs.CoreV1().Nodes().Get(ctx, a.node, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		// Deleted by someone: register again, as the kubelet does.
@@ -282,7 +292,7 @@ func (a *Agent) updateNodeStatus(ctx context.Context) error {
 		return err
 	}
 	n = n.DeepCopy()
-	a.fillStatus(n, capacity, ver)
+	a.fillStatus(n, capacity, ver, verr)
 	_, err = a.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
 	return err
 }
@@ -297,11 +307,27 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var cur *coordv1.Lease
+	failing := 0
 	for {
 		var err error
 		cur, err = a.renewLease(ctx, cur)
-		if err != nil && ctx.Err() == nil {
-			a.log.Warn("renewing the node lease", "err", err)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			// Once, then every minute: a partitioned node would log every
+			// second otherwise.
+			if failing%int(time.Minute/every) == 0 {
+				a.log.Warn("renewing the node lease", "failures", failing+1, "err", err)
+			}
+			failing++
+		case err == nil && failing > 0:
+			a.log.Info("node lease renewed again; posting node status", "after-failures", failing)
+			failing = 0
+			// The node lifecycle controller set Ready=Unknown meanwhile:
+			// say Ready again now, not at the next 10 s tick.
+			select {
+			case a.nodeKick <- struct{}{}:
+			default:
+			}
 		}
 		select {
 		case <-ctx.Done():

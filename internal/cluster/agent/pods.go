@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -80,6 +81,7 @@ type podWorker struct {
 	pmu        sync.Mutex
 	probes     map[string]*probeSet // container ID →
 	mountErr   string
+	evicted    string // why the pod was evicted, once it was
 	lastPush   *corev1.PodStatus
 	pushedFrom string // the pod's resourceVersion when lastPush was written
 }
@@ -124,7 +126,7 @@ func (w *podWorker) run(ctx context.Context) {
 		case <-w.wake:
 		case <-timer.C:
 		}
-		next, done := w.sync(ctx)
+		next, done := w.safeSync(ctx)
 		if done {
 			return
 		}
@@ -138,6 +140,19 @@ func (w *podWorker) run(ctx context.Context) {
 		}
 		timer.Reset(next)
 	}
+}
+
+// safeSync is sync that survives a bug: a panic is logged and the pod
+// looked at again later, rather than taking the agent (and every other
+// pod's status) down.
+func (w *podWorker) safeSync(ctx context.Context) (next time.Duration, done bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.a.log.Error("pod sync panicked; retrying in 5s", "uid", w.uid, "panic", r, "stack", string(debug.Stack()))
+			next, done = 5*time.Second, false
+		}
+	}()
+	return w.sync(ctx)
 }
 
 // list returns the pod's containers in the engine, newest attempt first
@@ -238,6 +253,7 @@ func (w *podWorker) sync(ctx context.Context) (time.Duration, bool) {
 	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		// Terminal: nothing runs again; keep the exited containers for logs.
+		w.stopProbes()
 		for _, in := range insts {
 			if in.running() {
 				_ = w.a.eng.Stop(ctx, in.id, int(podGrace(pod)))
@@ -298,6 +314,14 @@ func (w *podWorker) sync(ctx context.Context) (time.Duration, bool) {
 		return 2 * time.Second, false
 	}
 	w.mountErr = ""
+	if w.evicted != "" {
+		w.evict(ctx, pod, insts)
+		if insts, err = w.list(ctx); err != nil {
+			return time.Second, false
+		}
+		w.pushStatus(ctx, pod, insts)
+		return time.Second, false
+	}
 
 	changed := false
 	initDone := true

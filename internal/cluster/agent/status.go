@@ -160,8 +160,9 @@ func (w *podWorker) computeStatus(pod *corev1.Pod, insts []*instance) corev1.Pod
 			st.Phase = corev1.PodRunning
 		}
 	}
-	// A restart-on-failure pod whose containers all failed is still
-	// restarting; one whose containers all exited 0 has succeeded.
+	if w.evicted != "" {
+		st.Phase, st.Reason, st.Message = corev1.PodFailed, "Evicted", w.evicted
+	}
 	if st.Phase == corev1.PodSucceeded || st.Phase == corev1.PodFailed {
 		for i := range st.ContainerStatuses {
 			st.ContainerStatuses[i].Ready = false
