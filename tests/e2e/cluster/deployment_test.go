@@ -2,12 +2,15 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -288,4 +291,101 @@ func rsByImage(t *testing.T, cs kubernetes.Interface, ns, image string) string {
 		}
 	}
 	return ""
+}
+
+const recreateYAML = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: once
+spec:
+  replicas: 2
+  minReadySeconds: 2
+  strategy: {type: Recreate}
+  selector:
+    matchLabels: {app: once}
+  template:
+    metadata:
+      labels: {app: once}
+    spec:
+      containers:
+      - name: c
+        image: IMAGE
+`
+
+// TestDeploymentRecreate: old and new pods never run together, and pods
+// count as available only minReadySeconds after they became Ready.
+func TestDeploymentRecreate(t *testing.T) {
+	k := newKubectl(t, "/usr/bin/kubectl", shared)
+	cs := clientFor(t, shared)
+	ns := "e2e-recreate"
+	k.ok(t, "create", "namespace", ns)
+	t.Cleanup(func() { k.run(t, "", "delete", "namespace", ns, "--wait=false") })
+	K := func(args ...string) string { t.Helper(); return k.ok(t, append([]string{"-n", ns}, args...)...) }
+	startFakeKubelet(t, cs, ns, 100*time.Millisecond)
+
+	start := time.Now()
+	k.okIn(t, strings.Replace(recreateYAML, "IMAGE", "busybox:1", 1), "-n", ns, "apply", "-f", "-")
+	waitFor(t, 20*time.Second, func() bool { return readyCount(t, cs, ns) == 2 })
+	readyAt := time.Now()
+	if got := K("get", "deploy", "once", "-o", "jsonpath={.status.availableReplicas}"); got != "" && got != "0" {
+		t.Errorf("available right after the pods became ready: got %s, want 0 (minReadySeconds 2)", got)
+	}
+	mustContain(t, K("rollout", "status", "deploy/once", "--timeout=30s"), "successfully rolled out")
+	// Condition times have whole seconds, so "Ready for 2s" can be met
+	// up to 1s early, as in Kubernetes.
+	if d := time.Since(readyAt); d < 900*time.Millisecond {
+		t.Errorf("rollout complete %v after the pods became ready, want ≥ minReadySeconds (2s) less the 1s timestamp precision", d)
+	}
+	t.Logf("Recreate deployment with minReadySeconds 2 available after %v", time.Since(start).Round(time.Millisecond))
+
+	// Watch images of live pods through the update.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wi, err := cs.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: l.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mixed := make(chan string, 1)
+	go func() {
+		images := map[string]string{}
+		for _, p := range l.Items {
+			images[p.Name] = p.Spec.Containers[0].Image
+		}
+		for ev := range wi.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			if ev.Type == watch.Deleted || p.DeletionTimestamp != nil {
+				delete(images, p.Name)
+			} else {
+				images[p.Name] = p.Spec.Containers[0].Image
+			}
+			seen := map[string]bool{}
+			for _, img := range images {
+				seen[img] = true
+			}
+			if len(seen) > 1 {
+				select {
+				case mixed <- fmt.Sprint(images):
+				default:
+				}
+			}
+		}
+	}()
+	K("set", "image", "deploy/once", "c=busybox:2")
+	mustContain(t, K("rollout", "status", "deploy/once", "--timeout=30s"), "successfully rolled out")
+	wi.Stop()
+	select {
+	case m := <-mixed:
+		t.Errorf("old and new pods ran together during a Recreate rollout: %s", m)
+	default:
+	}
+	if got := K("get", "pods", "-o", "jsonpath={.items[*].spec.containers[0].image}"); got != "busybox:2 busybox:2" {
+		t.Errorf("pods after the rollout: %q, want two busybox:2", got)
+	}
 }

@@ -519,8 +519,8 @@ func NewPod(rs *appsv1.ReplicaSet) *corev1.Pod {
 func (c *Controller) createPod(ctx context.Context, rs *appsv1.ReplicaSet) error {
 	p, err := c.client.CoreV1().Pods(rs.Namespace).Create(ctx, NewPod(rs), metav1.CreateOptions{})
 	if err != nil {
-		if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) || apierrors.IsForbidden(err) && rs.DeletionTimestamp != nil {
-			return err
+		if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+			return err // the namespace collector is removing the set: no warning
 		}
 		c.recorder.Eventf(rs, corev1.EventTypeWarning, "FailedCreate", "Error creating: %v", err)
 		return err
