@@ -197,6 +197,9 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	switch {
 	case hasCondition(job, batchv1.JobFailureTarget):
 		reason, message = conditionOf(job, batchv1.JobFailureTarget)
+	case complete(job, cnt):
+		// Success decided: pods deleted on the way out count as failed
+		// but must not fail the Job.
 	case job.Spec.BackoffLimit != nil && st.Failed+cnt.restarts > *job.Spec.BackoffLimit:
 		reason, message = batchv1.JobReasonBackoffLimitExceeded, "Job has reached the specified backoff limit"
 	case job.Spec.ActiveDeadlineSeconds != nil && st.StartTime != nil && !suspended(job):
