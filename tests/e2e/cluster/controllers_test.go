@@ -384,8 +384,18 @@ func TestDaemonSetNodeJoins(t *testing.T) {
 
 	yaml := strings.NewReplacer("LABEL", label, "IMAGE", "busybox:1.36").Replace(dsYAML)
 	k.okIn(t, yaml, "apply", "-n", ns, "-f", "-")
-	podNodes := func() string {
-		return k.ok(t, "get", "pods", "-n", ns, "-o", `jsonpath={range .items[?(@.metadata.deletionTimestamp)]}{end}{range .items[*]}{.spec.nodeName}{" "}{end}`)
+	podNodes := func() string { // nodes of the pods not being deleted
+		l, err := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		var out []string
+		for _, p := range l.Items {
+			if p.DeletionTimestamp == nil {
+				out = append(out, p.Spec.NodeName)
+			}
+		}
+		return strings.Join(out, " ")
 	}
 	waitUntil(t, 15*time.Second, "daemon pod on "+first, func() bool { return strings.TrimSpace(podNodes()) == first })
 	k.ok(t, "rollout", "status", "daemonset/logger", "-n", ns, "--timeout=30s")
@@ -429,6 +439,11 @@ func TestDaemonSetNodeJoins(t *testing.T) {
 		t.Errorf("after undo image %q, want busybox:1.36", img)
 	}
 	k.ok(t, "rollout", "status", "daemonset/logger", "-n", ns, "--timeout=60s")
+	mustContain(t, k.ok(t, "describe", "daemonset", "logger", "-n", ns), "Desired Number of Nodes Scheduled: 2", "SuccessfulCreate")
+
+	// A node that stops matching the selector loses its pod.
+	k.ok(t, "label", "node", first, label+"-")
+	waitUntil(t, 15*time.Second, "daemon pod gone from the unlabelled node", func() bool { return strings.TrimSpace(podNodes()) == second })
 }
 
 const jobYAML = `apiVersion: batch/v1
@@ -475,7 +490,8 @@ func TestJob(t *testing.T) {
 	if p := peak.Load(); p > 2 {
 		t.Errorf("%d pods active at once, want at most 2", p)
 	}
-	mustContain(t, k.ok(t, "get", "job", "works", "-n", ns), "3/3")
+	mustContain(t, k.ok(t, "get", "job", "works", "-n", ns), "3/3", "Complete")
+	mustContain(t, k.ok(t, "describe", "job", "works", "-n", ns), "3 Succeeded", "SuccessfulCreate", "Completed")
 	k.ok(t, "wait", "--for=delete", "job/works", "-n", ns, "--timeout=30s")
 	waitUntil(t, 30*time.Second, "pods of the expired job collected", func() bool {
 		return strings.TrimSpace(k.ok(t, "get", "pods", "-n", ns, "-l", "batch.kubernetes.io/job-name=works", "-o", "name")) == ""
