@@ -384,8 +384,18 @@ func TestDaemonSetNodeJoins(t *testing.T) {
 
 	yaml := strings.NewReplacer("LABEL", label, "IMAGE", "busybox:1.36").Replace(dsYAML)
 	k.okIn(t, yaml, "apply", "-n", ns, "-f", "-")
-	podNodes := func() string {
-		return k.ok(t, "get", "pods", "-n", ns, "-o", `jsonpath={range .items[?(@.metadata.deletionTimestamp)]}{end}{range .items[*]}{.spec.nodeName}{" "}{end}`)
+	podNodes := func() string { // nodes of the pods not being deleted
+		l, err := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		var out []string
+		for _, p := range l.Items {
+			if p.DeletionTimestamp == nil {
+				out = append(out, p.Spec.NodeName)
+			}
+		}
+		return strings.Join(out, " ")
 	}
 	waitUntil(t, 15*time.Second, "daemon pod on "+first, func() bool { return strings.TrimSpace(podNodes()) == first })
 	k.ok(t, "rollout", "status", "daemonset/logger", "-n", ns, "--timeout=30s")
@@ -429,6 +439,11 @@ func TestDaemonSetNodeJoins(t *testing.T) {
 		t.Errorf("after undo image %q, want busybox:1.36", img)
 	}
 	k.ok(t, "rollout", "status", "daemonset/logger", "-n", ns, "--timeout=60s")
+	mustContain(t, k.ok(t, "describe", "daemonset", "logger", "-n", ns), "Desired Number of Nodes Scheduled: 2", "SuccessfulCreate")
+
+	// A node that stops matching the selector loses its pod.
+	k.ok(t, "label", "node", first, label+"-")
+	waitUntil(t, 15*time.Second, "daemon pod gone from the unlabelled node", func() bool { return strings.TrimSpace(podNodes()) == second })
 }
 
 const jobYAML = `apiVersion: batch/v1
@@ -454,9 +469,13 @@ func TestJob(t *testing.T) {
 	ns := fmt.Sprintf("job-%d", time.Now().UnixNano()%100000)
 	k.ok(t, "create", "namespace", ns)
 	defer k.run(t, "", "delete", "namespace", ns, "--wait=false")
+	var release atomic.Bool
 	peak := kubeletLoop(t, admin, ns, func(p *corev1.Pod) corev1.PodPhase {
-		if strings.HasPrefix(p.Name, "fails-") {
+		switch {
+		case strings.HasPrefix(p.Name, "fails-"):
 			return corev1.PodFailed
+		case strings.HasPrefix(p.Name, "held-") && !release.Load(), strings.HasPrefix(p.Name, "dropped-"):
+			return "" // keeps running
 		}
 		return corev1.PodSucceeded
 	})
@@ -471,7 +490,8 @@ func TestJob(t *testing.T) {
 	if p := peak.Load(); p > 2 {
 		t.Errorf("%d pods active at once, want at most 2", p)
 	}
-	mustContain(t, k.ok(t, "get", "job", "works", "-n", ns), "3/3")
+	mustContain(t, k.ok(t, "get", "job", "works", "-n", ns), "3/3", "Complete")
+	mustContain(t, k.ok(t, "describe", "job", "works", "-n", ns), "3 Succeeded", "SuccessfulCreate", "Completed")
 	k.ok(t, "wait", "--for=delete", "job/works", "-n", ns, "--timeout=30s")
 	waitUntil(t, 30*time.Second, "pods of the expired job collected", func() bool {
 		return strings.TrimSpace(k.ok(t, "get", "pods", "-n", ns, "-l", "batch.kubernetes.io/job-name=works", "-o", "name")) == ""
@@ -483,4 +503,37 @@ func TestJob(t *testing.T) {
 	if out != "2 BackoffLimitExceeded" {
 		t.Errorf("failed job: got %q, want 2 BackoffLimitExceeded", out)
 	}
+
+	// A running pod deleted by hand counts as one failure, exactly once: the
+	// tracking finalizer holds it until it is counted, then it goes and a
+	// replacement runs.
+	single := strings.NewReplacer("NAME", "held", "BACKOFF", "3", "ttlSecondsAfterFinished: 3", "", "completions: 3", "completions: 1", "parallelism: 2", "parallelism: 1")
+	k.okIn(t, single.Replace(jobYAML), "apply", "-n", ns, "-f", "-")
+	var first string
+	waitUntil(t, 15*time.Second, "the held job's pod", func() bool {
+		first = strings.TrimSpace(k.ok(t, "get", "pods", "-n", ns, "-l", "batch.kubernetes.io/job-name=held", "-o", "name"))
+		return first != ""
+	})
+	mustContain(t, k.ok(t, "get", first, "-n", ns, "-o", "jsonpath={.metadata.finalizers}"), "batch.kubernetes.io/job-tracking")
+	k.ok(t, "delete", first, "-n", ns, "--wait=false")
+	waitUntil(t, 15*time.Second, "deleted pod counted, released and replaced", func() bool {
+		pods := strings.Fields(k.ok(t, "get", "pods", "-n", ns, "-l", "batch.kubernetes.io/job-name=held", "-o", "name"))
+		failed := k.ok(t, "get", "job", "held", "-n", ns, "-o", "jsonpath={.status.failed}")
+		return failed == "1" && len(pods) == 1 && pods[0] != first
+	})
+	release.Store(true)
+	k.ok(t, "wait", "--for=condition=complete", "job/held", "-n", ns, "--timeout=30s")
+	if out := k.ok(t, "get", "job", "held", "-n", ns, "-o", `jsonpath={.status.succeeded}/{.status.failed}`); out != "1/1" {
+		t.Errorf("held job succeeded/failed: got %s, want 1/1", out)
+	}
+
+	// Deleting a Job with a running pod: the pod is released and collected.
+	k.okIn(t, strings.NewReplacer("NAME", "dropped", "BACKOFF", "3", "ttlSecondsAfterFinished: 3", "").Replace(jobYAML), "apply", "-n", ns, "-f", "-")
+	waitUntil(t, 15*time.Second, "the dropped job's pods", func() bool {
+		return len(strings.Fields(k.ok(t, "get", "pods", "-n", ns, "-l", "batch.kubernetes.io/job-name=dropped", "-o", "name"))) == 2
+	})
+	k.ok(t, "delete", "job", "dropped", "-n", ns)
+	waitUntil(t, 20*time.Second, "pods of the deleted job gone", func() bool {
+		return strings.TrimSpace(k.ok(t, "get", "pods", "-n", ns, "-l", "batch.kubernetes.io/job-name=dropped", "-o", "name")) == ""
+	})
 }

@@ -5,16 +5,15 @@
 // does (SuccessCriteriaMet then Complete; FailureTarget then Failed), and
 // deletes finished Jobs after ttlSecondsAfterFinished.
 //
-// Pods are counted by listing them from the API server on every sync (not
-// from a cache, so a pod just created is never created twice). Counts in
-// status never decrease: a finished pod that is later deleted stays
-// counted. Kubernetes instead tracks each pod with the
-// batch.kubernetes.io/job-tracking finalizer; see docs/controllers.md for
-// what that difference means.
+// Pods are listed from the API server on every sync (not from a cache, so
+// a pod just created is never created twice) and counted exactly once with
+// the batch.kubernetes.io/job-tracking finalizer and
+// status.uncountedTerminatedPods, as in Kubernetes.
 package job
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -27,6 +26,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	batchlisters "k8s.io/client-go/listers/batch/v1"
 	"k8s.io/client-go/tools/cache"
@@ -145,7 +145,6 @@ func (c *Controller) work(ctx context.Context) bool {
 // counts is what the pods of a Job say.
 type counts struct {
 	active, ready, terminating []*corev1.Pod
-	succeeded, failed          int32
 	restarts                   int32 // container restarts of active pods (restartPolicy OnFailure)
 	lastFailure                time.Time
 	succeededIndexes           map[int]bool
@@ -155,15 +154,20 @@ type counts struct {
 // sync reconciles one Job; a positive duration asks to look again then.
 func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error) {
 	ns, name, _ := cache.SplitMetaNamespaceKey(key)
-	cached, err := c.jobs.Jobs(ns).Get(name)
+	if _, err := c.jobs.Jobs(ns).Get(name); apierrors.IsNotFound(err) {
+		return 0, c.releaseOrphans(ctx, ns, name, "")
+	}
+	// The Job itself is read from the API server: counts build on its
+	// status, and a stale cached status would create pods twice.
+	cached, err := c.client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return 0, nil
+		return 0, c.releaseOrphans(ctx, ns, name, "")
 	}
 	if err != nil {
 		return 0, err
 	}
 	if cached.DeletionTimestamp != nil {
-		return 0, nil
+		return 0, c.releaseOrphans(ctx, ns, name, "")
 	}
 	job := cached.DeepCopy()
 	now := c.now()
@@ -174,24 +178,28 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	if err != nil {
 		return 0, err
 	}
+	job, err = c.track(ctx, job, pods)
+	if err != nil {
+		return 0, err
+	}
 	cnt := count(job, pods)
 	st := &job.Status
 	if st.StartTime == nil && !suspended(job) {
 		t := metav1.NewTime(now)
 		st.StartTime = &t
 	}
-	st.Succeeded = max(st.Succeeded, cnt.succeeded)
-	st.Failed = max(st.Failed, cnt.failed)
 	st.Active, st.Ready, st.Terminating = int32(len(cnt.active)), ptr(int32(len(cnt.ready))), ptr(int32(len(cnt.terminating)))
-	if indexed(job) {
-		st.CompletedIndexes = formatIndexes(cnt.succeededIndexes)
-	}
+	// Terminal conditions wait until every finished pod is counted.
+	settled := len(cnt.active) == 0 && uncountedEmpty(job)
 
 	var after time.Duration
 	reason, message := "", ""
 	switch {
 	case hasCondition(job, batchv1.JobFailureTarget):
 		reason, message = conditionOf(job, batchv1.JobFailureTarget)
+	case complete(job, cnt):
+		// Success decided: pods deleted on the way out count as failed
+		// but must not fail the Job.
 	case job.Spec.BackoffLimit != nil && st.Failed+cnt.restarts > *job.Spec.BackoffLimit:
 		reason, message = batchv1.JobReasonBackoffLimitExceeded, "Job has reached the specified backoff limit"
 	case job.Spec.ActiveDeadlineSeconds != nil && st.StartTime != nil && !suspended(job):
@@ -206,7 +214,7 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	case reason != "":
 		setCondition(job, batchv1.JobFailureTarget, reason, message, now)
 		c.deleteAll(ctx, job, cnt.active)
-		if len(cnt.active) == 0 {
+		if settled {
 			if !hasCondition(job, batchv1.JobFailed) {
 				c.recorder.Event(job, corev1.EventTypeWarning, reason, message)
 			}
@@ -215,7 +223,7 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	case complete(job, cnt):
 		setCondition(job, batchv1.JobSuccessCriteriaMet, batchv1.JobReasonCompletionsReached, "Reached expected number of succeeded pods", now)
 		c.deleteAll(ctx, job, cnt.active)
-		if len(cnt.active) == 0 {
+		if settled {
 			if !hasCondition(job, batchv1.JobComplete) {
 				c.recorder.Event(job, corev1.EventTypeNormal, "Completed", "Job completed")
 			}
@@ -245,6 +253,9 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 		if _, err := c.client.BatchV1().Jobs(ns).UpdateStatus(ctx, job, metav1.UpdateOptions{}); err != nil {
 			return 0, err
 		}
+	}
+	if !uncountedEmpty(job) {
+		return time.Second, nil // finalizers still to remove: look again
 	}
 	if finished(job) {
 		return c.expire(ctx, job, now)
@@ -276,22 +287,15 @@ func (c *Controller) pods(ctx context.Context, job *batchv1.Job) ([]*corev1.Pod,
 }
 
 func count(job *batchv1.Job, pods []*corev1.Pod) counts {
-	cnt := counts{succeededIndexes: map[int]bool{}, activeIndexes: map[int]int{}}
+	cnt := counts{succeededIndexes: parseIndexes(job.Status.CompletedIndexes), activeIndexes: map[int]int{}}
 	for _, p := range pods {
 		idx := podIndex(p)
 		switch {
 		case p.Status.Phase == corev1.PodSucceeded:
-			if indexed(job) {
-				if idx >= 0 && idx < int(completions(job)) {
-					cnt.succeededIndexes[idx] = true
-				}
-			} else {
-				cnt.succeeded++
+			if indexed(job) && idx >= 0 && idx < int(completions(job)) {
+				cnt.succeededIndexes[idx] = true
 			}
-		case p.Status.Phase == corev1.PodFailed || p.DeletionTimestamp != nil:
-			// A pod deleted before it finished (evicted, preempted,
-			// removed by hand) counts as failed, as in Kubernetes.
-			cnt.failed++
+		case podFailed(p):
 			if p.DeletionTimestamp != nil && p.Status.Phase != corev1.PodFailed {
 				cnt.terminating = append(cnt.terminating, p)
 			}
@@ -313,13 +317,166 @@ func count(job *batchv1.Job, pods []*corev1.Pod) counts {
 			}
 		}
 	}
-	if indexed(job) {
-		cnt.succeeded = int32(len(cnt.succeededIndexes))
-	}
 	if job.Spec.Template.Spec.RestartPolicy != corev1.RestartPolicyOnFailure {
 		cnt.restarts = 0
 	}
 	return cnt
+}
+
+// podFailed: failed, or deleted before it finished (evicted from a lost
+// node, deleted by hand), which Kubernetes also counts as a failure.
+func podFailed(p *corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodFailed || (p.DeletionTimestamp != nil && p.Status.Phase != corev1.PodSucceeded)
+}
+
+func hasFinalizer(p *corev1.Pod) bool {
+	for _, f := range p.Finalizers {
+		if f == batchv1.JobTrackingFinalizer {
+			return true
+		}
+	}
+	return false
+}
+
+func uncountedEmpty(job *batchv1.Job) bool {
+	u := job.Status.UncountedTerminatedPods
+	return u == nil || (len(u.Succeeded) == 0 && len(u.Failed) == 0)
+}
+
+// track counts finished pods exactly once, as Kubernetes does: a finished
+// pod still carrying the batch.kubernetes.io/job-tracking finalizer is
+// first recorded in status.uncountedTerminatedPods (written before anything
+// else), then loses its finalizer, and only then moves from uncounted into
+// succeeded/failed. A pod without the finalizer is never recorded again, so
+// a retry at any step neither loses nor repeats a count, and a finished pod
+// cannot vanish before it is counted.
+func (c *Controller) track(ctx context.Context, job *batchv1.Job, pods []*corev1.Pod) (*batchv1.Job, error) {
+	u := job.Status.UncountedTerminatedPods
+	if u == nil {
+		u = &batchv1.UncountedTerminatedPods{}
+	}
+	recorded := map[types.UID]bool{}
+	for _, id := range u.Succeeded {
+		recorded[id] = true
+	}
+	for _, id := range u.Failed {
+		recorded[id] = true
+	}
+	// 1. Record newly finished pods (and, for Indexed Jobs, their index).
+	done := parseIndexes(job.Status.CompletedIndexes)
+	added := false
+	for _, p := range pods {
+		if !hasFinalizer(p) || recorded[p.UID] {
+			continue
+		}
+		switch {
+		case p.Status.Phase == corev1.PodSucceeded:
+			u.Succeeded = append(u.Succeeded, p.UID)
+			if i := podIndex(p); indexed(job) && i >= 0 && i < int(completions(job)) {
+				done[i] = true
+			}
+		case podFailed(p):
+			u.Failed = append(u.Failed, p.UID)
+		default:
+			continue
+		}
+		recorded[p.UID], added = true, true
+	}
+	if added {
+		job.Status.UncountedTerminatedPods = u
+		if indexed(job) {
+			job.Status.CompletedIndexes = formatIndexes(done)
+		}
+		out, err := c.client.BatchV1().Jobs(job.Namespace).UpdateStatus(ctx, job, metav1.UpdateOptions{})
+		if err != nil {
+			return nil, err
+		}
+		job = out.DeepCopy()
+		u = job.Status.UncountedTerminatedPods
+	}
+	if len(recorded) == 0 {
+		return job, nil
+	}
+	// 2. Release the recorded pods.
+	byUID := map[types.UID]*corev1.Pod{}
+	for _, p := range pods {
+		byUID[p.UID] = p
+	}
+	released := map[types.UID]bool{}
+	for id := range recorded {
+		p := byUID[id]
+		if p == nil || !hasFinalizer(p) {
+			released[id] = true
+			continue
+		}
+		if err := c.removeFinalizer(ctx, p); err != nil {
+			if apierrors.IsNotFound(err) {
+				released[id] = true
+			}
+			continue
+		}
+		released[id] = true
+	}
+	// 3. Count what was released (written by the caller's status update).
+	keep := func(ids []types.UID, n *int32) []types.UID {
+		var rest []types.UID
+		for _, id := range ids {
+			if released[id] {
+				*n++
+			} else {
+				rest = append(rest, id)
+			}
+		}
+		return rest
+	}
+	var succeeded int32
+	u.Succeeded = keep(u.Succeeded, &succeeded)
+	u.Failed = keep(u.Failed, &job.Status.Failed)
+	if indexed(job) {
+		job.Status.Succeeded = int32(len(parseIndexes(job.Status.CompletedIndexes)))
+	} else {
+		job.Status.Succeeded += succeeded
+	}
+	if len(u.Succeeded) == 0 && len(u.Failed) == 0 {
+		// Kubernetes keeps the empty struct; so does berth, for kubectl.
+		u.Succeeded, u.Failed = nil, nil
+	}
+	job.Status.UncountedTerminatedPods = u
+	return job, nil
+}
+
+func (c *Controller) removeFinalizer(ctx context.Context, p *corev1.Pod) error {
+	var keep []string
+	for _, f := range p.Finalizers {
+		if f != batchv1.JobTrackingFinalizer {
+			keep = append(keep, f)
+		}
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"finalizers": keep, "resourceVersion": p.ResourceVersion}})
+	_, err := c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	return err
+}
+
+// releaseOrphans removes the tracking finalizer from pods of a Job named
+// name that is gone, being deleted, or was replaced by another of that name
+// (uid is the current Job's, "" if none): nobody will count them any more,
+// and they must not be kept from deletion.
+func (c *Controller) releaseOrphans(ctx context.Context, ns, name string, uid types.UID) error {
+	list, err := c.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: batchv1.JobNameLabel + "=" + name})
+	if err != nil {
+		return err
+	}
+	for i := range list.Items {
+		p := &list.Items[i]
+		ref := metav1.GetControllerOf(p)
+		if !hasFinalizer(p) || ref == nil || ref.Kind != "Job" || ref.Name != name || (uid != "" && ref.UID == uid) {
+			continue
+		}
+		if err := c.removeFinalizer(ctx, p); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
 }
 
 func complete(job *batchv1.Job, cnt counts) bool {
@@ -414,6 +571,7 @@ func newPod(job *batchv1.Job, index int) *corev1.Pod {
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName:    job.Name + "-",
 			Namespace:       job.Namespace,
+			Finalizers:      []string{batchv1.JobTrackingFinalizer},
 			Labels:          t.Labels,
 			Annotations:     t.Annotations,
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, batchv1.SchemeGroupVersion.WithKind("Job"))},
@@ -538,6 +696,28 @@ func formatIndexes(set map[int]bool) string {
 		i = j + 1
 	}
 	return strings.Join(parts, ",")
+}
+
+// parseIndexes reads completedIndexes ("1,3-5"); bad parts are skipped.
+func parseIndexes(s string) map[int]bool {
+	out := map[int]bool{}
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			continue
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				continue
+			}
+		}
+		for i := a; i <= b && i-a < 1<<20; i++ {
+			out[i] = true
+		}
+	}
+	return out
 }
 
 func finishedAt(p *corev1.Pod) time.Time {
