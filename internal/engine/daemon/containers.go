@@ -33,6 +33,9 @@ func (d *Daemon) CreateContainer(name string, req api.CreateRequest) (*container
 		return nil, fmt.Errorf("no image given (usage: berth create IMAGE [COMMAND]): %w", errdefs.ErrInvalidArgument)
 	}
 	img, err := d.images.Get(req.Image)
+	if err != nil && errdefs.Is(err, errdefs.ErrNotFound) && isPauseImage(req.Image) {
+		img, err = d.ensurePauseImage()
+	}
 	if err != nil {
 		if errdefs.Is(err, errdefs.ErrNotFound) {
 			return nil, fmt.Errorf("No such image: %s: %w", req.Image, errdefs.ErrNotFound)
