@@ -67,6 +67,11 @@ type HostConfig struct {
 	DNSOptions      []string                 `json:"DnsOptions"`
 	ExtraHosts      []string                 `json:"ExtraHosts"`
 	NetworkMode     string                   `json:"NetworkMode"`
+	IpcMode         string                   `json:"IpcMode"`
+	PidMode         string                   `json:"PidMode"`
+	UTSMode         string                   `json:"UTSMode"`
+	ShmSize         int64                    `json:"ShmSize"`
+	GroupAdd        []string                 `json:"GroupAdd"`
 	RestartPolicy   RestartPolicy            `json:"RestartPolicy"`
 	AutoRemove      bool                     `json:"AutoRemove"`
 	CapAdd          []string                 `json:"CapAdd"`

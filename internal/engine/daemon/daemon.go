@@ -153,6 +153,8 @@ type Daemon struct {
 
 	// tasks are the live shims of running containers, by container ID.
 	tasksMu sync.Mutex
+	// pauseMu serializes making the built-in pause image.
+	pauseMu sync.Mutex
 	tasks   map[string]*task
 	lives   map[string]*live
 	execs   *execStore
