@@ -174,3 +174,22 @@ func TestLoopRetriesWhenNodeUncordoned(t *testing.T) {
 	}
 	waitFor(t, "p bound after uncordon", nodeOf(t, cs, "p"))
 }
+
+func TestLoopPreempts(t *testing.T) {
+	c, cs := fakeClients(t, mkNode("n1", "1", "2Gi"),
+		mkPod("low", "800m", "", on("n1"), priority(10)),
+		mkPod("keep", "100m", "", on("n1"), priority(1000)))
+	startScheduler(t, c)
+	ctx := context.Background()
+	if _, err := cs.CoreV1().Pods("default").Create(ctx, mkPod("urgent", "800m", "", priority(100)), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "urgent bound after low is preempted", nodeOf(t, cs, "urgent"))
+	if _, err := cs.CoreV1().Pods("default").Get(ctx, "low", metav1.GetOptions{}); err == nil {
+		t.Error("victim low still exists")
+	}
+	if _, err := cs.CoreV1().Pods("default").Get(ctx, "keep", metav1.GetOptions{}); err != nil {
+		t.Errorf("higher-priority pod keep: %v", err)
+	}
+	waitFor(t, "Preempted event", eventFor(cs, "low", "Preempted", "Preempted by default/urgent on node n1"))
+}
