@@ -194,7 +194,7 @@ func (c *Cluster) SetNode(n *corev1.Node) {
 	if old == nil || !labels.Equals(old.Labels, n.Labels) {
 		c.orderDirty = true
 		for _, k := range c.keys {
-			k.setNode(ni.idx, n.Labels)
+			k.setNode(ni.idx, n)
 		}
 		if old != nil || len(ni.pods) > 0 {
 			// Pods already counted in a domain moved with the node's

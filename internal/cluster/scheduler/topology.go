@@ -27,7 +27,7 @@ func (c *Cluster) topoKey(key string) *topoKey {
 	k.grow(len(c.nodes))
 	for _, ni := range c.nodes {
 		if ni != nil && ni.node != nil {
-			k.setNode(ni.idx, ni.node.Labels)
+			k.setNode(ni.idx, ni.node)
 		}
 	}
 	c.keys[key] = k
@@ -40,14 +40,23 @@ func (k *topoKey) grow(n int) {
 	}
 }
 
-// setNode records node idx's labels (nil: the node is gone).
-func (k *topoKey) setNode(idx int32, lbls map[string]string) {
+// setNode records node idx's domain (n nil: the node is gone). A node
+// without a kubernetes.io/hostname label is its own hostname domain, as the
+// kubelet would have labelled it.
+func (k *topoKey) setNode(idx int32, n *corev1.Node) {
 	if d := k.nodeDomain[idx]; d >= 0 {
 		if k.domainNodes[d]--; k.domainNodes[d] == 0 {
 			k.live--
 		}
 	}
-	v, ok := lbls[k.key]
+	var v string
+	var ok bool
+	if n != nil {
+		v, ok = n.Labels[k.key]
+		if !ok && k.key == LabelHostname {
+			v, ok = n.Name, true
+		}
+	}
 	if !ok {
 		k.nodeDomain[idx] = -1
 		return
