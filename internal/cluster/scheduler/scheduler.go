@@ -171,9 +171,10 @@ func (s *Scheduler) numNodes() int {
 	return s.cluster.NumNodes()
 }
 
-// responsible says whether the pod is this scheduler's to place.
+// responsible says whether the pod is this scheduler's to place now (a pod
+// with scheduling gates waits until they are removed).
 func (s *Scheduler) responsible(p *corev1.Pod) bool {
-	return p.Spec.NodeName == "" && p.DeletionTimestamp == nil &&
+	return p.Spec.NodeName == "" && p.DeletionTimestamp == nil && len(p.Spec.SchedulingGates) == 0 &&
 		p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed &&
 		(p.Spec.SchedulerName == "" || p.Spec.SchedulerName == s.cfg.SchedulerName)
 }

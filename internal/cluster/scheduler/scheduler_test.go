@@ -107,7 +107,8 @@ func eventFor(cs kubernetes.Interface, pod, reason, message string) func() (bool
 func TestLoopWithFakeClient(t *testing.T) {
 	c, cs := fakeClients(t, mkNode("n1", "1", "2Gi"), mkNode("n2", "1", "2Gi"),
 		mkPod("small", "500m", "100Mi"),
-		mkPod("other", "500m", "", func(p *corev1.Pod) { p.Spec.SchedulerName = "someone-else" }))
+		mkPod("other", "500m", "", func(p *corev1.Pod) { p.Spec.SchedulerName = "someone-else" }),
+		mkPod("gated", "100m", "", func(p *corev1.Pod) { p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/wait"}} }))
 	startScheduler(t, c)
 	ctx := context.Background()
 
@@ -138,7 +139,18 @@ func TestLoopWithFakeClient(t *testing.T) {
 		return cond != nil && cond.Status == corev1.ConditionTrue, fmt.Sprintf("%+v", cond)
 	})
 
-	// The pod of another scheduler is left alone.
+	// The pod of another scheduler is left alone, and so is a gated pod
+	// until its gates are removed.
+	if p, _ := cs.CoreV1().Pods("default").Get(ctx, "gated", metav1.GetOptions{}); p.Spec.NodeName != "" {
+		t.Errorf("gated pod was bound to %q", p.Spec.NodeName)
+	}
+	g, _ := cs.CoreV1().Pods("default").Get(ctx, "gated", metav1.GetOptions{})
+	g = g.DeepCopy()
+	g.Spec.SchedulingGates = nil
+	if _, err := cs.CoreV1().Pods("default").Update(ctx, g, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "gated bound once ungated", nodeOf(t, cs, "gated"))
 	if p, _ := cs.CoreV1().Pods("default").Get(ctx, "other", metav1.GetOptions{}); p.Spec.NodeName != "" {
 		t.Errorf("pod of another scheduler was bound to %q", p.Spec.NodeName)
 	}
