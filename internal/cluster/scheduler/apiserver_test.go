@@ -19,7 +19,7 @@ import (
 	"github.com/berth/berth/internal/cluster/store"
 )
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -34,6 +34,10 @@ func realAPI(t *testing.T) *rest.Config {
 	if testing.Short() {
 		t.Skip("starts etcd and the API server")
 	}
+	return realAPIB(t)
+}
+
+func realAPIB(t testing.TB) *rest.Config {
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.Open(ctx, store.Config{DataDir: t.TempDir(), Name: "t",
 		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), PeerURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t))})
@@ -54,7 +58,7 @@ func realAPI(t *testing.T) *rest.Config {
 		cancel()
 		st.Close()
 	})
-	return &rest.Config{Host: srv.URL, BearerToken: "admin-token", QPS: 500, Burst: 1000}
+	return &rest.Config{Host: srv.URL, BearerToken: "admin-token", QPS: -1}
 }
 
 // Against the real API server: a pod is bound; a pod too big for every node
@@ -126,4 +130,67 @@ func TestWithAPIServer(t *testing.T) {
 	t.Logf("huge: FailedScheduling within %v of creation; bound %v after the big node joined", joined.Sub(start).Round(time.Millisecond), time.Since(joined).Round(time.Millisecond))
 
 	waitFor(t, "Scheduled event for huge", eventFor(cs, "huge", "Scheduled", "Successfully assigned default/huge to big"))
+}
+
+// BenchmarkLoopWithAPIServer measures the whole loop against the real API
+// server: 1,000 pods (created beforehand, scheduler stopped) on 100 nodes,
+// from the scheduler's start to the last binding seen by a watch.
+func BenchmarkLoopWithAPIServer(b *testing.B) {
+	const nodes, pods = 100, 1000
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		cfg := realAPIB(b)
+		c, err := kube.NewClients(cfg, 0, slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		cs := c.Client
+		ctx, cancel := context.WithCancel(context.Background())
+		for n := 0; n < nodes; n++ {
+			node := mkNode(fmt.Sprintf("node-%03d", n), "8", "32Gi", zone(fmt.Sprintf("zone-%d", n%3)))
+			got, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(got.Status.Conditions) == 0 {
+				got.Status = node.Status
+				if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, got, metav1.UpdateOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		for p := 0; p < pods; p++ {
+			app := fmt.Sprintf("app-%d", p%10)
+			pod := mkPod(fmt.Sprintf("p-%04d", p), "100m", "128Mi", podLabel("app", app), spread(LabelHostname, 1, corev1.ScheduleAnyway, app), spread(LabelZone, 1, corev1.DoNotSchedule, app))
+			pod.UID = ""
+			if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		w, err := cs.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		comp := Component(Config{})
+		done := make(chan struct{})
+		go func() { defer close(done); _ = comp.Run(ctx, c) }()
+		bound := map[string]bool{}
+		for ev := range w.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok && p.Spec.NodeName != "" {
+				bound[p.Name] = true
+			}
+			if len(bound) == pods {
+				break
+			}
+		}
+		took := time.Since(start)
+		b.StopTimer()
+		w.Stop()
+		cancel()
+		<-done
+		c.Shutdown()
+		b.ReportMetric(float64(pods)/took.Seconds(), "pods/s")
+	}
 }

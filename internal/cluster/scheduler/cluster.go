@@ -176,6 +176,7 @@ func (c *Cluster) nodeInfo(name string) *nodeInfo {
 func (c *Cluster) SetNode(n *corev1.Node) {
 	ni := c.nodeInfo(n.Name)
 	old := ni.node
+	wasUsable := usable(ni)
 	ni.node = n
 	ni.alloc = resourcesOf(n.Status.Allocatable)
 	ni.allocPods = n.Status.Allocatable.Pods().Value()
@@ -191,14 +192,17 @@ func (c *Cluster) SetNode(n *corev1.Node) {
 		}
 	}
 	c.syncHot(ni)
-	if old == nil || !labels.Equals(old.Labels, n.Labels) {
+	relabelled := old == nil || !labels.Equals(old.Labels, n.Labels)
+	if relabelled {
 		c.orderDirty = true
+	}
+	if relabelled || usable(ni) != wasUsable {
 		for _, k := range c.keys {
-			k.setNode(ni.idx, n.Labels)
+			k.setNode(ni.idx, n, usable(ni))
 		}
 		if old != nil || len(ni.pods) > 0 {
-			// Pods already counted in a domain moved with the node's
-			// labels; recount lazily.
+			// Pods already counted moved with the node's labels, or
+			// started or stopped counting for spreading; recount lazily.
 			c.dropTrackers()
 		}
 	}
@@ -214,7 +218,7 @@ func (c *Cluster) RemoveNode(name string) {
 	ni.node = nil
 	c.orderDirty = true
 	for _, k := range c.keys {
-		k.setNode(ni.idx, nil)
+		k.setNode(ni.idx, nil, false)
 	}
 	c.dropTrackers()
 	c.maybeFree(ni)

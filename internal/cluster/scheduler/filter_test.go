@@ -139,6 +139,11 @@ func TestFilters(t *testing.T) {
 			mkPod("p", "", "", podLabel("app", "web"), spread(LabelHostname, 1, corev1.DoNotSchedule, "web")), []string{"n1", "n2", "n3"}},
 		{"spread missing label", []*corev1.Node{mkNode("a1", "2", "4Gi", zone("a")), mkNode("n2", "2", "4Gi")}, nil,
 			mkPod("p", "", "", podLabel("app", "web"), spread(LabelZone, 1, corev1.DoNotSchedule, "web")), []string{"a1"}},
+		{"spread hostname without the label uses the node name", []*corev1.Node{
+			mkNode("n1", "2", "4Gi", func(n *corev1.Node) { delete(n.Labels, LabelHostname) }),
+			mkNode("n2", "2", "4Gi", func(n *corev1.Node) { delete(n.Labels, LabelHostname) })},
+			[]*corev1.Pod{mkPod("x", "", "", on("n1"), podLabel("app", "web"))},
+			mkPod("p", "", "", podLabel("app", "web"), spread(LabelHostname, 1, corev1.DoNotSchedule, "web")), []string{"n2"}},
 		{"spread ScheduleAnyway does not filter", three(), []*corev1.Pod{mkPod("x", "", "", on("n1"), podLabel("app", "web"))},
 			mkPod("p", "", "", podLabel("app", "web"), spread(LabelHostname, 1, corev1.ScheduleAnyway, "web")), []string{"n1", "n2", "n3"}},
 		{"spread minDomains", zoned[:2], []*corev1.Pod{mkPod("x", "", "", on("a1"), podLabel("app", "web"))},

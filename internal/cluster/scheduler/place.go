@@ -347,10 +347,10 @@ func (c *Cluster) prepareSpread(st *podState) error {
 		}
 		for _, key := range []string{LabelHostname, LabelZone} {
 			k := c.topoKey(key)
-			if k.live == 0 {
+			if k.liveUsable == 0 {
 				continue
 			}
-			st.softSpread = append(st.softSpread, spreadConstraint{t: c.ownerTracker(ref.UID, key), self: 1, weight: math.Log(float64(k.live + 2))})
+			st.softSpread = append(st.softSpread, spreadConstraint{t: c.ownerTracker(ref.UID, key), self: 1, weight: math.Log(float64(k.liveUsable + 2))})
 		}
 		return nil
 	}
@@ -368,7 +368,7 @@ func (c *Cluster) prepareSpread(st *podState) error {
 			sc.self = 1
 		}
 		k := sc.t.key
-		eligible := k.live
+		eligible := k.liveUsable
 		if st.nodeAffinity != nil && (tsc.NodeAffinityPolicy == nil || *tsc.NodeAffinityPolicy == corev1.NodeInclusionPolicyHonor) {
 			// Only nodes the pod may go to make up the domains, and only
 			// pods on them count: sum per domain over those nodes.
@@ -380,7 +380,7 @@ func (c *Cluster) prepareSpread(st *podState) error {
 					continue
 				}
 				d := k.nodeDomain[ni.idx]
-				if d < 0 {
+				if d < 0 || !k.usable[ni.idx] {
 					continue
 				}
 				if ok, _ := st.nodeAffinity.Match(ni.node); !ok {

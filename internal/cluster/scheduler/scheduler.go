@@ -171,9 +171,10 @@ func (s *Scheduler) numNodes() int {
 	return s.cluster.NumNodes()
 }
 
-// responsible says whether the pod is this scheduler's to place.
+// responsible says whether the pod is this scheduler's to place now (a pod
+// with scheduling gates waits until they are removed).
 func (s *Scheduler) responsible(p *corev1.Pod) bool {
-	return p.Spec.NodeName == "" && p.DeletionTimestamp == nil &&
+	return p.Spec.NodeName == "" && p.DeletionTimestamp == nil && len(p.Spec.SchedulingGates) == 0 &&
 		p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed &&
 		(p.Spec.SchedulerName == "" || p.Spec.SchedulerName == s.cfg.SchedulerName)
 }
@@ -306,11 +307,16 @@ func (s *Scheduler) scheduleNext(ctx context.Context) bool {
 	start := time.Now()
 	d := s.cluster.Place(pod)
 	var assumed *corev1.Pod
+	var nominated string
+	var victims []*corev1.Pod
 	if d.Node != "" {
 		assumed = s.cluster.Assume(pod, d.Node)
 		s.assumed[pod.UID] = assumed
 	} else {
 		s.unschedulable[key] = d.codes
+		if d.Err == nil && s.mayPreempt(pod) {
+			nominated, victims = s.cluster.Preempt(pod)
+		}
 	}
 	s.mu.Unlock()
 
@@ -323,6 +329,9 @@ func (s *Scheduler) scheduleNext(ctx context.Context) bool {
 			reason = corev1.PodReasonSchedulerError
 		}
 		s.async(ctx, func() { s.setScheduledCondition(ctx, pod, corev1.ConditionFalse, reason, msg) })
+		if nominated != "" {
+			s.async(ctx, func() { s.preempt(ctx, pod, nominated, victims) })
+		}
 		return true
 	}
 	s.async(ctx, func() { s.bind(ctx, key, pod, assumed, d.Node) })
@@ -374,6 +383,54 @@ func (s *Scheduler) bind(ctx context.Context, key string, pod, assumed *corev1.P
 	s.recorder.Eventf(pod, corev1.EventTypeNormal, "Scheduled", "Successfully assigned %s to %s", key, node)
 	if c := podCondition(pod, corev1.PodScheduled); c != nil && c.Status != corev1.ConditionTrue {
 		s.setScheduledCondition(ctx, pod, corev1.ConditionTrue, "", "")
+	}
+}
+
+// mayPreempt says whether pod may evict others now: it has a priority
+// above zero, and the victims of its last preemption, if any, are gone
+// (while they terminate, their room is on its way). Called with s.mu held.
+func (s *Scheduler) mayPreempt(pod *corev1.Pod) bool {
+	prio := PodPriority(pod)
+	if prio <= 0 {
+		return false
+	}
+	if n := pod.Status.NominatedNodeName; n != "" {
+		if ni := s.cluster.byName[n]; ni != nil {
+			for _, pi := range ni.pods {
+				if pi.terminating && PodPriority(pi.pod) < prio {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// preempt deletes the victims chosen for pod and nominates node in the
+// pod's status; the pod is placed when the victims are gone (their
+// deletion retries it).
+func (s *Scheduler) preempt(ctx context.Context, pod *corev1.Pod, node string, victims []*corev1.Pod) {
+	s.log.Info("preempting", "pod", podKey(pod), "node", node, "victims", len(victims))
+	for _, v := range victims {
+		uid := v.UID
+		err := s.client.CoreV1().Pods(v.Namespace).Delete(ctx, v.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		if err != nil && !apierrors.IsNotFound(err) {
+			s.log.Info("preemption: delete victim", "victim", podKey(v), "err", err)
+			continue
+		}
+		s.recorder.Eventf(v, corev1.EventTypeNormal, "Preempted", "Preempted by %s on node %s", podKey(pod), node)
+	}
+	if pod.Status.NominatedNodeName == node {
+		return
+	}
+	cur, err := s.client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	if err != nil || cur.UID != pod.UID || cur.Spec.NodeName != "" {
+		return
+	}
+	cur = cur.DeepCopy()
+	cur.Status.NominatedNodeName = node
+	if _, err := s.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{}); err != nil && ctx.Err() == nil {
+		s.log.Info("preemption: nominate", "pod", podKey(pod), "err", err)
 	}
 }
 

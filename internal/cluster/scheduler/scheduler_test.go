@@ -107,7 +107,8 @@ func eventFor(cs kubernetes.Interface, pod, reason, message string) func() (bool
 func TestLoopWithFakeClient(t *testing.T) {
 	c, cs := fakeClients(t, mkNode("n1", "1", "2Gi"), mkNode("n2", "1", "2Gi"),
 		mkPod("small", "500m", "100Mi"),
-		mkPod("other", "500m", "", func(p *corev1.Pod) { p.Spec.SchedulerName = "someone-else" }))
+		mkPod("other", "500m", "", func(p *corev1.Pod) { p.Spec.SchedulerName = "someone-else" }),
+		mkPod("gated", "100m", "", func(p *corev1.Pod) { p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/wait"}} }))
 	startScheduler(t, c)
 	ctx := context.Background()
 
@@ -138,7 +139,18 @@ func TestLoopWithFakeClient(t *testing.T) {
 		return cond != nil && cond.Status == corev1.ConditionTrue, fmt.Sprintf("%+v", cond)
 	})
 
-	// The pod of another scheduler is left alone.
+	// The pod of another scheduler is left alone, and so is a gated pod
+	// until its gates are removed.
+	if p, _ := cs.CoreV1().Pods("default").Get(ctx, "gated", metav1.GetOptions{}); p.Spec.NodeName != "" {
+		t.Errorf("gated pod was bound to %q", p.Spec.NodeName)
+	}
+	g, _ := cs.CoreV1().Pods("default").Get(ctx, "gated", metav1.GetOptions{})
+	g = g.DeepCopy()
+	g.Spec.SchedulingGates = nil
+	if _, err := cs.CoreV1().Pods("default").Update(ctx, g, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "gated bound once ungated", nodeOf(t, cs, "gated"))
 	if p, _ := cs.CoreV1().Pods("default").Get(ctx, "other", metav1.GetOptions{}); p.Spec.NodeName != "" {
 		t.Errorf("pod of another scheduler was bound to %q", p.Spec.NodeName)
 	}
@@ -173,4 +185,23 @@ func TestLoopRetriesWhenNodeUncordoned(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "p bound after uncordon", nodeOf(t, cs, "p"))
+}
+
+func TestLoopPreempts(t *testing.T) {
+	c, cs := fakeClients(t, mkNode("n1", "1", "2Gi"),
+		mkPod("low", "800m", "", on("n1"), priority(10)),
+		mkPod("keep", "100m", "", on("n1"), priority(1000)))
+	startScheduler(t, c)
+	ctx := context.Background()
+	if _, err := cs.CoreV1().Pods("default").Create(ctx, mkPod("urgent", "800m", "", priority(100)), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "urgent bound after low is preempted", nodeOf(t, cs, "urgent"))
+	if _, err := cs.CoreV1().Pods("default").Get(ctx, "low", metav1.GetOptions{}); err == nil {
+		t.Error("victim low still exists")
+	}
+	if _, err := cs.CoreV1().Pods("default").Get(ctx, "keep", metav1.GetOptions{}); err != nil {
+		t.Errorf("higher-priority pod keep: %v", err)
+	}
+	waitFor(t, "Preempted event", eventFor(cs, "low", "Preempted", "Preempted by default/urgent on node n1"))
 }

@@ -129,3 +129,47 @@ func TestPlanSpreadsAndCountsFollowRemovals(t *testing.T) {
 		t.Errorf("got min %d over %d zones, want 1 over 2", sc.min, sc.t.key.live)
 	}
 }
+
+// A lost node (not Ready) must not hold its hostname or zone domain at
+// zero: the replacements of its pods go to the remaining nodes.
+func TestSpreadIgnoresLostNodes(t *testing.T) {
+	for _, lose := range []struct {
+		name string
+		f    func(*corev1.Node)
+	}{
+		{"not ready", func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionUnknown }},
+		{"cordoned", func(n *corev1.Node) { n.Spec.Unschedulable = true }},
+	} {
+		t.Run(lose.name, func(t *testing.T) {
+			nodes := []*corev1.Node{mkNode("n1", "4", "4Gi", zone("a")), mkNode("n2", "4", "4Gi", zone("b")), mkNode("n3", "4", "4Gi", zone("c"))}
+			c := clusterOf(nodes, nil)
+			web := func() *corev1.Pod {
+				return mkPod("web", "100m", "", podLabel("app", "web"), spread(LabelHostname, 1, corev1.DoNotSchedule, "web"), spread(LabelZone, 1, corev1.DoNotSchedule, "web"))
+			}
+			var placed []*corev1.Pod
+			for i := 0; i < 6; i++ {
+				p := web()
+				d := c.Place(p)
+				if d.Node == "" {
+					t.Fatalf("pod %d: %s", i, d.Message())
+				}
+				placed = append(placed, c.Assume(p, d.Node))
+			}
+			lost := mkNode("n3", "4", "4Gi", zone("c"), lose.f)
+			c.SetNode(lost)
+			for _, p := range placed {
+				if p.Spec.NodeName == "n3" {
+					c.RemovePod(p)
+				}
+			}
+			for i := 0; i < 2; i++ {
+				p := web()
+				d := c.Place(p)
+				if d.Node != "n1" && d.Node != "n2" {
+					t.Fatalf("replacement %d: got %q (%s), want n1 or n2", i, d.Node, d.Message())
+				}
+				c.Assume(p, d.Node)
+			}
+		})
+	}
+}

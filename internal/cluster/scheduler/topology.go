@@ -17,6 +17,13 @@ type topoKey struct {
 	nodeDomain  []int32          // by node index; -1: node lacks the label
 	domainNodes []int32          // live nodes per domain
 	live        int              // domains with at least one live node
+
+	// Spread constraints count only usable nodes (Ready, not cordoned):
+	// a lost node must not hold its domain at zero and so block the
+	// replacement of its own pods elsewhere.
+	usable       []bool  // by node index
+	domainUsable []int32 // usable nodes per domain
+	liveUsable   int     // domains with at least one usable node
 }
 
 func (c *Cluster) topoKey(key string) *topoKey {
@@ -27,7 +34,7 @@ func (c *Cluster) topoKey(key string) *topoKey {
 	k.grow(len(c.nodes))
 	for _, ni := range c.nodes {
 		if ni != nil && ni.node != nil {
-			k.setNode(ni.idx, ni.node.Labels)
+			k.setNode(ni.idx, ni.node, usable(ni))
 		}
 	}
 	c.keys[key] = k
@@ -37,17 +44,35 @@ func (c *Cluster) topoKey(key string) *topoKey {
 func (k *topoKey) grow(n int) {
 	for len(k.nodeDomain) < n {
 		k.nodeDomain = append(k.nodeDomain, -1)
+		k.usable = append(k.usable, false)
 	}
 }
 
-// setNode records node idx's labels (nil: the node is gone).
-func (k *topoKey) setNode(idx int32, lbls map[string]string) {
+func usable(ni *nodeInfo) bool { return ni.node != nil && ni.ready && !ni.unschedulable }
+
+// setNode records node idx's domain (n nil: the node is gone). A node
+// without a kubernetes.io/hostname label is its own hostname domain, as the
+// kubelet would have labelled it.
+func (k *topoKey) setNode(idx int32, n *corev1.Node, usable bool) {
 	if d := k.nodeDomain[idx]; d >= 0 {
 		if k.domainNodes[d]--; k.domainNodes[d] == 0 {
 			k.live--
 		}
+		if k.usable[idx] {
+			if k.domainUsable[d]--; k.domainUsable[d] == 0 {
+				k.liveUsable--
+			}
+		}
 	}
-	v, ok := lbls[k.key]
+	k.usable[idx] = false
+	var v string
+	var ok bool
+	if n != nil {
+		v, ok = n.Labels[k.key]
+		if !ok && k.key == LabelHostname {
+			v, ok = n.Name, true
+		}
+	}
 	if !ok {
 		k.nodeDomain[idx] = -1
 		return
@@ -57,9 +82,16 @@ func (k *topoKey) setNode(idx int32, lbls map[string]string) {
 		d = int32(len(k.domainNodes))
 		k.ids[v] = d
 		k.domainNodes = append(k.domainNodes, 0)
+		k.domainUsable = append(k.domainUsable, 0)
 	}
 	if k.domainNodes[d]++; k.domainNodes[d] == 1 {
 		k.live++
+	}
+	if usable {
+		k.usable[idx] = true
+		if k.domainUsable[d]++; k.domainUsable[d] == 1 {
+			k.liveUsable++
+		}
 	}
 	k.nodeDomain[idx] = d
 }
@@ -71,11 +103,13 @@ type tracker struct {
 	key *topoKey
 
 	// What it counts: pods of owner, or pods in namespaces (nil: all)
-	// whose labels match sel.
-	owner           types.UID
-	namespaces      map[string]bool
-	sel             labels.Selector
-	skipTerminating bool
+	// whose labels match sel. A tracker for spreading (forSpread) skips
+	// terminating pods and pods on unusable nodes, and its domains are the
+	// usable ones, as topology spread counts them.
+	owner      types.UID
+	namespaces map[string]bool
+	sel        labels.Selector
+	forSpread  bool
 
 	domains []int32 // by domain
 	nodes   []int32 // by node index
@@ -90,7 +124,7 @@ type tracker struct {
 }
 
 func (t *tracker) matches(pi *podInfo) bool {
-	if t.skipTerminating && pi.terminating {
+	if t.forSpread && pi.terminating {
 		return false
 	}
 	if t.owner != "" {
@@ -113,7 +147,7 @@ func (t *tracker) add(pi *podInfo, delta int32) {
 		return
 	}
 	d := t.key.nodeDomain[idx]
-	if d < 0 {
+	if d < 0 || t.forSpread && !t.key.usable[idx] {
 		return
 	}
 	for int(d) >= len(t.domains) {
@@ -162,9 +196,14 @@ func (t *tracker) domainCount(idx int32) (int32, bool) {
 	return t.domains[d], true
 }
 
-// globalMin is the least count over all live domains.
+// globalMin is the least count over all live (for spreading: usable)
+// domains.
 func (t *tracker) globalMin() int32 {
-	if t.key.live > t.nonZero {
+	live := t.key.live
+	if t.forSpread {
+		live = t.key.liveUsable
+	}
+	if live > t.nonZero {
 		return 0
 	}
 	return t.minNonZero
@@ -229,7 +268,7 @@ func (c *Cluster) register(id string, t *tracker) *tracker {
 
 // selectorTracker counts pods in namespaces (nil: all) matching sel over
 // topology key key.
-func (c *Cluster) selectorTracker(namespaces []string, allNamespaces bool, sel labels.Selector, key string, skipTerminating bool) *tracker {
+func (c *Cluster) selectorTracker(namespaces []string, allNamespaces bool, sel labels.Selector, key string, forSpread bool) *tracker {
 	var b strings.Builder
 	b.WriteString("sel\x00")
 	b.WriteString(key)
@@ -244,14 +283,14 @@ func (c *Cluster) selectorTracker(namespaces []string, allNamespaces bool, sel l
 	}
 	b.WriteByte(0)
 	b.WriteString(sel.String())
-	if skipTerminating {
-		b.WriteString("\x00live")
+	if forSpread {
+		b.WriteString("\x00spread")
 	}
 	id := b.String()
 	if t := c.trackers[id]; t != nil {
 		return t
 	}
-	t := &tracker{key: c.topoKey(key), sel: sel, skipTerminating: skipTerminating}
+	t := &tracker{key: c.topoKey(key), sel: sel, forSpread: forSpread}
 	if !allNamespaces {
 		t.namespaces = map[string]bool{}
 		for _, ns := range namespaces {
@@ -261,13 +300,14 @@ func (c *Cluster) selectorTracker(namespaces []string, allNamespaces bool, sel l
 	return c.register(id, t)
 }
 
-// ownerTracker counts the live pods of one controller over topology key key.
+// ownerTracker counts the pods of one controller over topology key key,
+// for spreading.
 func (c *Cluster) ownerTracker(owner types.UID, key string) *tracker {
 	id := "own\x00" + key + "\x00" + string(owner)
 	if t := c.trackers[id]; t != nil {
 		return t
 	}
-	return c.register(id, &tracker{key: c.topoKey(key), owner: owner, skipTerminating: true})
+	return c.register(id, &tracker{key: c.topoKey(key), owner: owner, forSpread: true})
 }
 
 // termNamespaces is where an affinity term looks for pods: its namespaces,
