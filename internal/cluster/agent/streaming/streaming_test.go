@@ -32,6 +32,7 @@ type fixture struct {
 	eng *streamingtest.Engine
 	srv *httptest.Server
 	pod streamingtest.Pod
+	s   *Server
 }
 
 func setup(t *testing.T) *fixture {
@@ -46,9 +47,10 @@ func setup(t *testing.T) *fixture {
 	// A terminal: the engine's shim closes a non-tty container's stdin
 	// when an attached client leaves, whatever StdinOnce says.
 	eng.Container(t, p, sb, "att", 0, api.Config{OpenStdin: true, Tty: true, Cmd: []string{"sh", "-c", "while read l; do echo got:$l; done"}})
-	srv := httptest.NewServer(New(Options{Engine: eng.Client}).Handler())
+	s := New(Options{Engine: eng.Client})
+	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{eng: eng, srv: srv, pod: p}
+	return &fixture{eng: eng, srv: srv, pod: p, s: s}
 }
 
 func (f *fixture) get(t *testing.T, path string) (int, string) {
@@ -263,6 +265,14 @@ func (f *fixture) testAttach(t *testing.T, proto string) {
 	}
 	cancel()
 	<-done
+	// The client left: the agent's session (and engine attach) ends.
+	deadline := time.Now().Add(5 * time.Second)
+	for f.s.sessions.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("attach: %d sessions still running 5s after the client left", f.s.sessions.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // lineWaiter collects output and signals when want appears.
