@@ -57,6 +57,11 @@ func TestKubectlStreaming(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-served })
 
 	k.run(t, "", "delete", "node", node, "--ignore-not-found")
+	// Leave nothing for other tests of the shared server to trip on.
+	t.Cleanup(func() {
+		k.run(t, "", "-n", "streaming", "delete", "pod", "web", "--ignore-not-found", "--wait=false")
+		k.run(t, "", "delete", "node", node, "--ignore-not-found", "--wait=false")
+	})
 	k.okIn(t, fmt.Sprintf("apiVersion: v1\nkind: Node\nmetadata:\n  name: %s\n", node), "create", "-f", "-")
 	k.ok(t, "patch", "node", node, "--subresource=status", "--type=merge", "-p",
 		fmt.Sprintf(`{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}],"daemonEndpoints":{"kubeletEndpoint":{"Port":%d}}}}`, ln.Addr().(*net.TCPAddr).Port))
@@ -229,8 +234,6 @@ spec:
 			portForward(t, ko, "", ns)
 		})
 	}
-	k.run(t, "", "-n", ns, "delete", "pod", "web", "--wait=false")
-	k.run(t, "", "delete", "node", node, "--wait=false")
 }
 
 // portForward runs kubectl port-forward to the pod's httpd and GETs
