@@ -57,6 +57,11 @@ func TestKubectlStreaming(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-served })
 
 	k.run(t, "", "delete", "node", node, "--ignore-not-found")
+	// Leave nothing for other tests of the shared server to trip on.
+	t.Cleanup(func() {
+		k.run(t, "", "-n", "streaming", "delete", "pod", "web", "--ignore-not-found", "--wait=false")
+		k.run(t, "", "delete", "node", node, "--ignore-not-found", "--wait=false")
+	})
 	k.okIn(t, fmt.Sprintf("apiVersion: v1\nkind: Node\nmetadata:\n  name: %s\n", node), "create", "-f", "-")
 	k.ok(t, "patch", "node", node, "--subresource=status", "--type=merge", "-p",
 		fmt.Sprintf(`{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}],"daemonEndpoints":{"kubeletEndpoint":{"Port":%d}}}}`, ln.Addr().(*net.TCPAddr).Port))
@@ -85,7 +90,6 @@ spec:
 	eng.Container(t, p, sb, "app", 1, api.Config{Cmd: []string{"sh", "-c", "echo line1; sleep 0.1; echo line2; sleep 0.1; echo line3; exec sleep 3600"}})
 	eng.Container(t, p, sb, "ticker", 0, api.Config{Cmd: []string{"sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"}})
 	eng.Container(t, p, sb, "term", 0, api.Config{OpenStdin: true, Tty: true, Cmd: []string{"sh", "-c", "while read l; do echo got:$l; done"}})
-	pod := []string{"-n", ns, "web"}
 	kc := func(args ...string) []string { return append([]string{"-n", ns}, args...) }
 
 	t.Run("logs", func(t *testing.T) {
@@ -154,14 +158,18 @@ spec:
 
 	t.Run("exec-tty", func(t *testing.T) {
 		// script gives kubectl a terminal, as a user's shell would.
-		line := fmt.Sprintf("kubectl --kubeconfig %s --cache-dir %s exec -it -n %s web -c app -- sh -c 'tty; stty size; exit 4'", k.kubeconfig, k.cache, ns)
+		// The pty gets a size first: kubectl sends it on the resize channel.
+		// The agent starts the exec with it, but the runtime may apply it
+		// a moment after the command starts (as with a kubelet), hence
+		// the sleep.
+		line := fmt.Sprintf("stty cols 123 rows 45; kubectl --kubeconfig %s --cache-dir %s exec -it -n %s web -c app -- sh -c 'tty; sleep 0.3; stty size; exit 4'", k.kubeconfig, k.cache, ns)
 		cmd := exec.Command("script", "-qec", line, "/dev/null")
 		cmd.Env = append(os.Environ(), "HOME="+k.cache, "KUBECONFIG=", "COLUMNS=120", "LINES=40")
 		cmd.Stdin = strings.NewReader("")
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 4 || !strings.Contains(string(out), "/dev/pts/") {
-			t.Errorf("kubectl exec -it: got %v %q, want exit 4 and a /dev/pts terminal", err, out)
+		if !errors.As(err, &ee) || ee.ExitCode() != 4 || !strings.Contains(string(out), "/dev/pts/") || !strings.Contains(string(out), "45 123") {
+			t.Errorf("kubectl exec -it: got %v %q, want exit 4, a /dev/pts terminal and its size \"45 123\"", err, out)
 		}
 	})
 
@@ -200,39 +208,66 @@ spec:
 	})
 
 	for _, proto := range []struct{ name, env string }{{"websocket", ""}, {"spdy", "KUBECTL_PORT_FORWARD_WEBSOCKETS=false"}} {
-		t.Run("port-forward-"+proto.name, func(t *testing.T) {
-			cmd, lines := k.startEnv(t, proto.env, "", append(pod[:2:2], "port-forward", "pod/web", ":8080")...)
-			defer cmd.Process.Kill()
-			re := regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> 8080`)
-			var port string
-			for port == "" {
-				select {
-				case l, ok := <-lines:
-					if !ok {
-						t.Fatal("kubectl port-forward ended before forwarding")
-					}
-					if m := re.FindStringSubmatch(l); m != nil {
-						port = m[1]
-					}
-				case <-time.After(15 * time.Second):
-					t.Fatal("kubectl port-forward: not forwarding after 15s")
-				}
+		t.Run("port-forward-"+proto.name, func(t *testing.T) { portForward(t, k, proto.env, ns) })
+	}
+
+	// Older kubectl: 1.27/1.28 speak SPDY only, 1.29 offers v5 over SPDY,
+	// 1.30 tries WebSocket for exec, 1.31+ for port-forward too.
+	for _, bin := range kubectlVersions() {
+		v := strings.TrimPrefix(filepath.Base(bin), "kubectl.")
+		if v != "1.27" && v != "1.29" && v != "1.31" && v != "1.33" {
+			continue
+		}
+		t.Run("kubectl-"+v, func(t *testing.T) {
+			ko := newKubectl(t, bin, shared)
+			out, err := ko.run(t, "", kc("exec", "web", "-c", "app", "--", "sh", "-c", "echo hi; exit 3")...)
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(out, "hi") {
+				t.Errorf("exec exit 3: got %v %q, want exit code 3 and \"hi\"", err, out)
 			}
-			for i := 0; i < 3; i++ {
-				resp, err := http.Get("http://127.0.0.1:" + port + "/")
-				if err != nil {
-					t.Fatalf("GET through kubectl port-forward: %v", err)
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if string(b) != "hello-from-pod\n" {
-					t.Fatalf("GET through kubectl port-forward: got %q", b)
-				}
+			if out := ko.okIn(t, "abc\n", kc("exec", "-i", "web", "-c", "app", "--", "cat")...); out != "abc\n" {
+				t.Errorf("exec -i cat: got %q, want the input back", out)
 			}
+			if out := ko.ok(t, kc("logs", "web", "-c", "app", "--tail=1")...); out != "line3\n" {
+				t.Errorf("logs --tail=1: got %q", out)
+			}
+			portForward(t, ko, "", ns)
 		})
 	}
-	k.run(t, "", "-n", ns, "delete", "pod", "web", "--wait=false")
-	k.run(t, "", "delete", "node", node, "--wait=false")
+}
+
+// portForward runs kubectl port-forward to the pod's httpd and GETs
+// through it three times.
+func portForward(t *testing.T, k *kubectl, env, ns string) {
+	t.Helper()
+	cmd, lines := k.startEnv(t, env, "", "-n", ns, "port-forward", "pod/web", ":8080")
+	defer cmd.Process.Kill()
+	re := regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> 8080`)
+	var port string
+	for port == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("kubectl port-forward ended before forwarding")
+			}
+			if m := re.FindStringSubmatch(l); m != nil {
+				port = m[1]
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("kubectl port-forward: not forwarding after 15s")
+		}
+	}
+	for i := 0; i < 3; i++ {
+		resp, err := http.Get("http://127.0.0.1:" + port + "/")
+		if err != nil {
+			t.Fatalf("GET through kubectl port-forward: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "hello-from-pod\n" {
+			t.Fatalf("GET through kubectl port-forward: got %q", b)
+		}
+	}
 }
 
 // runEnv is run with extra environment ("K=V", or "").

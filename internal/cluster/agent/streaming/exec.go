@@ -83,6 +83,14 @@ func (s *Server) running(w http.ResponseWriter, r *http.Request, p podRef, conta
 // exec runs cmd in the engine container id and returns its exit code.
 func (s *Server) exec(ctx context.Context, id string, cmd []string, sess *session) (int, error) {
 	cfg := api.ExecConfig{Cmd: cmd, Tty: sess.tty, AttachStdin: sess.stdin != nil, AttachStdout: sess.stdout != nil, AttachStderr: sess.stderr != nil}
+	if sess.resize != nil {
+		// kubectl sends the terminal's size as soon as it connects: start
+		// the command with it, so `stty size` right away sees it.
+		if sz, ok := firstSize(sess.resize, time.Second); ok {
+			cfg.ConsoleSize = &[2]uint{uint(sz.Height), uint(sz.Width)}
+			sess.resize = prepend(sz, sess.resize)
+		}
+	}
 	var idr api.IDResponse
 	if err := s.eng.JSON(ctx, http.MethodPost, "/containers/"+url.PathEscape(id)+"/exec", nil, cfg, &idr); err != nil {
 		return 0, fmt.Errorf("creating the exec: %w", err)
@@ -176,6 +184,38 @@ func pump(st *client.Stream, sess *session, rawOutput, closeStdin bool) {
 		_ = st.Close()
 		<-done
 	}
+}
+
+// firstSize waits a little for the client's first terminal size.
+func firstSize(sizes <-chan termSize, wait time.Duration) (termSize, bool) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case sz, ok := <-sizes:
+			if !ok {
+				return termSize{}, false
+			}
+			if sz.Width > 0 && sz.Height > 0 {
+				return sz, true
+			}
+		case <-t.C:
+			return termSize{}, false
+		}
+	}
+}
+
+// prepend returns a channel yielding first, then everything from rest.
+func prepend(first termSize, rest <-chan termSize) <-chan termSize {
+	ch := make(chan termSize, 1)
+	ch <- first
+	go func() {
+		defer close(ch)
+		for sz := range rest {
+			ch <- sz
+		}
+	}()
+	return ch
 }
 
 // resizeLoop applies the client's terminal sizes to the exec or container.

@@ -66,6 +66,12 @@ type runFunc func(ctx context.Context, sess *session) (exitCode int, err error)
 
 // serveRemoteCommand upgrades to SPDY or WebSocket and runs run.
 func (s *Server) serveRemoteCommand(w http.ResponseWriter, r *http.Request, o streamOpts, run runFunc) {
+	inner := run
+	run = func(ctx context.Context, sess *session) (int, error) {
+		s.sessions.Add(1)
+		defer s.sessions.Add(-1)
+		return inner(ctx, sess)
+	}
 	switch {
 	case wsstream.IsWebSocketRequest(r):
 		s.serveWebSocket(w, r, o, run)
@@ -251,8 +257,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, o stream
 	}
 	// An ignored resize channel discards frames; a read one must be read
 	// (readResizes), or the first resize would block every other channel.
+	// Clients never write on the error channel: reading it ends only when
+	// the connection closes, which tells us the client left.
 	channels := []wsstream.ChannelType{ch(o.stdin, wsstream.ReadChannel), ch(o.stdout, wsstream.WriteChannel),
-		ch(o.stderr, wsstream.WriteChannel), wsstream.WriteChannel, ch(o.tty, wsstream.ReadChannel)}
+		ch(o.stderr, wsstream.WriteChannel), wsstream.ReadWriteChannel, ch(o.tty, wsstream.ReadChannel)}
 	protocols := map[string]wsstream.ChannelProtocolConfig{
 		"":                                      {Binary: true, Channels: channels},
 		remotecommand.StreamProtocolV5Name:      {Binary: true, Channels: channels},
@@ -270,7 +278,9 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, o stream
 		return
 	}
 	defer conn.Close()
-	sess := &session{tty: o.tty}
+	gone := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, rwc[chanError]); close(gone) }()
+	sess := &session{tty: o.tty, gone: gone}
 	if o.stdin {
 		sess.stdin = rwc[chanStdin]
 	}
@@ -286,5 +296,6 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, o stream
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	code, runErr := run(ctx, sess)
+	// client-go waits for the server to close a WebSocket session.
 	writeResult(rwc[chanError], proto, code, runErr)
 }

@@ -36,6 +36,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -70,6 +71,9 @@ type Server struct {
 	o   Options
 	eng *client.Client
 	log *slog.Logger
+	// sessions counts exec/attach sessions in progress (tests check that a
+	// client leaving ends its session).
+	sessions atomic.Int64
 }
 
 // New returns a server; Serve starts it.

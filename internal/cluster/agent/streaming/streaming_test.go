@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -32,6 +33,9 @@ type fixture struct {
 	eng *streamingtest.Engine
 	srv *httptest.Server
 	pod streamingtest.Pod
+	s   *Server
+	// hostPort is where the host-network pod's httpd listens.
+	hostPort int
 }
 
 func setup(t *testing.T) *fixture {
@@ -46,9 +50,21 @@ func setup(t *testing.T) *fixture {
 	// A terminal: the engine's shim closes a non-tty container's stdin
 	// when an attached client leaves, whatever StdinOnce says.
 	eng.Container(t, p, sb, "att", 0, api.Config{OpenStdin: true, Tty: true, Cmd: []string{"sh", "-c", "while read l; do echo got:$l; done"}})
-	srv := httptest.NewServer(New(Options{Engine: eng.Client}).Handler())
+	// A host-network pod: port-forward dials 127.0.0.1.
+	hp := streamingtest.Pod{Namespace: "default", Name: "hostpod", UID: "uid-2"}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostPort := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	eng.Run(t, "k8s_POD_hostpod_default_uid-2_0", api.Config{Image: "busybox", Labels: hp.Labels("POD", "sandbox", 0),
+		Cmd: []string{"sh", "-c", fmt.Sprintf("mkdir -p /www && echo hello-from-host-pod > /www/index.html && exec httpd -f -p 127.0.0.1:%d -h /www", hostPort)}},
+		&api.HostConfig{NetworkMode: "host"})
+	s := New(Options{Engine: eng.Client})
+	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{eng: eng, srv: srv, pod: p}
+	return &fixture{eng: eng, srv: srv, pod: p, s: s, hostPort: hostPort}
 }
 
 func (f *fixture) get(t *testing.T, path string) (int, string) {
@@ -71,6 +87,8 @@ func TestStreaming(t *testing.T) {
 		t.Run("attach/"+proto, func(t *testing.T) { f.testAttach(t, proto) })
 		t.Run("portforward/"+proto, func(t *testing.T) { f.testPortForward(t, proto) })
 	}
+	t.Run("portforward/hostNetwork", f.testPortForwardHost)
+	t.Run("portforward/refused", f.testPortForwardRefused)
 	t.Run("badRequests", f.testBadRequests)
 }
 
@@ -263,6 +281,14 @@ func (f *fixture) testAttach(t *testing.T, proto string) {
 	}
 	cancel()
 	<-done
+	// The client left: the agent's session (and engine attach) ends.
+	deadline := time.Now().Add(5 * time.Second)
+	for f.s.sessions.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("attach: %d sessions still running 5s after the client left", f.s.sessions.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // lineWaiter collects output and signals when want appears.
@@ -329,6 +355,68 @@ func (f *fixture) testPortForward(t *testing.T, proto string) {
 		if string(b) != "hello-from-pod\n" {
 			t.Fatalf("GET through the forwarded port: got %q, want \"hello-from-pod\\n\"", b)
 		}
+	}
+}
+
+func (f *fixture) spdyDialer(t *testing.T, pod string) httpstream.Dialer {
+	t.Helper()
+	u, _ := url.Parse(f.srv.URL + "/portForward/default/" + pod)
+	tr, up, err := spdy.RoundTripperFor(f.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spdy.NewDialer(up, &http.Client{Transport: tr}, "POST", u)
+}
+
+func (f *fixture) testPortForwardHost(t *testing.T) {
+	stop, ready := make(chan struct{}), make(chan struct{})
+	pf, err := portforward.New(f.spdyDialer(t, "hostpod"), []string{fmt.Sprintf("0:%d", f.hostPort)}, stop, ready, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- pf.ForwardPorts() }()
+	defer func() { close(stop); <-done }()
+	<-ready
+	ports, _ := pf.GetPorts()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", ports[0].Local))
+	if err != nil {
+		t.Fatalf("GET through the forwarded port of a host-network pod: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "hello-from-host-pod\n" {
+		t.Errorf("host-network pod: got %q, want \"hello-from-host-pod\\n\"", b)
+	}
+}
+
+// testPortForwardRefused speaks the protocol by hand: a port nothing
+// listens on is reported on the connection's error stream.
+func (f *fixture) testPortForwardRefused(t *testing.T) {
+	conn, proto, err := f.spdyDialer(t, "web").Dial("portforward.k8s.io")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if proto != "portforward.k8s.io" {
+		t.Errorf("negotiated %q, want portforward.k8s.io", proto)
+	}
+	h := http.Header{}
+	h.Set("streamType", "error")
+	h.Set("port", "8081")
+	h.Set("requestID", "0")
+	errStream, err := conn.CreateStream(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errStream.Close()
+	h.Set("streamType", "data")
+	if _, err := conn.CreateStream(h); err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(errStream)
+	if !strings.Contains(string(msg), "error forwarding port 8081 to pod default/web") || !strings.Contains(string(msg), "refused") {
+		t.Errorf("refused port: error stream says %q, want it to name the port, the pod and the refusal", msg)
 	}
 }
 
