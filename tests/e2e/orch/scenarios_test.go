@@ -569,7 +569,9 @@ spec:
 	report(t, "8-job-daemonset", "job_complete", jobTook, "ds_initial_ready", dsFirst, "late_node_join", joined, "join_ready_to_ds_pod_ready", onLate)
 }
 
-func labNode(name, cpus, mem string) lab.NodeSpec { return lab.NodeSpec{Name: name, CPUs: cpus, Memory: mem} }
+func labNode(name, cpus, mem string) lab.NodeSpec {
+	return lab.NodeSpec{Name: name, CPUs: cpus, Memory: mem}
+}
 
 func readyNodes(t *testing.T) []string {
 	t.Helper()
