@@ -3,6 +3,7 @@ package orch
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"sync"
 	"testing"
@@ -28,12 +29,14 @@ func BenchmarkPodStartup100(b *testing.B) {
 		gap  time.Duration
 	}{{"burst", 0}, {"paced-10/s", 100 * time.Millisecond}} {
 		var all, bound, run []time.Duration
+		var slow []string
 		for i := 0; i < b.N; i++ {
 			r, err := podStartupBatch(fmt.Sprintf("bench-%d-%d", len(mode.name), i), n, mode.gap)
 			if err != nil {
 				b.Fatal(err)
 			}
 			all, bound, run = append(all, r.total...), append(bound, r.bound...), append(run, r.run...)
+			slow = append(slow, r.slow...)
 		}
 		p50, p99, max := quantiles(all)
 		b.ReportMetric(ms(p50), mode.name+"-p50-ms")
@@ -42,6 +45,11 @@ func BenchmarkPodStartup100(b *testing.B) {
 		rp50, rp99, _ := quantiles(run)
 		fmt.Printf("pod startup latency, %d pods on %d nodes, %s: p50 %v p99 %v max %v (target p99 ≤ 1s); create→bound p50 %v p99 %v; bound→Running p50 %v p99 %v\n",
 			len(all), len(theLab.NodeNames()), mode.name, r(p50), r(p99), r(max), r(bp50), r(bp99), r(rp50), r(rp99))
+		if os.Getenv("BERTH_BENCH_SLOW") != "" {
+			for _, s := range slow {
+				fmt.Println("  slow:", s)
+			}
+		}
 	}
 }
 
@@ -55,7 +63,10 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func r(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 
-type startup struct{ total, bound, run []time.Duration }
+type startup struct {
+	total, bound, run []time.Duration
+	slow              []string // pods over 1 s: name, node, stages
+}
 
 func podStartupBatch(ns string, n int, gap time.Duration) (startup, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -82,6 +93,7 @@ func podStartupBatch(ns string, n int, gap time.Duration) (startup, error) {
 	created := map[string]time.Time{}
 	running := map[string]time.Time{}
 	boundAt := map[string]time.Time{}
+	nodeOfPod := map[string]string{}
 	grace := int64(1)
 	sem := make(chan struct{}, 10)
 	if gap > 0 {
@@ -121,6 +133,7 @@ func podStartupBatch(ns string, n int, gap time.Duration) (startup, error) {
 			}
 			if _, seen := boundAt[p.Name]; !seen && p.Spec.NodeName != "" {
 				boundAt[p.Name] = time.Now()
+				nodeOfPod[p.Name] = p.Spec.NodeName
 			}
 			if p.Status.Phase != corev1.PodRunning {
 				continue
@@ -142,6 +155,11 @@ func podStartupBatch(ns string, n int, gap time.Duration) (startup, error) {
 		out.total = append(out.total, at.Sub(created[name]))
 		out.bound = append(out.bound, boundAt[name].Sub(created[name]))
 		out.run = append(out.run, at.Sub(boundAt[name]))
+		if d := at.Sub(created[name]); d > time.Second {
+			out.slow = append(out.slow, fmt.Sprintf("%s@%s created %s bound +%v running +%v", name, nodeOfPod[name],
+				created[name].Format("15:04:05.000"), r(boundAt[name].Sub(created[name])), r(d)))
+		}
 	}
+	sort.Strings(out.slow)
 	return out, nil
 }

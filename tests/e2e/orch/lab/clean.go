@@ -45,6 +45,9 @@ func clean(cfg Config, removeDir bool) error {
 			_ = syscall.Kill(p, syscall.SIGKILL)
 		}
 	}
+	for _, cg := range labCgroups(cfg) {
+		thawCgroupTree(cg)
+	}
 	if err := waitGone(15*time.Second, pids...); err != nil {
 		errs = append(errs, err)
 	}
@@ -202,13 +205,17 @@ func labCgroups(cfg Config) []string {
 // processes must be gone (the kernel frees a killed namespace's tasks
 // asynchronously, so it retries briefly).
 func removeCgroups(parent string) error {
-	m, _ := filepath.Glob("/sys/fs/cgroup/" + parent)
-	m2, _ := filepath.Glob("/sys/fs/cgroup/*/" + parent)
 	var errs []error
-	for _, cg := range append(m, m2...) {
+	for _, cg := range nodeCgroups(parent) {
 		errs = append(errs, removeCgroupTree(cg))
 	}
 	return errors.Join(errs...)
+}
+
+func nodeCgroups(parent string) []string {
+	m, _ := filepath.Glob("/sys/fs/cgroup/" + parent)
+	m2, _ := filepath.Glob("/sys/fs/cgroup/*/" + parent)
+	return append(m, m2...)
 }
 
 func removeCgroupTree(root string) error {
@@ -228,6 +235,7 @@ func removeCgroupTree(root string) error {
 				last = nil
 				break
 			}
+			thawCgroupTree(d)
 			time.Sleep(20 * time.Millisecond)
 		}
 		if last != nil {
@@ -235,4 +243,23 @@ func removeCgroupTree(root string) error {
 		}
 	}
 	return nil
+}
+
+// thawCgroupTree thaws every frozen cgroup under root. crun freezes a
+// container's cgroup while it signals every process in it; a node killed
+// at that moment leaves the cgroup frozen, and a frozen task does not die
+// of SIGKILL until thawed (a real power loss has no such leftover).
+func thawCgroupTree(root string) {
+	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if b, err := os.ReadFile(filepath.Join(p, "freezer.state")); err == nil && strings.TrimSpace(string(b)) != "THAWED" {
+			_ = os.WriteFile(filepath.Join(p, "freezer.state"), []byte("THAWED"), 0o644)
+		}
+		if b, err := os.ReadFile(filepath.Join(p, "cgroup.freeze")); err == nil && strings.TrimSpace(string(b)) != "0" {
+			_ = os.WriteFile(filepath.Join(p, "cgroup.freeze"), []byte("0"), 0o644)
+		}
+		return nil
+	})
 }

@@ -440,6 +440,9 @@ func (l *Lab) Kill(name string) error {
 	if err := syscall.Kill(n.InitPID, syscall.SIGKILL); err != nil {
 		return err
 	}
+	for _, cg := range nodeCgroups(l.cgroupParent(name)) {
+		thawCgroupTree(cg)
+	}
 	// Every process of the node (nsenter and unshare parents included)
 	// is in its netns; wait for them all, so that a Boot right after
 	// finds the node's addresses and ports free.
