@@ -109,6 +109,13 @@ func (d *Daemon) CreateContainer(name string, req api.CreateRequest) (*container
 	c.CgroupsPath = d.cgroupsPath(c.ID)
 	if c.Config.Hostname == "" {
 		c.Config.Hostname = c.ShortID()
+		if hc.UTSMode == "host" || hc.NetworkMode == "host" {
+			// Docker: the host's name (a Kubernetes hostNetwork pod
+			// shows the node's).
+			if h, err := os.Hostname(); err == nil {
+				c.Config.Hostname = h
+			}
+		}
 	}
 	mounts, err := mountSpecs(hc)
 	if err != nil {
