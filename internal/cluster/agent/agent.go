@@ -292,17 +292,17 @@ func (a *Agent) waitEngine(ctx context.Context) error {
 // the container: network mode, by creating (not starting) two containers.
 func (a *Agent) sandboxSupported(ctx context.Context) bool {
 	name := fmt.Sprintf("berth-agent-probe-%d", time.Now().UnixNano())
-	hc := &HostConfig{}
+	hc := &api.HostConfig{}
 	hc.NetworkMode = "none"
-	id, err := a.eng.Create(ctx, name, CreateRequest{Config: sandboxProbeConfig(), HostConfig: hc})
+	id, err := a.eng.Create(ctx, name, api.CreateRequest{Config: sandboxProbeConfig(), HostConfig: hc})
 	if err != nil {
 		a.log.Debug("sandbox probe", "err", err)
 		return false
 	}
 	defer a.eng.Remove(context.WithoutCancel(ctx), id)
-	hc2 := &HostConfig{IpcMode: "container:" + id}
+	hc2 := &api.HostConfig{IpcMode: "container:" + id}
 	hc2.NetworkMode = "container:" + id
-	id2, err := a.eng.Create(ctx, name+"-2", CreateRequest{Config: sandboxProbeConfig(), HostConfig: hc2})
+	id2, err := a.eng.Create(ctx, name+"-2", api.CreateRequest{Config: sandboxProbeConfig(), HostConfig: hc2})
 	if err != nil {
 		a.log.Debug("sandbox probe", "err", err)
 		return false

@@ -613,3 +613,26 @@ func TestEvictionOnEmptyDirSizeLimit(t *testing.T) {
 		t.Errorf("no Evicted event:\n%s", ev)
 	}
 }
+
+// A container that cannot start (command not found) is retried with the
+// crash back-off, not at every sync.
+func TestStartErrorBacksOff(t *testing.T) {
+	eng := newFakeEngine()
+	pod := testPod("broken", func(p *corev1.Pod) { p.Spec.Containers[0].Image = "broken:1" })
+	a, cs, _ := testAgent(t, eng, pod)
+	w := newPodWorker(a, pod.UID)
+	p := syncOnce(t, a, cs, w, "broken")
+	if wt := p.Status.ContainerStatuses[0].State.Waiting; wt == nil || wt.Reason != "RunContainerError" || !strings.Contains(wt.Message, "executable file not found") {
+		t.Fatalf("first sync: got %+v, want RunContainerError with the engine's message", p.Status.ContainerStatuses[0].State)
+	}
+	for i := 0; i < 5; i++ {
+		p = syncOnce(t, a, cs, w, "broken")
+	}
+	if n := len(eng.byName("k8s_main_broken_")); n != 1 {
+		t.Errorf("after 6 quick syncs: %d containers created, want 1 (then back-off)", n)
+	}
+	cst := p.Status.ContainerStatuses[0]
+	if cst.State.Waiting == nil || cst.State.Waiting.Reason != "CrashLoopBackOff" || cst.LastTerminationState.Terminated == nil || cst.LastTerminationState.Terminated.Reason != "StartError" {
+		t.Errorf("got %+v, want CrashLoopBackOff with lastState StartError", cst)
+	}
+}
