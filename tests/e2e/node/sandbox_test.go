@@ -17,7 +17,7 @@ spec:
   containers:
   - name: web
     image: busybox:e2e
-    command: ["httpd", "-f", "-p", "8080", "-h", "/shared"]
+    command: ["busybox", "httpd", "-f", "-p", "8080", "-h", "/shared"]
     volumeMounts: [{name: shared, mountPath: /shared}]
     readinessProbe: {httpGet: {port: 8080, path: /i}, periodSeconds: 1}
   - name: client
@@ -61,7 +61,7 @@ func TestPodSharesNamespaces(t *testing.T) {
 			client = id
 		}
 	}
-	if out, err := env.berth("exec", client, "wget", "-qO-", "http://127.0.0.1:8080/i"); err != nil || strings.TrimSpace(out) != "from-init" {
+	if out, err := env.berth("exec", client, "busybox", "wget", "-qO-", "http://127.0.0.1:8080/i"); err != nil || strings.TrimSpace(out) != "from-init" {
 		t.Errorf("client → web over localhost: got %q (%v), want from-init", out, err)
 	}
 	if out, _ := env.berth("exec", client, "hostname"); strings.TrimSpace(out) != "duo" {
