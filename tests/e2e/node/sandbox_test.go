@@ -1,7 +1,9 @@
 package node
 
 import (
+	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -66,6 +68,33 @@ func TestPodSharesNamespaces(t *testing.T) {
 	}
 	if out, _ := env.berth("exec", client, "hostname"); strings.TrimSpace(out) != "duo" {
 		t.Errorf("hostname: got %q, want duo", out)
+	}
+
+	// When the sandbox dies the containers lost their namespaces: the
+	// agent starts a new sandbox and restarts them in it.
+	pid, _ := env.berth("inspect", "-f", "{{.State.Pid}}", sb)
+	var n int
+	fmt.Sscan(pid, &n)
+	if n <= 0 || syscall.Kill(n, syscall.SIGKILL) != nil {
+		t.Fatalf("killing the sandbox's pause process %q", pid)
+	}
+	p = env.waitPod(t, "duo", 30*time.Second, "restarted in a new sandbox", func(p *podJSON) bool {
+		if p.Status.Phase != "Running" || len(p.Status.ContainerStatuses) != 2 {
+			return false
+		}
+		for _, c := range p.Status.ContainerStatuses {
+			if c.RestartCount < 1 || c.State.Running == nil {
+				return false
+			}
+		}
+		return true
+	})
+	sb2, _ := env.berth("ps", "-q", "--no-trunc", "--filter", "label=io.kubernetes.pod.name=duo", "--filter", "label=io.berth.kind=sandbox")
+	if sb2 = strings.TrimSpace(sb2); sb2 == "" || sb2 == sb {
+		t.Errorf("sandbox after the kill: got %q, want a new one (old %s)", sb2, sb)
+	}
+	if ip, _ := env.berth("inspect", "-f", "{{.NetworkSettings.IPAddress}}", sb2); strings.TrimSpace(ip) != p.Status.PodIP {
+		t.Errorf("pod IP %s after the new sandbox, sandbox IP %s", p.Status.PodIP, ip)
 	}
 	env.kube(t, "delete", "pod", "duo", "--grace-period=1")
 	waitNoContainers(t, "duo", 10*time.Second)
