@@ -21,6 +21,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -104,6 +105,14 @@ func (o *Options) defaults() error {
 		o.NodeIP = DefaultNodeIP()
 	} else if net.ParseIP(o.NodeIP) == nil {
 		return fmt.Errorf("--node-ip %q: want an IP address: %w", o.NodeIP, errdefs.ErrInvalidArgument)
+	}
+	for flag, v := range map[string]string{"--cpus": o.CPUs, "--memory": o.Memory} {
+		if v == "" {
+			continue
+		}
+		if q, err := resource.ParseQuantity(v); err != nil || q.Sign() <= 0 {
+			return fmt.Errorf("%s %q: want a positive quantity such as 2, 1500m or 4Gi: %w", flag, v, errdefs.ErrInvalidArgument)
+		}
 	}
 	if o.MaxPods < 0 {
 		return fmt.Errorf("--max-pods %d: want a positive number: %w", o.MaxPods, errdefs.ErrInvalidArgument)

@@ -636,3 +636,30 @@ func TestStartErrorBacksOff(t *testing.T) {
 		t.Errorf("got %+v, want CrashLoopBackOff with lastState StartError", cst)
 	}
 }
+
+func TestOptionsValidation(t *testing.T) {
+	cases := []struct {
+		name string
+		mod  func(*Options)
+		want string
+	}{
+		{"no server", func(o *Options) { o.Server = "" }, "--server"},
+		{"http server", func(o *Options) { o.Server = "http://a:1" }, "--server"},
+		{"bad node name", func(o *Options) { o.NodeName = "Bad_Name" }, "--node-name"},
+		{"bad node ip", func(o *Options) { o.NodeIP = "here" }, "--node-ip"},
+		{"bad cpus", func(o *Options) { o.CPUs = "lots" }, "--cpus"},
+		{"zero memory", func(o *Options) { o.Memory = "0" }, "--memory"},
+		{"negative max pods", func(o *Options) { o.MaxPods = -1 }, "--max-pods"},
+	}
+	for _, tc := range cases {
+		o := Options{Server: "https://a:1", NodeName: "n1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		tc.mod(&o)
+		if err := o.defaults(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error naming %s", tc.name, err, tc.want)
+		}
+	}
+	o := Options{Server: "https://a:1", NodeName: "n1"}
+	if err := o.defaults(); err != nil || o.MaxPods != 110 || o.LeaseDuration != 4*time.Second || o.StreamingPort != 10250 || o.DataDir != "/var/lib/berth/agent" || o.NodeIP == "" {
+		t.Errorf("defaults: got %v %+v", err, o)
+	}
+}
