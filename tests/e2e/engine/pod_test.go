@@ -455,3 +455,70 @@ collect:
 		t.Errorf("events %q, want in order %q", seen, want)
 	}
 }
+
+// TestPodStartLatency times what the node agent does to start a pod with
+// one container through the Go client: create and start the sandbox,
+// inspect it for the pod IP, create and start the container.
+func TestPodStartLatency(t *testing.T) {
+	cl, err := client.New("unix://" + shared.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cl.ImagePull(ctx, pauseImage, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	const pods = 10
+	var took []time.Duration
+	var ids []string
+	defer func() {
+		for _, id := range ids {
+			cl.ContainerRemove(ctx, id, client.RemoveOptions{Force: true})
+		}
+	}()
+	for i := 0; i < pods; i++ {
+		t0 := time.Now()
+		uid := fmt.Sprintf("lat-%d", i)
+		lab := map[string]string{"io.kubernetes.pod.uid": uid}
+		sb, err := cl.ContainerCreate(ctx, "k8s_POD_lat_default_"+uid+"_0", api.CreateRequest{
+			Config: api.Config{Image: pauseImage, Labels: lab}, HostConfig: &api.HostConfig{IpcMode: "shareable"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, sb.ID)
+		if err := cl.ContainerStart(ctx, sb.ID); err != nil {
+			t.Fatal(err)
+		}
+		j, err := cl.ContainerInspect(ctx, sb.ID)
+		if err != nil || j.NetworkSettings.IPAddress == "" {
+			t.Fatalf("sandbox inspect: %v", err)
+		}
+		join := "container:" + sb.ID
+		c, err := cl.ContainerCreate(ctx, "k8s_app_lat_default_"+uid+"_0", api.CreateRequest{
+			Config:     api.Config{Image: "busybox", Cmd: []string{"sleep", "60"}, Labels: lab},
+			HostConfig: &api.HostConfig{NetworkMode: join, IpcMode: join}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID)
+		if err := cl.ContainerStart(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		took = append(took, time.Since(t0))
+	}
+	sortDurations(took)
+	t.Logf("pod start (sandbox + 1 container, %d pods in a row): p50 %s, p90 %s, max %s", pods,
+		took[pods/2].Round(time.Millisecond), took[pods*9/10].Round(time.Millisecond), took[pods-1].Round(time.Millisecond))
+	if took[pods/2] > time.Second {
+		t.Errorf("median pod start %s, want well under 1 s", took[pods/2])
+	}
+}
+
+func sortDurations(d []time.Duration) {
+	for i := 1; i < len(d); i++ {
+		for j := i; j > 0 && d[j] < d[j-1]; j-- {
+			d[j], d[j-1] = d[j-1], d[j]
+		}
+	}
+}
