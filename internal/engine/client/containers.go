@@ -192,8 +192,11 @@ func (c *Client) ImageInspect(ctx context.Context, ref string) (*api.ImageInspec
 
 // ImagePull pulls ref (a name with a tag or digest). registryAuth is the
 // X-Registry-Auth header value ("" for none). progress, if not nil, gets
-// each progress message. A pull that fails part-way returns the daemon's
-// error message.
+// each progress message. A failure before the first byte (no such image
+// or tag, bad credentials, an unreachable registry) carries its errdefs
+// class (ErrNotFound, ErrUnauthorized, ErrUnavailable…); one part-way
+// returns the daemon's message. The built-in pause image is made, not
+// pulled.
 func (c *Client) ImagePull(ctx context.Context, ref, registryAuth string, progress func(api.JSONMessage)) error {
 	q := url.Values{"fromImage": {ref}}
 	var h http.Header

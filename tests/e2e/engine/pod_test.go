@@ -348,8 +348,17 @@ func TestPodClient(t *testing.T) {
 	evCtx, evCancel := context.WithCancel(ctx)
 	events, errc := cl.Events(evCtx, client.EventsOptions{Filters: client.Filters{"type": {"container"}, "label": {"io.kubernetes.pod.uid=uid-1"}}})
 
+	if _, err := cl.ImageInspect(ctx, pauseImage); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("ImageInspect of the pause image before it is made: %v, want ErrNotFound", err)
+	}
 	if err := cl.ImagePull(ctx, pauseImage, "", nil); err != nil {
 		t.Fatalf("ImagePull %s: %v", pauseImage, err)
+	}
+	if img, err := cl.ImageInspect(ctx, pauseImage); err != nil || strings.Join(img.Config.Entrypoint, " ") != "/pause" {
+		t.Fatalf("ImageInspect %s: %v %+v", pauseImage, err, img)
+	}
+	if err := cl.ImagePull(ctx, "127.0.0.1:1/nosuch:1", "", nil); err == nil {
+		t.Errorf("ImagePull of an image no registry serves succeeded")
 	}
 	sb, err := cl.ContainerCreate(ctx, "k8s_POD_web_default_uid-1_0", api.CreateRequest{
 		Config:     api.Config{Image: pauseImage, Hostname: "web", Labels: labels("sandbox", "POD")},
