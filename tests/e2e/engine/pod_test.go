@@ -410,6 +410,55 @@ func TestPodClient(t *testing.T) {
 	if err != nil || aj.HostConfig.NetworkMode != join || aj.HostConfig.PidMode != join || aj.Config.Hostname != "web" {
 		t.Fatalf("inspect app: %v %+v", err, aj.HostConfig)
 	}
+	// Exec (probes, kubectl exec), attach (kubectl attach) and stats.
+	tExec := time.Now()
+	ex, err := cl.ExecCreate(ctx, app.ID, api.ExecConfig{Cmd: []string{"sh", "-c", "hostname; exit 4"}, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := cl.ExecAttach(ctx, ex, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exOut strings.Builder
+	client.Demux(st, &exOut, &exOut)
+	st.Close()
+	if ei, err := cl.ExecInspect(ctx, ex); err != nil || ei.ExitCode == nil || *ei.ExitCode != 4 || exOut.String() != "web\n" {
+		t.Errorf("exec: output %q, inspect %+v %v; want web and exit 4", exOut.String(), ei, err)
+	}
+	cat, err := cl.ContainerCreate(ctx, "k8s_cat_web_default_uid-1_0", api.CreateRequest{
+		Config:     api.Config{Image: "busybox", Cmd: []string{"cat"}, OpenStdin: true, StdinOnce: true, AttachStdin: true, Labels: labels("container", "cat")},
+		HostConfig: &api.HostConfig{NetworkMode: join, IpcMode: join}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := cl.ContainerAttach(ctx, cat.ID, client.AttachOptions{Stdin: true, Stdout: true, Stderr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ContainerStart(ctx, cat.ID); err != nil {
+		t.Fatal(err)
+	}
+	at.Write([]byte("typed in\n"))
+	at.CloseWrite()
+	var atOut strings.Builder
+	client.Demux(at, &atOut, &atOut)
+	at.Close()
+	if atOut.String() != "typed in\n" {
+		t.Errorf("attach: %q", atOut.String())
+	}
+	if w, err := cl.ContainerWait(ctx, cat.ID, ""); err != nil || w.StatusCode != 0 {
+		t.Errorf("wait: %+v %v", w, err)
+	}
+	if err := cl.ContainerRemove(ctx, cat.ID, client.RemoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("exec, attach: %s", time.Since(tExec).Round(time.Millisecond))
+	tExec = time.Now()
+	if s, err := cl.ContainerStats(ctx, app.ID); err != nil || s.MemoryStats.Usage == 0 {
+		t.Errorf("stats: %+v %v", s, err)
+	}
+	t.Logf("stats: %s", time.Since(tExec).Round(time.Millisecond))
 	grace := 2 * time.Second
 	if err := cl.ContainerStop(ctx, app.ID, &grace); err != nil {
 		t.Fatal(err)
