@@ -192,8 +192,11 @@ func (c *Client) ImageInspect(ctx context.Context, ref string) (*api.ImageInspec
 
 // ImagePull pulls ref (a name with a tag or digest). registryAuth is the
 // X-Registry-Auth header value ("" for none). progress, if not nil, gets
-// each progress message. A pull that fails part-way returns the daemon's
-// error message.
+// each progress message. A failure before the first byte (no such image
+// or tag, bad credentials, an unreachable registry) carries its errdefs
+// class (ErrNotFound, ErrUnauthorized, ErrUnavailable…); one part-way
+// returns the daemon's message. The built-in pause image is made, not
+// pulled.
 func (c *Client) ImagePull(ctx context.Context, ref, registryAuth string, progress func(api.JSONMessage)) error {
 	q := url.Values{"fromImage": {ref}}
 	var h http.Header
@@ -310,4 +313,41 @@ func (c *Client) ExecInspect(ctx context.Context, execID string) (*api.ExecInspe
 // UID (the label contract between the node agent and the engine).
 func PodLabelFilter(uid string) Filters {
 	return Filters{"label": {"io.kubernetes.pod.uid=" + strings.TrimSpace(uid)}}
+}
+
+// AttachOptions are the options of ContainerAttach.
+type AttachOptions struct {
+	Stdin, Stdout, Stderr bool
+	// Logs replays the log first (kubectl attach does not).
+	Logs bool
+}
+
+// ContainerAttach attaches to a container's stdio (`kubectl attach`): the
+// stream carries its output (stdcopy-framed without a tty; Demux it) and,
+// with Stdin and a container created with OpenStdin, takes its input.
+func (c *Client) ContainerAttach(ctx context.Context, id string, o AttachOptions) (*Stream, error) {
+	q := url.Values{"stream": {"1"}}
+	for k, v := range map[string]bool{"stdin": o.Stdin, "stdout": o.Stdout, "stderr": o.Stderr, "logs": o.Logs} {
+		if v {
+			q.Set(k, "1")
+		}
+	}
+	return c.Hijack(ctx, http.MethodPost, "/containers/"+pathEscape(id)+"/attach", q, nil)
+}
+
+// ContainerResize resizes a tty container's terminal.
+func (c *Client) ContainerResize(ctx context.Context, id string, height, width uint) error {
+	q := url.Values{"h": {strconv.FormatUint(uint64(height), 10)}, "w": {strconv.FormatUint(uint64(width), 10)}}
+	return c.JSON(ctx, http.MethodPost, "/containers/"+pathEscape(id)+"/resize", q, nil, nil)
+}
+
+// ContainerStats returns one sample of a running container's resource
+// usage (cgroup memory, CPU, pids, block I/O).
+func (c *Client) ContainerStats(ctx context.Context, id string) (*api.Stats, error) {
+	var out api.Stats
+	q := url.Values{"stream": {"0"}, "one-shot": {"1"}}
+	if err := c.JSON(ctx, http.MethodGet, "/containers/"+pathEscape(id)+"/stats", q, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }

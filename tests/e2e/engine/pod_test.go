@@ -348,8 +348,17 @@ func TestPodClient(t *testing.T) {
 	evCtx, evCancel := context.WithCancel(ctx)
 	events, errc := cl.Events(evCtx, client.EventsOptions{Filters: client.Filters{"type": {"container"}, "label": {"io.kubernetes.pod.uid=uid-1"}}})
 
+	if _, err := cl.ImageInspect(ctx, pauseImage); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("ImageInspect of the pause image before it is made: %v, want ErrNotFound", err)
+	}
 	if err := cl.ImagePull(ctx, pauseImage, "", nil); err != nil {
 		t.Fatalf("ImagePull %s: %v", pauseImage, err)
+	}
+	if img, err := cl.ImageInspect(ctx, pauseImage); err != nil || strings.Join(img.Config.Entrypoint, " ") != "/pause" {
+		t.Fatalf("ImageInspect %s: %v %+v", pauseImage, err, img)
+	}
+	if err := cl.ImagePull(ctx, "127.0.0.1:1/nosuch:1", "", nil); err == nil {
+		t.Errorf("ImagePull of an image no registry serves succeeded")
 	}
 	sb, err := cl.ContainerCreate(ctx, "k8s_POD_web_default_uid-1_0", api.CreateRequest{
 		Config:     api.Config{Image: pauseImage, Hostname: "web", Labels: labels("sandbox", "POD")},
@@ -401,6 +410,55 @@ func TestPodClient(t *testing.T) {
 	if err != nil || aj.HostConfig.NetworkMode != join || aj.HostConfig.PidMode != join || aj.Config.Hostname != "web" {
 		t.Fatalf("inspect app: %v %+v", err, aj.HostConfig)
 	}
+	// Exec (probes, kubectl exec), attach (kubectl attach) and stats.
+	tExec := time.Now()
+	ex, err := cl.ExecCreate(ctx, app.ID, api.ExecConfig{Cmd: []string{"sh", "-c", "hostname; exit 4"}, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := cl.ExecAttach(ctx, ex, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exOut strings.Builder
+	client.Demux(st, &exOut, &exOut)
+	st.Close()
+	if ei, err := cl.ExecInspect(ctx, ex); err != nil || ei.ExitCode == nil || *ei.ExitCode != 4 || exOut.String() != "web\n" {
+		t.Errorf("exec: output %q, inspect %+v %v; want web and exit 4", exOut.String(), ei, err)
+	}
+	cat, err := cl.ContainerCreate(ctx, "k8s_cat_web_default_uid-1_0", api.CreateRequest{
+		Config:     api.Config{Image: "busybox", Cmd: []string{"cat"}, OpenStdin: true, StdinOnce: true, AttachStdin: true, Labels: labels("container", "cat")},
+		HostConfig: &api.HostConfig{NetworkMode: join, IpcMode: join}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := cl.ContainerAttach(ctx, cat.ID, client.AttachOptions{Stdin: true, Stdout: true, Stderr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ContainerStart(ctx, cat.ID); err != nil {
+		t.Fatal(err)
+	}
+	at.Write([]byte("typed in\n"))
+	at.CloseWrite()
+	var atOut strings.Builder
+	client.Demux(at, &atOut, &atOut)
+	at.Close()
+	if atOut.String() != "typed in\n" {
+		t.Errorf("attach: %q", atOut.String())
+	}
+	if w, err := cl.ContainerWait(ctx, cat.ID, ""); err != nil || w.StatusCode != 0 {
+		t.Errorf("wait: %+v %v", w, err)
+	}
+	if err := cl.ContainerRemove(ctx, cat.ID, client.RemoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("exec, attach: %s", time.Since(tExec).Round(time.Millisecond))
+	tExec = time.Now()
+	if s, err := cl.ContainerStats(ctx, app.ID); err != nil || s.MemoryStats.Usage == 0 {
+		t.Errorf("stats: %+v %v", s, err)
+	}
+	t.Logf("stats: %s", time.Since(tExec).Round(time.Millisecond))
 	grace := 2 * time.Second
 	if err := cl.ContainerStop(ctx, app.ID, &grace); err != nil {
 		t.Fatal(err)
@@ -453,5 +511,72 @@ collect:
 	}
 	if i != len(want) {
 		t.Errorf("events %q, want in order %q", seen, want)
+	}
+}
+
+// TestPodStartLatency times what the node agent does to start a pod with
+// one container through the Go client: create and start the sandbox,
+// inspect it for the pod IP, create and start the container.
+func TestPodStartLatency(t *testing.T) {
+	cl, err := client.New("unix://" + shared.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cl.ImagePull(ctx, pauseImage, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	const pods = 10
+	var took []time.Duration
+	var ids []string
+	defer func() {
+		for _, id := range ids {
+			cl.ContainerRemove(ctx, id, client.RemoveOptions{Force: true})
+		}
+	}()
+	for i := 0; i < pods; i++ {
+		t0 := time.Now()
+		uid := fmt.Sprintf("lat-%d", i)
+		lab := map[string]string{"io.kubernetes.pod.uid": uid}
+		sb, err := cl.ContainerCreate(ctx, "k8s_POD_lat_default_"+uid+"_0", api.CreateRequest{
+			Config: api.Config{Image: pauseImage, Labels: lab}, HostConfig: &api.HostConfig{IpcMode: "shareable"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, sb.ID)
+		if err := cl.ContainerStart(ctx, sb.ID); err != nil {
+			t.Fatal(err)
+		}
+		j, err := cl.ContainerInspect(ctx, sb.ID)
+		if err != nil || j.NetworkSettings.IPAddress == "" {
+			t.Fatalf("sandbox inspect: %v", err)
+		}
+		join := "container:" + sb.ID
+		c, err := cl.ContainerCreate(ctx, "k8s_app_lat_default_"+uid+"_0", api.CreateRequest{
+			Config:     api.Config{Image: "busybox", Cmd: []string{"sleep", "60"}, Labels: lab},
+			HostConfig: &api.HostConfig{NetworkMode: join, IpcMode: join}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID)
+		if err := cl.ContainerStart(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		took = append(took, time.Since(t0))
+	}
+	sortDurations(took)
+	t.Logf("pod start (sandbox + 1 container, %d pods in a row): p50 %s, p90 %s, max %s", pods,
+		took[pods/2].Round(time.Millisecond), took[pods*9/10].Round(time.Millisecond), took[pods-1].Round(time.Millisecond))
+	if took[pods/2] > time.Second {
+		t.Errorf("median pod start %s, want well under 1 s", took[pods/2])
+	}
+}
+
+func sortDurations(d []time.Duration) {
+	for i := 1; i < len(d); i++ {
+		for j := i; j > 0 && d[j] < d[j-1]; j-- {
+			d[j], d[j-1] = d[j-1], d[j]
+		}
 	}
 }
