@@ -407,7 +407,7 @@ func (a *Agent) housekeeping(ctx context.Context) {
 }
 
 func (a *Agent) collectOrphans(ctx context.Context) {
-	all, err := a.eng.List(ctx, LabelPodUID, "")
+	all, err := a.eng.List(ctx, LabelNode, a.node)
 	if err != nil {
 		if ctx.Err() == nil {
 			a.log.Warn("listing pod containers", "err", err)

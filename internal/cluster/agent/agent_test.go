@@ -18,6 +18,8 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/berth/berth/internal/engine/api"
 )
 
 func testAgent(t *testing.T, eng *fakeEngine, objs ...*corev1.Pod) (*Agent, *fake.Clientset, *record.FakeRecorder) {
@@ -343,7 +345,14 @@ func TestDeletionAndOrphans(t *testing.T) {
 	if len(eng.byName("k8s_main_orphan_")) != 1 {
 		t.Fatal("orphan pod did not start")
 	}
+	foreign := api.CreateRequest{Config: api.Config{Image: "busybox:1", Labels: map[string]string{LabelPodUID: "someone-else", LabelNode: "other-node"}}}
+	if _, err := eng.Create(context.Background(), "k8s_main_foreign_default_x_0", foreign); err != nil {
+		t.Fatal(err)
+	}
 	a.collectOrphans(context.Background())
+	if len(eng.byName("k8s_main_foreign_")) != 1 {
+		t.Error("orphan collection removed another node's container (an engine shared by two agents)")
+	}
 	if n := len(eng.byName("k8s_main_orphan_")) + len(eng.byName("k8s_POD_orphan_")); n != 0 {
 		t.Errorf("orphans: %d containers left, want 0", n)
 	}

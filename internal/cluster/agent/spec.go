@@ -24,6 +24,9 @@ const (
 	// containers of a pod that vanished from the API can still be stopped
 	// gently.
 	LabelGrace = "io.kubernetes.pod.terminationGracePeriod"
+	// LabelNode is the node whose agent created the container: an agent
+	// collects only its own orphans, so two agents may share an engine.
+	LabelNode = "io.berth.node"
 
 	KindSandbox   = "sandbox"
 	KindContainer = "container"
@@ -54,6 +57,7 @@ func podLabels(pod *corev1.Pod, container, kind string, attempt int) map[string]
 		LabelKind:         kind,
 		LabelRestartCount: strconv.Itoa(attempt),
 		LabelGrace:        strconv.FormatInt(grace, 10),
+		LabelNode:         pod.Spec.NodeName,
 	}
 }
 
