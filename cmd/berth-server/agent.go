@@ -67,7 +67,7 @@ func runAgent(args []string) error {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	var o agent.Options
 	fs.StringVar(&o.Server, "server", "", "API server to join: https://HOST:PORT")
-	fs.StringVar(&o.Token, "token", "", "join token (`berth token` on a server); not needed once joined")
+	fs.StringVar(&o.Token, "token", "", "join token (from 'berth token' on a server); not needed once joined")
 	fs.StringVar(&o.DataDir, "data-dir", "/var/lib/berth/agent", "where the node keeps its credential")
 	labels, taints := agentFlags(fs, &o)
 	debug := fs.Bool("debug", false, "debug logging")

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -104,6 +105,14 @@ func (o *Options) defaults() error {
 		o.NodeIP = DefaultNodeIP()
 	} else if net.ParseIP(o.NodeIP) == nil {
 		return fmt.Errorf("--node-ip %q: want an IP address: %w", o.NodeIP, errdefs.ErrInvalidArgument)
+	}
+	for flag, v := range map[string]string{"--cpus": o.CPUs, "--memory": o.Memory} {
+		if v == "" {
+			continue
+		}
+		if q, err := resource.ParseQuantity(v); err != nil || q.Sign() <= 0 {
+			return fmt.Errorf("%s %q: want a positive quantity such as 2, 1500m or 4Gi: %w", flag, v, errdefs.ErrInvalidArgument)
+		}
 	}
 	if o.MaxPods < 0 {
 		return fmt.Errorf("--max-pods %d: want a positive number: %w", o.MaxPods, errdefs.ErrInvalidArgument)
@@ -292,17 +301,17 @@ func (a *Agent) waitEngine(ctx context.Context) error {
 // the container: network mode, by creating (not starting) two containers.
 func (a *Agent) sandboxSupported(ctx context.Context) bool {
 	name := fmt.Sprintf("berth-agent-probe-%d", time.Now().UnixNano())
-	hc := &HostConfig{}
+	hc := &api.HostConfig{}
 	hc.NetworkMode = "none"
-	id, err := a.eng.Create(ctx, name, CreateRequest{Config: sandboxProbeConfig(), HostConfig: hc})
+	id, err := a.eng.Create(ctx, name, api.CreateRequest{Config: sandboxProbeConfig(), HostConfig: hc})
 	if err != nil {
 		a.log.Debug("sandbox probe", "err", err)
 		return false
 	}
 	defer a.eng.Remove(context.WithoutCancel(ctx), id)
-	hc2 := &HostConfig{IpcMode: "container:" + id}
+	hc2 := &api.HostConfig{IpcMode: "container:" + id}
 	hc2.NetworkMode = "container:" + id
-	id2, err := a.eng.Create(ctx, name+"-2", CreateRequest{Config: sandboxProbeConfig(), HostConfig: hc2})
+	id2, err := a.eng.Create(ctx, name+"-2", api.CreateRequest{Config: sandboxProbeConfig(), HostConfig: hc2})
 	if err != nil {
 		a.log.Debug("sandbox probe", "err", err)
 		return false
@@ -398,7 +407,7 @@ func (a *Agent) housekeeping(ctx context.Context) {
 }
 
 func (a *Agent) collectOrphans(ctx context.Context) {
-	all, err := a.eng.List(ctx, LabelPodUID, "")
+	all, err := a.eng.List(ctx, LabelNode, a.node)
 	if err != nil {
 		if ctx.Err() == nil {
 			a.log.Warn("listing pod containers", "err", err)

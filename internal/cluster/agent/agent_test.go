@@ -18,6 +18,8 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/berth/berth/internal/engine/api"
 )
 
 func testAgent(t *testing.T, eng *fakeEngine, objs ...*corev1.Pod) (*Agent, *fake.Clientset, *record.FakeRecorder) {
@@ -343,7 +345,14 @@ func TestDeletionAndOrphans(t *testing.T) {
 	if len(eng.byName("k8s_main_orphan_")) != 1 {
 		t.Fatal("orphan pod did not start")
 	}
+	foreign := api.CreateRequest{Config: api.Config{Image: "busybox:1", Labels: map[string]string{LabelPodUID: "someone-else", LabelNode: "other-node"}}}
+	if _, err := eng.Create(context.Background(), "k8s_main_foreign_default_x_0", foreign); err != nil {
+		t.Fatal(err)
+	}
 	a.collectOrphans(context.Background())
+	if len(eng.byName("k8s_main_foreign_")) != 1 {
+		t.Error("orphan collection removed another node's container (an engine shared by two agents)")
+	}
 	if n := len(eng.byName("k8s_main_orphan_")) + len(eng.byName("k8s_POD_orphan_")); n != 0 {
 		t.Errorf("orphans: %d containers left, want 0", n)
 	}
@@ -611,5 +620,55 @@ func TestEvictionOnEmptyDirSizeLimit(t *testing.T) {
 	}
 	if ev := events(rec); !strings.Contains(ev, "Warning Evicted") {
 		t.Errorf("no Evicted event:\n%s", ev)
+	}
+}
+
+// A container that cannot start (command not found) is retried with the
+// crash back-off, not at every sync.
+func TestStartErrorBacksOff(t *testing.T) {
+	eng := newFakeEngine()
+	pod := testPod("broken", func(p *corev1.Pod) { p.Spec.Containers[0].Image = "broken:1" })
+	a, cs, _ := testAgent(t, eng, pod)
+	w := newPodWorker(a, pod.UID)
+	p := syncOnce(t, a, cs, w, "broken")
+	if wt := p.Status.ContainerStatuses[0].State.Waiting; wt == nil || wt.Reason != "RunContainerError" || !strings.Contains(wt.Message, "executable file not found") {
+		t.Fatalf("first sync: got %+v, want RunContainerError with the engine's message", p.Status.ContainerStatuses[0].State)
+	}
+	for i := 0; i < 5; i++ {
+		p = syncOnce(t, a, cs, w, "broken")
+	}
+	if n := len(eng.byName("k8s_main_broken_")); n != 1 {
+		t.Errorf("after 6 quick syncs: %d containers created, want 1 (then back-off)", n)
+	}
+	cst := p.Status.ContainerStatuses[0]
+	if cst.State.Waiting == nil || cst.State.Waiting.Reason != "CrashLoopBackOff" || cst.LastTerminationState.Terminated == nil || cst.LastTerminationState.Terminated.Reason != "StartError" {
+		t.Errorf("got %+v, want CrashLoopBackOff with lastState StartError", cst)
+	}
+}
+
+func TestOptionsValidation(t *testing.T) {
+	cases := []struct {
+		name string
+		mod  func(*Options)
+		want string
+	}{
+		{"no server", func(o *Options) { o.Server = "" }, "--server"},
+		{"http server", func(o *Options) { o.Server = "http://a:1" }, "--server"},
+		{"bad node name", func(o *Options) { o.NodeName = "Bad_Name" }, "--node-name"},
+		{"bad node ip", func(o *Options) { o.NodeIP = "here" }, "--node-ip"},
+		{"bad cpus", func(o *Options) { o.CPUs = "lots" }, "--cpus"},
+		{"zero memory", func(o *Options) { o.Memory = "0" }, "--memory"},
+		{"negative max pods", func(o *Options) { o.MaxPods = -1 }, "--max-pods"},
+	}
+	for _, tc := range cases {
+		o := Options{Server: "https://a:1", NodeName: "n1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		tc.mod(&o)
+		if err := o.defaults(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error naming %s", tc.name, err, tc.want)
+		}
+	}
+	o := Options{Server: "https://a:1", NodeName: "n1"}
+	if err := o.defaults(); err != nil || o.MaxPods != 110 || o.LeaseDuration != 4*time.Second || o.StreamingPort != 10250 || o.DataDir != "/var/lib/berth/agent" || o.NodeIP == "" {
+		t.Errorf("defaults: got %v %+v", err, o)
 	}
 }

@@ -26,7 +26,7 @@ type Engine interface {
 	// (any value when value is "").
 	List(ctx context.Context, label, value string) ([]api.ContainerSummary, error)
 	Inspect(ctx context.Context, id string) (*api.ContainerJSON, error)
-	Create(ctx context.Context, name string, req CreateRequest) (string, error)
+	Create(ctx context.Context, name string, req api.CreateRequest) (string, error)
 	Start(ctx context.Context, id string) error
 	// Stop sends the stop signal, then SIGKILL after timeout seconds.
 	Stop(ctx context.Context, id string, timeout int) error
@@ -79,7 +79,7 @@ func (e engineClient) Inspect(ctx context.Context, id string) (*api.ContainerJSO
 	return &out, nil
 }
 
-func (e engineClient) Create(ctx context.Context, name string, req CreateRequest) (string, error) {
+func (e engineClient) Create(ctx context.Context, name string, req api.CreateRequest) (string, error) {
 	var out api.CreateResponse
 	if err := e.c.JSON(ctx, http.MethodPost, "/containers/create", url.Values{"name": {name}}, req, &out); err != nil {
 		return "", err

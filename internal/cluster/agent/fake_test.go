@@ -22,19 +22,21 @@ type fakeEngine struct {
 	pulls     int
 	noSandbox bool
 	execs     []string
-	down      error // Version's error: the engine not answering
+	down      error             // Version's error: the engine not answering
+	startFail map[string]string // image → start error
 }
 
 type fakeCtr struct {
 	id, name string
-	req      CreateRequest
+	req      api.CreateRequest
 	j        api.ContainerJSON
 }
 
 var _ Engine = (*fakeEngine)(nil)
 
 func newFakeEngine() *fakeEngine {
-	return &fakeEngine{ctrs: map[string]*fakeCtr{}, images: map[string]string{"busybox:1": "", PauseImage: ""}, pullable: map[string]bool{}}
+	return &fakeEngine{ctrs: map[string]*fakeCtr{}, images: map[string]string{"busybox:1": "", PauseImage: "", "broken:1": ""}, pullable: map[string]bool{},
+		startFail: map[string]string{"broken:1": `exec: "nope": executable file not found in $PATH`}}
 }
 
 func (f *fakeEngine) List(_ context.Context, label, value string) ([]api.ContainerSummary, error) {
@@ -65,7 +67,7 @@ func (f *fakeEngine) Inspect(_ context.Context, id string) (*api.ContainerJSON, 
 	return &j, nil
 }
 
-func (f *fakeEngine) Create(_ context.Context, name string, req CreateRequest) (string, error) {
+func (f *fakeEngine) Create(_ context.Context, name string, req api.CreateRequest) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.images[req.Image]; !ok {
@@ -93,6 +95,10 @@ func (f *fakeEngine) Start(_ context.Context, id string) error {
 	c := f.ctrs[id]
 	if c == nil {
 		return errdefs.ErrNotFound
+	}
+	if msg := f.startFail[c.req.Image]; msg != "" {
+		c.j.State = &api.State{Status: "created", Error: msg, ExitCode: 127, FinishedAt: time.Now()}
+		return fmt.Errorf("%s: %w", msg, errdefs.ErrInvalidArgument)
 	}
 	c.j.State = &api.State{Status: "running", Running: true, Pid: 100 + f.seq, StartedAt: time.Now()}
 	return nil

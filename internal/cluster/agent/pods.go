@@ -408,7 +408,11 @@ func (w *podWorker) ensure(ctx context.Context, pod *corev1.Pod, c *corev1.Conta
 				delete(w.crash, c.Name)
 			}
 			if b := w.crash[c.Name]; b != nil {
-				until := last.j.State.FinishedAt.Add(b.delay)
+				finished := last.j.State.FinishedAt
+				if finished.IsZero() {
+					finished = last.j.Created // never started
+				}
+				until := finished.Add(b.delay)
 				if wait := time.Until(until); wait > 0 {
 					msg := fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)", b.delay, c.Name, pod.Name, pod.Namespace, pod.UID)
 					if w.waiting[c.Name] == nil || w.waiting[c.Name].Reason != "CrashLoopBackOff" {
@@ -425,13 +429,13 @@ func (w *podWorker) ensure(ctx context.Context, pod *corev1.Pod, c *corev1.Conta
 			attempt = last.attempt
 		}
 	}
-	if err := w.start(ctx, pod, c, kind, attempt, sandboxID); err != nil {
-		if errors.Is(err, errBackoff) {
-			return time.Until(w.pullUntil[c.Image]), false
-		}
-		return 2 * time.Second, false
+	created, err := w.start(ctx, pod, c, kind, attempt, sandboxID)
+	if errors.Is(err, errBackoff) {
+		return time.Until(w.pullUntil[c.Image]), false
 	}
-	if attempt > 0 {
+	// A restart, or a container that could not start, counts towards the
+	// crash back-off; failures before create (pull, config) have their own.
+	if created && (attempt > 0 || err != nil) {
 		b := w.crash[c.Name]
 		if b == nil {
 			w.crash[c.Name] = &backoff{delay: backoffInitial}
@@ -441,16 +445,19 @@ func (w *podWorker) ensure(ctx context.Context, pod *corev1.Pod, c *corev1.Conta
 			b.delay = backoffMax
 		}
 	}
+	if err != nil {
+		return 2 * time.Second, created
+	}
 	return 0, true
 }
 
 // start pulls the image as the pull policy says, creates the container
 // in the sandbox and starts it, recording why when it cannot.
-func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Container, kind string, attempt int, sandboxID string) error {
+func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Container, kind string, attempt int, sandboxID string) (created bool, err error) {
 	ref := eventRef(pod, c, kind)
 	user, err := w.ensureImage(ctx, pod, c, ref)
 	if err != nil {
-		return err
+		return false, err
 	}
 	fail := func(reason string, err error) error {
 		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: reason, Message: err.Error()}
@@ -458,15 +465,15 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Contai
 		return err
 	}
 	if err := checkImageUser(pod, c, user); err != nil {
-		return fail("CreateContainerConfigError", err)
+		return false, fail("CreateContainerConfigError", err)
 	}
 	cc, env, mounts, err := w.containerEnv(ctx, pod, c)
 	if err != nil {
-		return fail("CreateContainerConfigError", err)
+		return false, fail("CreateContainerConfigError", err)
 	}
 	req, err := containerRequest(pod, cc, kind, attempt, sandboxID, env, mounts)
 	if err != nil {
-		return fail("CreateContainerConfigError", err)
+		return false, fail("CreateContainerConfigError", err)
 	}
 	name := containerName(pod, c.Name, attempt)
 	id, err := w.a.eng.Create(ctx, name, req)
@@ -476,15 +483,15 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Contai
 		id, err = w.a.eng.Create(ctx, name, req)
 	}
 	if err != nil {
-		return fail("CreateContainerError", err)
+		return false, fail("CreateContainerError", err)
 	}
 	w.a.rec.Eventf(ref, corev1.EventTypeNormal, "Created", "Created container %s", c.Name)
 	if err := w.a.eng.Start(ctx, id); err != nil {
-		return fail("RunContainerError", err)
+		return true, fail("RunContainerError", err)
 	}
 	delete(w.waiting, c.Name)
 	w.a.rec.Eventf(ref, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
-	return w.postStart(ctx, pod, c, kind, id)
+	return true, w.postStart(ctx, pod, c, kind, id)
 }
 
 // ensureImage makes c's image present as its imagePullPolicy says and

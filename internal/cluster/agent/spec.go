@@ -24,6 +24,9 @@ const (
 	// containers of a pod that vanished from the API can still be stopped
 	// gently.
 	LabelGrace = "io.kubernetes.pod.terminationGracePeriod"
+	// LabelNode is the node whose agent created the container: an agent
+	// collects only its own orphans, so two agents may share an engine.
+	LabelNode = "io.berth.node"
 
 	KindSandbox   = "sandbox"
 	KindContainer = "container"
@@ -34,20 +37,6 @@ const (
 	// SandboxName is the container name of a pod's sandbox.
 	SandboxName = "POD"
 )
-
-// HostConfig is the engine's host config plus the namespace-sharing modes
-// of pods (Docker API fields the engine's own type may not list).
-type HostConfig struct {
-	api.HostConfig
-	IpcMode string `json:"IpcMode,omitempty"`
-	PidMode string `json:"PidMode,omitempty"`
-}
-
-// CreateRequest is a Docker API container create request.
-type CreateRequest struct {
-	api.Config
-	HostConfig *HostConfig `json:"HostConfig,omitempty"`
-}
 
 // containerName is the engine name of one instance of a pod's container
 // (or of its sandbox when c is "POD").
@@ -68,6 +57,7 @@ func podLabels(pod *corev1.Pod, container, kind string, attempt int) map[string]
 		LabelKind:         kind,
 		LabelRestartCount: strconv.Itoa(attempt),
 		LabelGrace:        strconv.FormatInt(grace, 10),
+		LabelNode:         pod.Spec.NodeName,
 	}
 }
 
@@ -85,10 +75,10 @@ func podHostname(pod *corev1.Pod) string {
 
 // sandboxRequest is the create request of a pod's sandbox: the pause
 // process holding the network and IPC namespaces, and the pod's host ports.
-func sandboxRequest(pod *corev1.Pod, attempt int) CreateRequest {
-	hc := &HostConfig{IpcMode: "shareable"}
+func sandboxRequest(pod *corev1.Pod, attempt int) api.CreateRequest {
+	hc := &api.HostConfig{IpcMode: "shareable"}
 	hc.LogConfig = api.LogConfig{Type: "json-file"}
-	req := CreateRequest{Config: api.Config{Image: PauseImage, Labels: podLabels(pod, SandboxName, KindSandbox, attempt)}, HostConfig: hc}
+	req := api.CreateRequest{Config: api.Config{Image: PauseImage, Labels: podLabels(pod, SandboxName, KindSandbox, attempt)}, HostConfig: hc}
 	if pod.Spec.HostNetwork {
 		hc.NetworkMode = "host"
 	} else {
@@ -125,7 +115,7 @@ func hostPorts(pod *corev1.Pod) map[string][]api.PortBinding {
 // request. sandboxID is "" when the engine runs pods without sandboxes
 // (each container then gets its own network namespace on the bridge).
 // env is the resolved environment ("K=V").
-func containerRequest(pod *corev1.Pod, c *corev1.Container, kind string, attempt int, sandboxID string, env []string, mounts []api.Mount) (CreateRequest, error) {
+func containerRequest(pod *corev1.Pod, c *corev1.Container, kind string, attempt int, sandboxID string, env []string, mounts []api.Mount) (api.CreateRequest, error) {
 	cfg := api.Config{
 		Image:      c.Image,
 		Entrypoint: c.Command,
@@ -140,7 +130,7 @@ func containerRequest(pod *corev1.Pod, c *corev1.Container, kind string, attempt
 	if c.Stdin {
 		cfg.AttachStdin = true
 	}
-	hc := &HostConfig{}
+	hc := &api.HostConfig{}
 	hc.LogConfig, hc.Mounts = api.LogConfig{Type: "json-file"}, mounts
 	switch {
 	case sandboxID != "":
@@ -161,18 +151,18 @@ func containerRequest(pod *corev1.Pod, c *corev1.Container, kind string, attempt
 		}
 	}
 	if err := applyResources(hc, c); err != nil {
-		return CreateRequest{}, err
+		return api.CreateRequest{}, err
 	}
 	if err := applySecurity(&cfg, hc, pod, c); err != nil {
-		return CreateRequest{}, err
+		return api.CreateRequest{}, err
 	}
-	return CreateRequest{Config: cfg, HostConfig: hc}, nil
+	return api.CreateRequest{Config: cfg, HostConfig: hc}, nil
 }
 
 // applyResources turns requests and limits into cgroup settings, as the
 // kubelet does: cpu requests become shares (1 cpu = 1024), cpu limits a CFS
 // quota per 100 ms period, memory limits the memory limit (no extra swap).
-func applyResources(hc *HostConfig, c *corev1.Container) error {
+func applyResources(hc *api.HostConfig, c *corev1.Container) error {
 	if q, ok := c.Resources.Requests[corev1.ResourceCPU]; ok {
 		shares := q.MilliValue() * 1024 / 1000
 		if shares < 2 {
@@ -204,7 +194,7 @@ func applyResources(hc *HostConfig, c *corev1.Container) error {
 }
 
 // applySecurity maps the pod's and the container's securityContext.
-func applySecurity(cfg *api.Config, hc *HostConfig, pod *corev1.Pod, c *corev1.Container) error {
+func applySecurity(cfg *api.Config, hc *api.HostConfig, pod *corev1.Pod, c *corev1.Container) error {
 	var user, group *int64
 	var nonRoot *bool
 	if psc := pod.Spec.SecurityContext; psc != nil {

@@ -747,3 +747,21 @@ type BuildCachePruneReport struct {
 	CachesDeleted  []string `json:"CachesDeleted"`
 	SpaceReclaimed uint64   `json:"SpaceReclaimed"`
 }
+
+// Event is one message of GET /events (Docker's events.Message).
+type Event struct {
+	Type     string     `json:"Type"`
+	Action   string     `json:"Action"`
+	Actor    EventActor `json:"Actor"`
+	Scope    string     `json:"scope"`
+	Time     int64      `json:"time"`
+	TimeNano int64      `json:"timeNano"`
+}
+
+// EventActor names the object an event is about; for containers its
+// Attributes hold the container's labels, name and image (and exitCode
+// on die, signal on kill).
+type EventActor struct {
+	ID         string            `json:"ID"`
+	Attributes map[string]string `json:"Attributes"`
+}

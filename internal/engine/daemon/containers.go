@@ -109,6 +109,13 @@ func (d *Daemon) CreateContainer(name string, req api.CreateRequest) (*container
 	c.CgroupsPath = d.cgroupsPath(c.ID)
 	if c.Config.Hostname == "" {
 		c.Config.Hostname = c.ShortID()
+		if hc.UTSMode == "host" || hc.NetworkMode == "host" {
+			// Docker: the host's name (a Kubernetes hostNetwork pod
+			// shows the node's).
+			if h, err := os.Hostname(); err == nil {
+				c.Config.Hostname = h
+			}
+		}
 	}
 	mounts, err := mountSpecs(hc)
 	if err != nil {
@@ -481,6 +488,9 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 	for _, a := range l.takePendingAttaches() {
 		a(t)
 	}
+	// The process starts during the call: a quick one exits (the shim
+	// timestamps it) before the call returns.
+	startedAt := time.Now().UTC()
 	pid, err := t.start()
 	if err != nil {
 		// The shim is left never started: stop it, or it would hold the
@@ -490,7 +500,7 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 	}
 	d.seccomp.Learn(rt, c.ID, spec)
 	d.log.Debug("started container", "id", c.ShortID(), "mount", tMount, "spec", tSpec, "shim", tShim, "total", time.Since(t0))
-	c.State = api.State{Status: "running", Running: true, Pid: pid, StartedAt: time.Now().UTC()}
+	c.State = api.State{Status: "running", Running: true, Pid: pid, StartedAt: startedAt}
 	if err := c.Save(); err != nil {
 		d.log.Error("saving container state", "id", c.ID, "err", err)
 	}
@@ -647,6 +657,11 @@ func (d *Daemon) handleExit(c *container.Container, st exitStatus) {
 		}
 	}
 	d.log.Debug("container exited", "id", c.ShortID(), "code", st.code, "sinceExit", time.Since(st.at))
+	if st.oomKilled {
+		// Docker announces the OOM kill before the exit; a node agent
+		// reports OOMKilled from it.
+		d.containerEvent(c, "oom", map[string]string{"name": c.Name})
+	}
 	d.containerEvent(c, "die", map[string]string{"name": c.Name, "exitCode": fmt.Sprint(st.code)})
 	if delay, ok := d.restartDelay(c, l); ok && !l.removing {
 		c.State.Restarting = true

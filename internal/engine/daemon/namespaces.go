@@ -61,8 +61,11 @@ func (d *Daemon) checkNamespaceModes(req api.CreateRequest, hc *api.HostConfig, 
 		}
 		return t, nil
 	}
+	if hc.IpcMode == "" {
+		hc.IpcMode = "private" // Docker's default, shown by inspect
+	}
 	switch m := hc.IpcMode; {
-	case m == "", m == "private", m == "shareable", m == "none", m == "host":
+	case m == "private", m == "shareable", m == "none", m == "host":
 	case strings.HasPrefix(m, "container:"):
 		ref, _ := joinedContainer(m)
 		if _, err := find("IpcMode", ref); err != nil {
