@@ -86,3 +86,24 @@ func TestDeleteOptionsProtobuf(t *testing.T) {
 	uid := do(t, "GET", "/api/v1/namespaces/"+ns+"/configmaps/c", nil).str("metadata.uid")
 	mustCode(t, do(t, "DELETE", "/api/v1/namespaces/"+ns+"/configmaps/c", enc(uid), pb), 200)
 }
+
+func TestJobDefaults(t *testing.T) {
+	ns := newNS(t)
+	job := func(name string, parallelism any) map[string]any {
+		spec := map[string]any{"template": map[string]any{"spec": map[string]any{"restartPolicy": "Never", "containers": []any{map[string]any{"name": "c", "image": "busybox"}}}}}
+		if parallelism != nil {
+			spec["parallelism"] = parallelism
+		}
+		return map[string]any{"apiVersion": "batch/v1", "kind": "Job", "metadata": map[string]any{"name": name}, "spec": spec}
+	}
+	r := do(t, "POST", "/apis/batch/v1/namespaces/"+ns+"/jobs", job("plain", nil))
+	mustCode(t, r, 201)
+	if c, p := r.str("spec.completions"), r.str("spec.parallelism"); c != "1" || p != "1" {
+		t.Errorf("plain job completions/parallelism %s/%s, want 1/1", c, p)
+	}
+	r = do(t, "POST", "/apis/batch/v1/namespaces/"+ns+"/jobs", job("queue", 3))
+	mustCode(t, r, 201)
+	if c, p := r.str("spec.completions"), r.str("spec.parallelism"); c != "" || p != "3" {
+		t.Errorf("work-queue job completions/parallelism %q/%s, want unset/3", c, p)
+	}
+}

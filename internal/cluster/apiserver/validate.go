@@ -102,7 +102,9 @@ func applyDefaults(obj runtime.Object) {
 		}
 		defaultPodSpec(&o.Spec.Template.Spec)
 	case *batchv1.Job:
-		if o.Spec.Completions == nil {
+		// As upstream: a Job with parallelism but no completions is a
+		// work queue and keeps completions unset.
+		if o.Spec.Completions == nil && o.Spec.Parallelism == nil {
 			o.Spec.Completions = ptr(int32(1))
 		}
 		if o.Spec.Parallelism == nil {

@@ -498,7 +498,8 @@ func (c *Controller) manage(ctx context.Context, job *batchv1.Job, cnt counts, n
 	if job.Spec.Completions != nil {
 		want = min(parallelism, *job.Spec.Completions-job.Status.Succeeded)
 	} else if job.Status.Succeeded > 0 {
-		want = 0
+		// A work queue is draining: start nothing, stop nothing.
+		want = int32(len(cnt.active))
 	}
 	active := cnt.active
 	if indexed(job) {

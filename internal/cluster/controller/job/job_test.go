@@ -250,3 +250,19 @@ func TestFormatIndexes(t *testing.T) {
 		}
 	}
 }
+
+// A work-queue Job (parallelism, no completions) runs parallelism pods and
+// is complete once one succeeded and none runs; no pod is added after the
+// first success.
+func TestWorkQueue(t *testing.T) {
+	j := newJob("queue", 0, 2, 6)
+	j.Spec.Completions = nil
+	cs := newClientset(j)
+	start(t, cs)
+	peak := kubelet(t, cs, func(*corev1.Pod) corev1.PodPhase { return corev1.PodSucceeded })
+	got := waitJob(t, cs, "queue", 5*time.Second, func(j *batchv1.Job) bool { return hasCondition(j, batchv1.JobComplete) })
+	pods, _ := cs.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{})
+	if len(pods.Items) != 2 || got.Status.Succeeded != 2 || peak.Load() > 2 {
+		t.Errorf("work queue: %d pods, succeeded %d, peak %d; want 2, 2, ≤2", len(pods.Items), got.Status.Succeeded, peak.Load())
+	}
+}
