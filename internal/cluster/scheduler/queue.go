@@ -10,7 +10,8 @@ import (
 // spec.priority, then first come), like kube-scheduler's active queue.
 // A key is in it at most once; a key added while it is being placed is
 // placed again after Done. Failed pods come back after a per-pod backoff
-// that doubles from initial to max until Forget.
+// that doubles from initial to max until Forget, counted from the pod's
+// last attempt: a pod that failed long ago comes back at once.
 type queue struct {
 	initial, max time.Duration
 
@@ -21,6 +22,7 @@ type queue struct {
 	processing map[string]bool
 	again      map[string]int32 // added while processing: priority
 	attempts   map[string]int
+	tried      map[string]time.Time // start of each key's last attempt
 	seq        uint64
 	shut       bool
 }
@@ -39,6 +41,7 @@ func newQueue(initial, max time.Duration) *queue {
 		processing: map[string]bool{},
 		again:      map[string]int32{},
 		attempts:   map[string]int{},
+		tried:      map[string]time.Time{},
 	}
 	q.cond = sync.NewCond(&q.mu)
 	return q
@@ -72,17 +75,23 @@ func (q *queue) Add(key string, prio int32) {
 	q.cond.Signal()
 }
 
-// AddBackoff queues key after its backoff, which doubles each time.
+// AddBackoff queues key once its backoff, which doubles each time, has
+// passed since its last attempt.
 func (q *queue) AddBackoff(key string, prio int32) {
 	q.mu.Lock()
 	n := q.attempts[key]
 	q.attempts[key] = n + 1
+	tried := q.tried[key]
 	q.mu.Unlock()
 	d := q.initial
 	for i := 0; i < n && d < q.max; i++ {
 		d *= 2
 	}
-	d = min(d, q.max)
+	d = min(d, q.max) - time.Since(tried)
+	if d <= 0 {
+		q.Add(key, prio)
+		return
+	}
 	time.AfterFunc(d, func() { q.Add(key, prio) })
 }
 
@@ -90,6 +99,7 @@ func (q *queue) AddBackoff(key string, prio int32) {
 func (q *queue) Forget(key string) {
 	q.mu.Lock()
 	delete(q.attempts, key)
+	delete(q.tried, key)
 	q.mu.Unlock()
 }
 
@@ -106,6 +116,7 @@ func (q *queue) Get() (key string, ok bool) {
 	it := heap.Pop(&q.items).(*qItem)
 	delete(q.queued, it.key)
 	q.processing[it.key] = true
+	q.tried[it.key] = time.Now()
 	return it.key, true
 }
 

@@ -43,6 +43,9 @@ func TestQueueAddWhileProcessing(t *testing.T) {
 
 func TestQueueBackoffDoubles(t *testing.T) {
 	q := newQueue(20*time.Millisecond, 80*time.Millisecond)
+	q.Add("a", 0)
+	k, _ := q.Get()
+	q.Done(k)
 	var waits []time.Duration
 	for i := 0; i < 4; i++ {
 		start := time.Now()
@@ -66,5 +69,23 @@ func TestQueueBackoffDoubles(t *testing.T) {
 	q.ShutDown()
 	if _, ok := q.Get(); ok {
 		t.Error("Get after ShutDown returned ok")
+	}
+}
+
+// A pod whose last attempt is older than its backoff comes back at once.
+func TestQueueBackoffCountsFromLastAttempt(t *testing.T) {
+	q := newQueue(50*time.Millisecond, time.Second)
+	q.Add("a", 0)
+	k, _ := q.Get()
+	q.Done(k)
+	time.Sleep(60 * time.Millisecond)
+	start := time.Now()
+	q.AddBackoff("a", 0)
+	if q.Len() != 1 {
+		t.Fatalf("queued %d, want a at once", q.Len())
+	}
+	q.Get()
+	if w := time.Since(start); w > 40*time.Millisecond {
+		t.Errorf("waited %v", w)
 	}
 }
