@@ -132,6 +132,53 @@ func TestWithAPIServer(t *testing.T) {
 	waitFor(t, "Scheduled event for huge", eventFor(cs, "huge", "Scheduled", "Successfully assigned default/huge to big"))
 }
 
+// Against the real API server: six replicas with a hostname spread
+// constraint on three nodes land 2/2/2 (issue 7's first scenario, without
+// the agents).
+func TestSpreadWithAPIServer(t *testing.T) {
+	cfg := realAPI(t)
+	c, err := kube.NewClients(cfg, 0, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Shutdown)
+	cs := c.Client
+	ctx := context.Background()
+	for i := 1; i <= 3; i++ {
+		n := mkNode(fmt.Sprintf("node-%d", i), "4", "8Gi")
+		got, err := cs.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Status.Conditions) == 0 {
+			got.Status = n.Status
+			if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, got, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	startScheduler(t, c)
+	for i := 0; i < 6; i++ {
+		p := mkPod(fmt.Sprintf("web-%d", i), "100m", "64Mi", podLabel("app", "web"), ownedBy("rs-web"), spread(LabelHostname, 1, corev1.DoNotSchedule, "web"))
+		p.UID = ""
+		p.OwnerReferences = nil // no such ReplicaSet in this API server
+		if _, err := cs.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "2/2/2", func() (bool, string) {
+		pods, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return false, err.Error()
+		}
+		per := map[string]int{}
+		for _, p := range pods.Items {
+			per[p.Spec.NodeName]++
+		}
+		return per["node-1"] == 2 && per["node-2"] == 2 && per["node-3"] == 2, fmt.Sprint(per)
+	})
+}
+
 // BenchmarkLoopWithAPIServer measures the whole loop against the real API
 // server: 1,000 pods (created beforehand, scheduler stopped) on 100 nodes,
 // from the scheduler's start to the last binding seen by a watch.

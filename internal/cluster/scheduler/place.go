@@ -206,9 +206,11 @@ func tolerates(tols []corev1.Toleration, t *corev1.Taint) bool {
 	return false
 }
 
-// Place decides where pod goes, without changing the view. Placements are
-// deterministic for a given sequence of calls: each starts examining nodes
-// where the previous one stopped, so equally good nodes take turns.
+// Place decides where pod goes, without changing the view: the pod is not
+// added (see Assume), and the only state that moves is where the next
+// placement starts (plus memoised counts). Placements are deterministic
+// for a given sequence of calls: each starts examining nodes where the
+// previous one stopped, so equally good nodes take turns.
 func (c *Cluster) Place(pod *corev1.Pod) Decision {
 	c.buildOrder()
 	d := Decision{NumNodes: len(c.order)}
@@ -270,6 +272,7 @@ func (c *Cluster) Place(pod *corev1.Pod) Decision {
 			for _, idx := range c.order {
 				if ni := c.nodes[idx]; ni.name != pod.Spec.NodeName {
 					d.Rejected[ni.name] = []string{reasonText[rNodeName]}
+					d.codes |= rNodeName
 				}
 			}
 		}

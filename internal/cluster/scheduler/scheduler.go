@@ -22,7 +22,6 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/workqueue"
 
 	"github.com/berth/berth/internal/cluster/kube"
 )
@@ -85,7 +84,7 @@ type Scheduler struct {
 	recorder record.EventRecorder
 	pods     corelisters.PodLister
 	synced   []cache.InformerSynced
-	queue    workqueue.TypedRateLimitingInterface[string]
+	queue    *queue
 	binders  chan struct{}
 	wg       sync.WaitGroup
 
@@ -96,7 +95,12 @@ type Scheduler struct {
 	assumed map[types.UID]*corev1.Pod
 	// unschedulable holds the pods waiting for a change of the cluster,
 	// with the reasons (rejection bits) that kept them out.
-	unschedulable map[string]uint32
+	unschedulable map[string]waiting
+}
+
+type waiting struct {
+	codes uint32
+	prio  int32
 }
 
 // New builds the loop on c's clients and registers its event handlers.
@@ -107,17 +111,15 @@ func New(c *kube.Clients, cfg Config) *Scheduler {
 		log = slog.Default()
 	}
 	s := &Scheduler{
-		cfg:      cfg,
-		log:      log.With("component", "scheduler"),
-		client:   c.Client,
-		recorder: c.Recorder(cfg.SchedulerName, ""),
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.NewTypedItemExponentialFailureRateLimiter[string](cfg.InitialBackoff, cfg.MaxBackoff),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "scheduler"}),
+		cfg:           cfg,
+		log:           log.With("component", "scheduler"),
+		client:        c.Client,
+		recorder:      c.Recorder(cfg.SchedulerName, ""),
+		queue:         newQueue(cfg.InitialBackoff, cfg.MaxBackoff),
 		binders:       make(chan struct{}, cfg.Binders),
 		cluster:       NewCluster(cfg.Placement),
 		assumed:       map[types.UID]*corev1.Pod{},
-		unschedulable: map[string]uint32{},
+		unschedulable: map[string]waiting{},
 	}
 	podInf := c.Informers.Core().V1().Pods()
 	nodeInf := c.Informers.Core().V1().Nodes()
@@ -186,15 +188,17 @@ func podKey(p *corev1.Pod) string { return p.Namespace + "/" + p.Name }
 func (s *Scheduler) retry(mask uint32) {
 	s.mu.Lock()
 	var keys []string
-	for k, codes := range s.unschedulable {
-		if codes&mask != 0 || codes == 0 {
+	var prios []int32
+	for k, w := range s.unschedulable {
+		if w.codes&mask != 0 || w.codes == 0 {
 			keys = append(keys, k)
+			prios = append(prios, w.prio)
 			delete(s.unschedulable, k)
 		}
 	}
 	s.mu.Unlock()
-	for _, k := range keys {
-		s.queue.AddRateLimited(k)
+	for i, k := range keys {
+		s.queue.AddBackoff(k, prios[i])
 	}
 }
 
@@ -265,7 +269,7 @@ func (s *Scheduler) podChanged(old, p *corev1.Pod) {
 	s.mu.Lock()
 	delete(s.unschedulable, podKey(p))
 	s.mu.Unlock()
-	s.queue.Add(podKey(p))
+	s.queue.Add(podKey(p), PodPriority(p))
 }
 
 func (s *Scheduler) podDeleted(obj any) {
@@ -288,8 +292,8 @@ func (s *Scheduler) podDeleted(obj any) {
 
 // scheduleNext places one pod from the queue; false when the queue is shut.
 func (s *Scheduler) scheduleNext(ctx context.Context) bool {
-	key, quit := s.queue.Get()
-	if quit {
+	key, ok := s.queue.Get()
+	if !ok {
 		return false
 	}
 	defer s.queue.Done(key)
@@ -313,7 +317,7 @@ func (s *Scheduler) scheduleNext(ctx context.Context) bool {
 		assumed = s.cluster.Assume(pod, d.Node)
 		s.assumed[pod.UID] = assumed
 	} else {
-		s.unschedulable[key] = d.codes
+		s.unschedulable[key] = waiting{codes: d.codes, prio: PodPriority(pod)}
 		if d.Err == nil && s.mayPreempt(pod) {
 			nominated, victims = s.cluster.Preempt(pod)
 		}
@@ -376,7 +380,7 @@ func (s *Scheduler) bind(ctx context.Context, key string, pod, assumed *corev1.P
 			s.queue.Forget(key)
 			return
 		}
-		s.queue.AddRateLimited(key)
+		s.queue.AddBackoff(key, PodPriority(pod))
 		return
 	}
 	s.queue.Forget(key)
