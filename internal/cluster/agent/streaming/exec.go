@@ -104,6 +104,13 @@ func (s *Server) exec(ctx context.Context, id string, cmd []string, sess *sessio
 		go s.resizeLoop(ctx, "/exec/"+idr.ID+"/resize", sess.resize)
 	}
 	pump(st, sess, sess.tty, true)
+	select {
+	case <-sess.gone:
+		// Nobody is left to tell the exit code to; closing the stream
+		// ended the command's stdin.
+		return 0, errors.New("the client left")
+	default:
+	}
 	// The engine ends the stream when the process has exited; the exit
 	// code may take a moment to be recorded.
 	var in api.ExecInspect
