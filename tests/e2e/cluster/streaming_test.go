@@ -16,8 +16,14 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/berth/berth/internal/cluster/agent/streaming"
 	"github.com/berth/berth/internal/cluster/agent/streaming/streamingtest"
+	"github.com/berth/berth/internal/cluster/kube"
 	"github.com/berth/berth/internal/cluster/pki"
 	"github.com/berth/berth/internal/engine/api"
 )
@@ -65,6 +71,7 @@ func TestKubectlStreaming(t *testing.T) {
 	k.okIn(t, fmt.Sprintf("apiVersion: v1\nkind: Node\nmetadata:\n  name: %s\n", node), "create", "-f", "-")
 	k.ok(t, "patch", "node", node, "--subresource=status", "--type=merge", "-p",
 		fmt.Sprintf(`{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}],"daemonEndpoints":{"kubeletEndpoint":{"Port":%d}}}}`, ln.Addr().(*net.TCPAddr).Port))
+	keepNodeAlive(t, node, ctx)
 	ns := "streaming"
 	k.run(t, "", "create", "namespace", ns)
 	k.run(t, "", "-n", ns, "delete", "pod", "web", "--ignore-not-found", "--wait=false")
@@ -317,6 +324,54 @@ func portForwardMeasure(t *testing.T, k *kubectl, env, ns string, measure bool) 
 	}
 	t.Logf("port-forward %s: 32 MiB in %v (%.0f MiB/s); a new connection + GET: %v", map[bool]string{true: "spdy", false: "websocket"}[env != ""],
 		dl.Round(time.Millisecond), 32/dl.Seconds(), (time.Since(start) / 20).Round(100*time.Microsecond))
+}
+
+// keepNodeAlive reports the node Ready and renews its Lease until ctx
+// ends, as its agent would, so node lifecycle control loops leave it and
+// its pods alone during the test.
+func keepNodeAlive(t *testing.T, node string, ctx context.Context) {
+	t.Helper()
+	cfg, err := kube.ConfigFromKubeconfig(shared.kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	beat := func() {
+		now := metav1.Now()
+		patch := fmt.Sprintf(`{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"streaming test","lastHeartbeatTime":%q,"lastTransitionTime":%q}]}}`,
+			now.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		_, _ = cs.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status")
+		leases := cs.CoordinationV1().Leases("kube-node-lease")
+		micro := metav1.NewMicroTime(time.Now())
+		holder, secs := node, int32(40)
+		l, err := leases.Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			_, _ = leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: node},
+				Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, RenewTime: &micro}}, metav1.CreateOptions{})
+			return
+		}
+		l.Spec.RenewTime = &micro
+		_, _ = leases.Update(ctx, l, metav1.UpdateOptions{})
+	}
+	beat()
+	go func() {
+		tick := time.NewTicker(2 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				beat()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = cs.CoordinationV1().Leases("kube-node-lease").Delete(context.Background(), node, metav1.DeleteOptions{})
+	})
 }
 
 // runEnv is run with extra environment ("K=V", or "").
