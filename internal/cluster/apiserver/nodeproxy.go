@@ -150,7 +150,7 @@ func streamQuery(sub string, q url.Values) (url.Values, error) {
 	switch sub {
 	case "log":
 		for _, k := range []string{"follow", "previous", "timestamps"} {
-			if v, ok := q[k]; ok {
+			if v := q[k]; len(v) > 0 {
 				if _, err := strconv.ParseBool(v[0]); err != nil && v[0] != "" {
 					return nil, errBadRequest("invalid %s=%q: want true or false", k, v[0])
 				}
@@ -177,7 +177,7 @@ func streamQuery(sub string, q url.Values) (url.Values, error) {
 		}
 	case "exec", "attach":
 		for _, k := range []string{"stdin", "stdout", "stderr", "tty"} {
-			if v, ok := q[k]; ok {
+			if v := q[k]; len(v) > 0 {
 				out[k] = v[:1]
 			}
 		}

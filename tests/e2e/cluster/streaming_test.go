@@ -16,8 +16,14 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/berth/berth/internal/cluster/agent/streaming"
 	"github.com/berth/berth/internal/cluster/agent/streaming/streamingtest"
+	"github.com/berth/berth/internal/cluster/kube"
 	"github.com/berth/berth/internal/cluster/pki"
 	"github.com/berth/berth/internal/engine/api"
 )
@@ -65,6 +71,7 @@ func TestKubectlStreaming(t *testing.T) {
 	k.okIn(t, fmt.Sprintf("apiVersion: v1\nkind: Node\nmetadata:\n  name: %s\n", node), "create", "-f", "-")
 	k.ok(t, "patch", "node", node, "--subresource=status", "--type=merge", "-p",
 		fmt.Sprintf(`{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}],"daemonEndpoints":{"kubeletEndpoint":{"Port":%d}}}}`, ln.Addr().(*net.TCPAddr).Port))
+	keepNodeAlive(t, node, ctx)
 	ns := "streaming"
 	k.run(t, "", "create", "namespace", ns)
 	k.run(t, "", "-n", ns, "delete", "pod", "web", "--ignore-not-found", "--wait=false")
@@ -85,7 +92,7 @@ spec:
 
 	// The containers the agent would have made for the pod.
 	p := streamingtest.Pod{Namespace: ns, Name: "web", UID: uid}
-	sb := eng.Sandbox(t, p, "sh", "-c", "mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 8080 -h /www")
+	sb := eng.Sandbox(t, p, "sh", "-c", "mkdir -p /www && echo hello-from-pod > /www/index.html && dd if=/dev/zero of=/www/big bs=1M count=32 2>/dev/null && exec httpd -f -p 8080 -h /www")
 	eng.Wait(t, eng.Container(t, p, sb, "app", 0, api.Config{Cmd: []string{"sh", "-c", "echo previous run"}}))
 	eng.Container(t, p, sb, "app", 1, api.Config{Cmd: []string{"sh", "-c", "echo line1; sleep 0.1; echo line2; sleep 0.1; echo line3; exec sleep 3600"}})
 	eng.Container(t, p, sb, "ticker", 0, api.Config{Cmd: []string{"sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"}})
@@ -156,6 +163,23 @@ spec:
 		})
 	}
 
+	t.Run("exec-latency", func(t *testing.T) {
+		start := time.Now()
+		for i := 0; i < 5; i++ {
+			k.ok(t, kc("get", "pod", "web", "-o", "name")...)
+		}
+		t.Logf("baseline kubectl get pod: %v per run", (time.Since(start) / 5).Round(time.Millisecond))
+		for _, proto := range []struct{ name, env string }{{"websocket", ""}, {"spdy", "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false"}} {
+			start := time.Now()
+			for i := 0; i < 5; i++ {
+				if out, err := k.runEnv(t, proto.env, "", kc("exec", "web", "-c", "app", "--", "true")...); err != nil {
+					t.Fatalf("kubectl exec true: %v %s", err, out)
+				}
+			}
+			t.Logf("kubectl exec -- true over %s: %v per run (the whole kubectl process)", proto.name, (time.Since(start) / 5).Round(time.Millisecond))
+		}
+	})
+
 	t.Run("exec-tty", func(t *testing.T) {
 		// script gives kubectl a terminal, as a user's shell would.
 		// The pty gets a size first: kubectl sends it on the resize channel.
@@ -208,7 +232,7 @@ spec:
 	})
 
 	for _, proto := range []struct{ name, env string }{{"websocket", ""}, {"spdy", "KUBECTL_PORT_FORWARD_WEBSOCKETS=false"}} {
-		t.Run("port-forward-"+proto.name, func(t *testing.T) { portForward(t, k, proto.env, ns) })
+		t.Run("port-forward-"+proto.name, func(t *testing.T) { portForwardMeasure(t, k, proto.env, ns, true) })
 	}
 
 	// Older kubectl: 1.27/1.28 speak SPDY only, 1.29 offers v5 over SPDY,
@@ -240,6 +264,13 @@ spec:
 // through it three times.
 func portForward(t *testing.T, k *kubectl, env, ns string) {
 	t.Helper()
+	portForwardMeasure(t, k, env, ns, false)
+}
+
+// portForwardMeasure is portForward; with measure it also times a 32 MiB
+// download and 20 short requests through the tunnel and logs the numbers.
+func portForwardMeasure(t *testing.T, k *kubectl, env, ns string, measure bool) {
+	t.Helper()
 	cmd, lines := k.startEnv(t, env, "", "-n", ns, "port-forward", "pod/web", ":8080")
 	defer cmd.Process.Kill()
 	re := regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> 8080`)
@@ -268,6 +299,79 @@ func portForward(t *testing.T, k *kubectl, env, ns string) {
 			t.Fatalf("GET through kubectl port-forward: got %q", b)
 		}
 	}
+	if !measure {
+		return
+	}
+	start := time.Now()
+	resp, err := http.Get("http://127.0.0.1:" + port + "/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != 32<<20 {
+		t.Fatalf("32 MiB through port-forward: got %d bytes, %v", n, err)
+	}
+	dl := time.Since(start)
+	start = time.Now()
+	for i := 0; i < 20; i++ {
+		resp, err := http.Get("http://127.0.0.1:" + port + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	t.Logf("port-forward %s: 32 MiB in %v (%.0f MiB/s); a new connection + GET: %v", map[bool]string{true: "spdy", false: "websocket"}[env != ""],
+		dl.Round(time.Millisecond), 32/dl.Seconds(), (time.Since(start) / 20).Round(100*time.Microsecond))
+}
+
+// keepNodeAlive reports the node Ready and renews its Lease until ctx
+// ends, as its agent would, so node lifecycle control loops leave it and
+// its pods alone during the test.
+func keepNodeAlive(t *testing.T, node string, ctx context.Context) {
+	t.Helper()
+	cfg, err := kube.ConfigFromKubeconfig(shared.kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	beat := func() {
+		now := metav1.Now()
+		patch := fmt.Sprintf(`{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"streaming test","lastHeartbeatTime":%q,"lastTransitionTime":%q}]}}`,
+			now.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		_, _ = cs.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status")
+		leases := cs.CoordinationV1().Leases("kube-node-lease")
+		micro := metav1.NewMicroTime(time.Now())
+		holder, secs := node, int32(40)
+		l, err := leases.Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			_, _ = leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: node},
+				Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, RenewTime: &micro}}, metav1.CreateOptions{})
+			return
+		}
+		l.Spec.RenewTime = &micro
+		_, _ = leases.Update(ctx, l, metav1.UpdateOptions{})
+	}
+	beat()
+	go func() {
+		tick := time.NewTicker(2 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				beat()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = cs.CoordinationV1().Leases("kube-node-lease").Delete(context.Background(), node, metav1.DeleteOptions{})
+	})
 }
 
 // runEnv is run with extra environment ("K=V", or "").

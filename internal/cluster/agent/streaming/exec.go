@@ -91,6 +91,16 @@ func (s *Server) exec(ctx context.Context, id string, cmd []string, sess *sessio
 			sess.resize = prepend(sz, sess.resize)
 		}
 	}
+	resizing := false
+	defer func() {
+		if sess.resize != nil && !resizing {
+			// Nobody applies sizes: drain so the readers can finish.
+			go func() {
+				for range sess.resize {
+				}
+			}()
+		}
+	}()
 	var idr api.IDResponse
 	if err := s.eng.JSON(ctx, http.MethodPost, "/containers/"+url.PathEscape(id)+"/exec", nil, cfg, &idr); err != nil {
 		return 0, fmt.Errorf("creating the exec: %w", err)
@@ -101,9 +111,17 @@ func (s *Server) exec(ctx context.Context, id string, cmd []string, sess *sessio
 	}
 	defer st.Close()
 	if sess.resize != nil {
+		resizing = true
 		go s.resizeLoop(ctx, "/exec/"+idr.ID+"/resize", sess.resize)
 	}
 	pump(st, sess, sess.tty, true)
+	select {
+	case <-sess.gone:
+		// Nobody is left to tell the exit code to; closing the stream
+		// ended the command's stdin.
+		return 0, errors.New("the client left")
+	default:
+	}
 	// The engine ends the stream when the process has exited; the exit
 	// code may take a moment to be recorded.
 	var in api.ExecInspect
