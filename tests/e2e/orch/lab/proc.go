@@ -23,7 +23,7 @@ func spawn(logPath string, env []string, name string, args ...string) (*exec.Cmd
 		return nil, err
 	}
 	defer f.Close()
-	fmt.Fprintf(f, "\n--- %s %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), name, strings.Join(args, " "))
+	fmt.Fprintf(f, "\n--- %s %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), name, strings.Join(redact(args), " "))
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), env...)
@@ -33,6 +33,18 @@ func spawn(logPath string, env []string, name string, args ...string) (*exec.Cmd
 	}
 	go func() { _ = cmd.Wait() }()
 	return cmd, nil
+}
+
+// redact hides the value of --token (the cluster's join token) in a
+// logged command line.
+func redact(args []string) []string {
+	out := append([]string(nil), args...)
+	for i := range out {
+		if out[i] == "--token" && i+1 < len(out) {
+			out[i+1] = "<redacted>"
+		}
+	}
+	return out
 }
 
 // alive reports whether pid is a live process: not a zombie whose
