@@ -427,8 +427,11 @@ spec:
 	if n == 0 {
 		t.Errorf("the watcher saw no event")
 	}
+	if m := w.maxPods(); m > want+1 {
+		t.Errorf("%d pods (not terminating) at once, want at most %d (maxSurge 1)", m, want+1)
+	}
 	t.Logf("rollout history:\n%s", hist)
-	report(t, "6-rolling-update", "v1_to_v2", rolled, "undo_to_v1", undone, "min_ready_pods", minPods, "min_status_ready", minStatus, "watch_events", n)
+	report(t, "6-rolling-update", "v1_to_v2", rolled, "undo_to_v1", undone, "min_ready_pods", minPods, "min_status_ready", minStatus, "max_pods", w.maxPods(), "watch_events", n)
 }
 
 func checkImages(t *testing.T, ns, sel, image string, n int) {

@@ -18,6 +18,8 @@ import (
 type readyWatcher struct {
 	mu        sync.Mutex
 	ready     map[string]bool
+	live      map[string]bool // not terminating
+	maxLive   int
 	minPods   int
 	minStatus int
 	events    int
@@ -28,13 +30,14 @@ type readyWatcher struct {
 func startReadyWatcher(t *testing.T, ns, selector, deployment string) *readyWatcher {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &readyWatcher{ready: map[string]bool{}, minPods: 1 << 30, minStatus: 1 << 30, cancel: cancel}
+	w := &readyWatcher{ready: map[string]bool{}, live: map[string]bool{}, minPods: 1 << 30, minStatus: 1 << 30, cancel: cancel}
 	pl, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range pl.Items {
 		w.ready[pl.Items[i].Name] = podReady(&pl.Items[i])
+		w.live[pl.Items[i].Name] = pl.Items[i].DeletionTimestamp == nil
 	}
 	w.notePods()
 	dl, err := client.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + deployment})
@@ -53,8 +56,10 @@ func startReadyWatcher(t *testing.T, ns, selector, deployment string) *readyWatc
 		w.mu.Lock()
 		if ev.Type == watch.Deleted {
 			delete(w.ready, p.Name)
+			delete(w.live, p.Name)
 		} else {
 			w.ready[p.Name] = podReady(p)
+			w.live[p.Name] = p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed
 		}
 		w.mu.Unlock()
 		w.notePods()
@@ -117,6 +122,15 @@ func (w *readyWatcher) notePods() {
 	if n < w.minPods {
 		w.minPods = n
 	}
+	live := 0
+	for _, l := range w.live {
+		if l {
+			live++
+		}
+	}
+	if live > w.maxLive {
+		w.maxLive = live
+	}
 }
 
 func (w *readyWatcher) noteStatus(n int) {
@@ -138,4 +152,11 @@ func (w *readyWatcher) result() (int, int, int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.minPods, w.minStatus, w.events
+}
+
+// maxPods is the most pods that were not terminating at one time.
+func (w *readyWatcher) maxPods() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.maxLive
 }
