@@ -400,6 +400,13 @@ func (w *podWorker) forgetCrash(name string, in *instance) {
 // back-off holds it. It returns when to look again.
 func (w *podWorker) ensure(ctx context.Context, pod *corev1.Pod, c *corev1.Container, kind string, list []*instance, sandboxID string) (time.Duration, bool) {
 	attempt := 0
+	if len(list) == 0 {
+		// It ran before but the engine lost it (a wiped engine): go on
+		// counting from the reported status, as the kubelet does.
+		if prev := reportedStatus(pod, c.Name, kind); prev != nil && prev.ContainerID != "" {
+			attempt = int(prev.RestartCount) + 1
+		}
+	}
 	if len(list) > 0 {
 		attempt = list[0].attempt + 1
 		last := list[0]
@@ -705,4 +712,18 @@ func ipOf(list []*instance) string {
 		}
 	}
 	return ""
+}
+
+// reportedStatus is the container's status as the API has it.
+func reportedStatus(pod *corev1.Pod, name, kind string) *corev1.ContainerStatus {
+	list := pod.Status.ContainerStatuses
+	if kind == KindInit {
+		list = pod.Status.InitContainerStatuses
+	}
+	for i := range list {
+		if list[i].Name == name {
+			return &list[i]
+		}
+	}
+	return nil
 }
