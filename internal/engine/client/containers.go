@@ -351,3 +351,14 @@ func (c *Client) ContainerStats(ctx context.Context, id string) (*api.Stats, err
 	}
 	return &out, nil
 }
+
+// Info returns the engine's system information (NCPU, MemTotal,
+// CgroupVersion, counts of containers and images…), what a node reports
+// as its capacity.
+func (c *Client) Info(ctx context.Context) (*api.Info, error) {
+	var out api.Info
+	if err := c.JSON(ctx, http.MethodGet, "/info", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

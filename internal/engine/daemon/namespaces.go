@@ -206,10 +206,7 @@ func (d *Daemon) resolveNamespaces(c *container.Container) (nsSetup, error) {
 			return ns, fmt.Errorf("cannot join the IPC namespace of container %s (%s): its IpcMode is %q, not shareable (create it with IpcMode \"shareable\"): %w",
 				ref, t.ShortID(), donor, errdefs.ErrConflict)
 		}
-	default:
-		if hc.ShmSize > 0 {
-			ns.shm = "" // the spec's tmpfs, resized in buildSpec
-		}
+	default: // private: the spec's own tmpfs, ShmSize in buildSpec
 	}
 	if ref, ok := joinedContainer(hc.PidMode); ok {
 		_, pid, err := d.runningTarget(c, "PidMode", ref)

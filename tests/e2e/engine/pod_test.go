@@ -348,6 +348,9 @@ func TestPodClient(t *testing.T) {
 	evCtx, evCancel := context.WithCancel(ctx)
 	events, errc := cl.Events(evCtx, client.EventsOptions{Filters: client.Filters{"type": {"container"}, "label": {"io.kubernetes.pod.uid=uid-1"}}})
 
+	if in, err := cl.Info(ctx); err != nil || in.NCPU < 1 || in.MemTotal <= 0 {
+		t.Fatalf("Info: %v %+v", err, in)
+	}
 	if _, err := cl.ImageInspect(ctx, pauseImage); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("ImageInspect of the pause image before it is made: %v, want ErrNotFound", err)
 	}
