@@ -74,7 +74,7 @@ type podWorker struct {
 	pull       map[string]*backoff                      // image →
 	pullUntil  map[string]time.Time                     // image → end of its back-off
 	waiting    map[string]*corev1.ContainerStateWaiting // container name → why it is not running
-	inspected  map[string]*api.ContainerJSON            // exited instances never change
+	inspected  map[string]*api.ContainerJSON            // by ID, reused while the listed state is unchanged
 	sandboxIP  string
 	vols       *volumes.PodVolumes
 	volsAt     time.Time
@@ -163,9 +163,12 @@ func (w *podWorker) list(ctx context.Context) ([]*instance, error) {
 		return nil, err
 	}
 	var out []*instance
+	seen := map[string]bool{}
 	for _, s := range sums {
 		in := &instance{id: s.ID, name: s.Labels[LabelContainer], kind: s.Labels[LabelKind], attempt: atoiDefault(s.Labels[LabelRestartCount], 0)}
-		if j, ok := w.inspected[s.ID]; ok {
+		// An inspection stays good while the container's state does:
+		// only containers that changed are inspected again.
+		if j, ok := w.inspected[s.ID]; ok && j.State != nil && j.State.Status == s.State {
 			in.j = j
 		} else {
 			j, err := w.a.eng.Inspect(ctx, s.ID)
@@ -176,11 +179,15 @@ func (w *podWorker) list(ctx context.Context) ([]*instance, error) {
 				return nil, err
 			}
 			in.j = j
-			if in.exited() {
-				w.inspected[s.ID] = j
-			}
+			w.inspected[s.ID] = j
 		}
+		seen[s.ID] = true
 		out = append(out, in)
+	}
+	for id := range w.inspected {
+		if !seen[id] {
+			delete(w.inspected, id)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].name != out[j].name {
