@@ -216,6 +216,9 @@ func Run(ctx context.Context, o Options) error {
 		}
 		cfg = rest.CopyConfig(cfg)
 		cfg.UserAgent = "berth-agent/" + o.NodeName
+		// JSON on the wire: every berth API server decodes it (protobuf
+		// request bodies such as DeleteOptions are not everywhere yet).
+		cfg.ContentType, cfg.AcceptContentTypes = "application/json", "application/json"
 		var err error
 		if clients, err = kube.NewClients(cfg, 0, log); err != nil {
 			return err

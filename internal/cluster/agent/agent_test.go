@@ -672,3 +672,22 @@ func TestOptionsValidation(t *testing.T) {
 		t.Errorf("defaults: got %v %+v", err, o)
 	}
 }
+
+// Containers the engine lost (a wiped engine) come back with the restart
+// count going on from the reported status.
+func TestRestartCountSurvivesALostContainer(t *testing.T) {
+	eng := newFakeEngine()
+	pod := testPod("lost", nil)
+	a, cs, _ := testAgent(t, eng, pod)
+	w := newPodWorker(a, pod.UID)
+	syncOnce(t, a, cs, w, "lost")
+	eng.exit(current(eng, "lost", "main").id, 1, false)
+	syncOnce(t, a, cs, w, "lost") // restart: attempt 1
+	for _, c := range eng.byName("k8s_") {
+		_ = eng.Remove(context.Background(), c.id)
+	}
+	p := syncOnce(t, a, cs, newPodWorker(a, pod.UID), "lost")
+	if got := p.Status.ContainerStatuses[0].RestartCount; got != 2 {
+		t.Errorf("restartCount after the engine lost the containers: got %d, want 2", got)
+	}
+}

@@ -74,7 +74,7 @@ type podWorker struct {
 	pull       map[string]*backoff                      // image →
 	pullUntil  map[string]time.Time                     // image → end of its back-off
 	waiting    map[string]*corev1.ContainerStateWaiting // container name → why it is not running
-	inspected  map[string]*api.ContainerJSON            // exited instances never change
+	inspected  map[string]*api.ContainerJSON            // by ID, reused while the listed state is unchanged
 	sandboxIP  string
 	vols       *volumes.PodVolumes
 	volsAt     time.Time
@@ -163,9 +163,12 @@ func (w *podWorker) list(ctx context.Context) ([]*instance, error) {
 		return nil, err
 	}
 	var out []*instance
+	seen := map[string]bool{}
 	for _, s := range sums {
 		in := &instance{id: s.ID, name: s.Labels[LabelContainer], kind: s.Labels[LabelKind], attempt: atoiDefault(s.Labels[LabelRestartCount], 0)}
-		if j, ok := w.inspected[s.ID]; ok {
+		// An inspection stays good while the container's state does:
+		// only containers that changed are inspected again.
+		if j, ok := w.inspected[s.ID]; ok && j.State != nil && j.State.Status == s.State {
 			in.j = j
 		} else {
 			j, err := w.a.eng.Inspect(ctx, s.ID)
@@ -176,11 +179,15 @@ func (w *podWorker) list(ctx context.Context) ([]*instance, error) {
 				return nil, err
 			}
 			in.j = j
-			if in.exited() {
-				w.inspected[s.ID] = j
-			}
+			w.inspected[s.ID] = j
 		}
+		seen[s.ID] = true
 		out = append(out, in)
+	}
+	for id := range w.inspected {
+		if !seen[id] {
+			delete(w.inspected, id)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].name != out[j].name {
@@ -400,6 +407,13 @@ func (w *podWorker) forgetCrash(name string, in *instance) {
 // back-off holds it. It returns when to look again.
 func (w *podWorker) ensure(ctx context.Context, pod *corev1.Pod, c *corev1.Container, kind string, list []*instance, sandboxID string) (time.Duration, bool) {
 	attempt := 0
+	if len(list) == 0 {
+		// It ran before but the engine lost it (a wiped engine): go on
+		// counting from the reported status, as the kubelet does.
+		if prev := reportedStatus(pod, c.Name, kind); prev != nil && prev.ContainerID != "" {
+			attempt = int(prev.RestartCount) + 1
+		}
+	}
 	if len(list) > 0 {
 		attempt = list[0].attempt + 1
 		last := list[0]
@@ -705,4 +719,18 @@ func ipOf(list []*instance) string {
 		}
 	}
 	return ""
+}
+
+// reportedStatus is the container's status as the API has it.
+func reportedStatus(pod *corev1.Pod, name, kind string) *corev1.ContainerStatus {
+	list := pod.Status.ContainerStatuses
+	if kind == KindInit {
+		list = pod.Status.InitContainerStatuses
+	}
+	for i := range list {
+		if list[i].Name == name {
+			return &list[i]
+		}
+	}
+	return nil
 }
