@@ -5,10 +5,17 @@ package orch
 // first nodes Ready.
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -532,7 +539,7 @@ spec:
 		t.Errorf("job succeeded %d, want 3", job.Status.Succeeded)
 	}
 	if logs, err := kubectl(t, "", "logs", "-n", ns, "job/count"); err != nil || !strings.Contains(logs, "done") {
-		t.Logf("kubectl logs job/count: %v %q (logs are the streaming part's)", err, logs)
+		t.Errorf("kubectl logs job/count: %v %q", err, logs)
 	}
 
 	apply(t, ns, `apiVersion: apps/v1
@@ -747,5 +754,78 @@ spec:
 	if err != nil || out != "some stdin\n" {
 		t.Errorf("kubectl exec -i cat: %v %q", err, out)
 	}
-	report(t, "x-streaming", "node", ready[0].Spec.NodeName, "kubectl_logs", logsTook, "kubectl_exec", execTook)
+	pf := portForwardEcho(t, ns)
+	report(t, "x-streaming", "node", ready[0].Spec.NodeName, "kubectl_logs", logsTook, "kubectl_exec", execTook, "port_forward_echo", pf)
+}
+
+// portForwardEcho runs the echo server of lab/app:v2 in a pod, forwards a
+// local port to it with kubectl port-forward and checks a line comes
+// back; it returns the time from starting kubectl to the echo.
+func portForwardEcho(t *testing.T, ns string) time.Duration {
+	t.Helper()
+	apply(t, ns, `apiVersion: v1
+kind: Pod
+metadata: {name: echo, labels: {app: echo}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: lab/app:v2
+    imagePullPolicy: IfNotPresent
+    command: [echoserver, "7777"]
+    readinessProbe:
+      tcpSocket: {port: 7777}
+      periodSeconds: 1
+`)
+	waitReady(t, ns, "app=echo", 1, 60*time.Second)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cache := filepath.Join(theLab.Dir(), "kubectl-cache")
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", theLab.Kubeconfig(), "--cache-dir", cache, "port-forward", "-n", ns, "pod/echo", fmt.Sprintf("%d:7777", port))
+	cmd.Env = append(os.Environ(), "HOME="+cache, "KUBECONFIG=")
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = cmd.Wait() }()
+	waitFor(t, 30*time.Second, "an echo through kubectl port-forward", func() (bool, string) {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err != nil {
+			return false, fmt.Sprintf("%v; kubectl: %s", err, out.String())
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("ping through the agent\n")); err != nil {
+			return false, err.Error()
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		return err == nil && line == "ping through the agent\n", fmt.Sprintf("read %q: %v; kubectl: %s", line, err, out.String())
+	})
+	return time.Since(start)
+}
+
+// lockedBuffer is a bytes.Buffer written by a process and read by the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
