@@ -90,7 +90,6 @@ func runAgent(args []string) error {
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	o.Streaming = serveStreaming
 	return agent.Run(ctx, o)
 }
 

@@ -80,7 +80,6 @@ func runServer(args []string) error {
 			}
 			defer stopEngine()
 			ao.Config, ao.CAFile, ao.ServingCertFile, ao.ServingKeyFile = creds.Config, creds.CAFile, creds.ServingCert, creds.ServingKey
-			ao.Streaming = serveStreaming
 			return agent.Run(ctx, ao)
 		}
 	}
