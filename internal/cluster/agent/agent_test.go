@@ -579,8 +579,8 @@ func TestEnvAndVolumes(t *testing.T) {
 		t.Errorf("$(VAR) in command: got %q, want \"echo hi\"", got)
 	}
 	mounts := m.req.HostConfig.Mounts
-	if len(mounts) != 1 || mounts[0].Target != "/scratch" || mounts[0].Type != "bind" || !strings.HasPrefix(mounts[0].Source, a.o.DataDir) {
-		t.Errorf("mounts: got %+v, want /scratch bound from under the data dir", mounts)
+	if len(mounts) != 2 || mounts[0].Target != "/scratch" || mounts[0].Type != "bind" || !strings.HasPrefix(mounts[0].Source, a.o.DataDir) || mounts[1].Target != "/dev/termination-log" {
+		t.Errorf("mounts: got %+v, want /scratch bound from under the data dir and the termination log", mounts)
 	}
 	// Removing the pod removes its volume directory.
 	w.setPod(nil)
@@ -689,5 +689,34 @@ func TestRestartCountSurvivesALostContainer(t *testing.T) {
 	p := syncOnce(t, a, cs, newPodWorker(a, pod.UID), "lost")
 	if got := p.Status.ContainerStatuses[0].RestartCount; got != 2 {
 		t.Errorf("restartCount after the engine lost the containers: got %d, want 2", got)
+	}
+}
+
+func TestTerminationMessage(t *testing.T) {
+	eng := newFakeEngine()
+	pod := testPod("msg", func(p *corev1.Pod) {
+		p.Spec.RestartPolicy = corev1.RestartPolicyNever
+		p.Spec.Containers[0].TerminationMessagePath = "/tmp/why"
+	})
+	a, cs, _ := testAgent(t, eng, pod)
+	w := newPodWorker(a, pod.UID)
+	syncOnce(t, a, cs, w, "msg")
+	m := current(eng, "msg", "main")
+	var host string
+	for _, mt := range m.req.HostConfig.Mounts {
+		if mt.Target == "/tmp/why" {
+			host = mt.Source
+		}
+	}
+	if host == "" {
+		t.Fatalf("no bind at the terminationMessagePath: %+v", m.req.HostConfig.Mounts)
+	}
+	if err := os.WriteFile(host, []byte("disk full"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eng.exit(m.id, 2, false)
+	p := syncOnce(t, a, cs, w, "msg")
+	if st := p.Status.ContainerStatuses[0].State.Terminated; st == nil || st.Message != "disk full" {
+		t.Errorf("got %+v, want terminated with message \"disk full\"", p.Status.ContainerStatuses[0].State)
 	}
 }

@@ -3,6 +3,10 @@ package agent
 import (
 	"context"
 	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -287,4 +291,55 @@ func (w *podWorker) podRemoved(uid types.UID) {
 			w.a.log.Warn("removing the pod's volumes", "uid", uid, "err", err)
 		}
 	}
+}
+
+// maxTerminationMessage is what the kubelet keeps of a termination message.
+const maxTerminationMessage = 4096
+
+// terminationLog is the host file bound at a container instance's
+// terminationMessagePath; it lives in the pod's directory, so it goes with
+// the pod's volumes.
+func (a *Agent) terminationLog(pod *corev1.Pod, container string, attempt int) string {
+	if a.vols == nil {
+		return ""
+	}
+	return filepath.Join(a.vols.Root, string(pod.UID), "containers", container, strconv.Itoa(attempt)+".termination-log")
+}
+
+// terminationMount creates the instance's termination log and returns the
+// bind mount for it, or nil when the container has no message path.
+func (a *Agent) terminationMount(pod *corev1.Pod, c *corev1.Container, attempt int) (*api.Mount, error) {
+	target := c.TerminationMessagePath
+	if target == "" {
+		target = corev1.TerminationMessagePathDefault
+	}
+	host := a.terminationLog(pod, c.Name, attempt)
+	if host == "" || !filepath.IsAbs(target) {
+		return nil, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(host), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(host, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o666)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	_ = os.Chmod(host, 0o666) // any container user may write it
+	return &api.Mount{Type: "bind", Source: host, Target: target}, nil
+}
+
+// terminationMessage reads what the instance wrote to its termination log.
+func (a *Agent) terminationMessage(pod *corev1.Pod, container string, attempt int) string {
+	host := a.terminationLog(pod, container, attempt)
+	if host == "" {
+		return ""
+	}
+	f, err := os.Open(host)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(f, maxTerminationMessage))
+	return string(b)
 }

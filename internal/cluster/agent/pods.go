@@ -485,6 +485,11 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Contai
 	if err != nil {
 		return false, fail("CreateContainerConfigError", err)
 	}
+	if tm, err := w.a.terminationMount(pod, c, attempt); err != nil {
+		return false, fail("CreateContainerConfigError", fmt.Errorf("termination message file: %w", err))
+	} else if tm != nil && !hasTarget(mounts, tm.Target) {
+		mounts = append(mounts, *tm)
+	}
 	req, err := containerRequest(pod, cc, kind, attempt, sandboxID, env, mounts)
 	if err != nil {
 		return false, fail("CreateContainerConfigError", err)
@@ -733,4 +738,13 @@ func reportedStatus(pod *corev1.Pod, name, kind string) *corev1.ContainerStatus 
 		}
 	}
 	return nil
+}
+
+func hasTarget(ms []api.Mount, target string) bool {
+	for _, m := range ms {
+		if m.Target == target {
+			return true
+		}
+	}
+	return false
 }

@@ -14,6 +14,16 @@ import (
 // compare equal to what was stored.
 func mt(t time.Time) metav1.Time { return metav1.NewTime(t.Truncate(time.Second)) }
 
+// terminated reports an exited instance, with the message the container
+// wrote to its terminationMessagePath.
+func (w *podWorker) terminated(pod *corev1.Pod, c *corev1.Container, in *instance) *corev1.ContainerStateTerminated {
+	t := terminated(in)
+	if t.Message == "" {
+		t.Message = w.a.terminationMessage(pod, c.Name, in.attempt)
+	}
+	return t
+}
+
 func terminated(in *instance) *corev1.ContainerStateTerminated {
 	st := in.j.State
 	t := &corev1.ContainerStateTerminated{ExitCode: int32(st.ExitCode), StartedAt: mt(st.StartedAt), FinishedAt: mt(st.FinishedAt), ContainerID: "berth://" + in.id, Message: st.Error}
@@ -54,12 +64,12 @@ func (w *podWorker) containerStatus(pod *corev1.Pod, c *corev1.Container, list [
 			cs.Started = &started
 			cs.Ready = ready
 			if len(list) > 1 && list[1].exited() {
-				cs.LastTerminationState.Terminated = terminated(list[1])
+				cs.LastTerminationState.Terminated = w.terminated(pod, c, list[1])
 			}
 		case cur.exited():
-			cs.State.Terminated = terminated(cur)
+			cs.State.Terminated = w.terminated(pod, c, cur)
 			if len(list) > 1 && list[1].exited() {
-				cs.LastTerminationState.Terminated = terminated(list[1])
+				cs.LastTerminationState.Terminated = w.terminated(pod, c, list[1])
 			}
 		default:
 			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}

@@ -156,10 +156,13 @@ func TestCrashLoopAndExitCodes(t *testing.T) {
 	}
 	env.apply(t, podYAML("done", env.node, "busybox:e2e", "Never", "exit 0"))
 	env.waitPod(t, "done", 30*time.Second, "Succeeded", func(p *podJSON) bool { return p.Status.Phase == "Succeeded" })
-	env.apply(t, podYAML("fail", env.node, "busybox:e2e", "Never", "exit 7"))
+	env.apply(t, podYAML("fail", env.node, "busybox:e2e", "Never", "echo out of cheese > /dev/termination-log; exit 7"))
 	env.waitPod(t, "fail", 30*time.Second, "Failed", func(p *podJSON) bool {
 		return p.Status.Phase == "Failed" && p.Status.ContainerStatuses[0].State.Terminated != nil && p.Status.ContainerStatuses[0].State.Terminated.ExitCode == 7
 	})
+	if out := env.kube(t, "get", "pod", "fail", "-o", "jsonpath={.status.containerStatuses[0].state.terminated.message}"); out != "out of cheese\n" {
+		t.Errorf("termination message: got %q, want \"out of cheese\\n\"", out)
+	}
 	env.kube(t, "delete", "pod", "crash", "done", "fail", "--grace-period=1")
 }
 
