@@ -720,3 +720,19 @@ func TestTerminationMessage(t *testing.T) {
 		t.Errorf("got %+v, want terminated with message \"disk full\"", p.Status.ContainerStatuses[0].State)
 	}
 }
+
+func TestTerminationMessageFromLogs(t *testing.T) {
+	eng := newFakeEngine()
+	pod := testPod("logmsg", func(p *corev1.Pod) {
+		p.Spec.RestartPolicy = corev1.RestartPolicyNever
+		p.Spec.Containers[0].TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
+	})
+	a, cs, _ := testAgent(t, eng, pod)
+	w := newPodWorker(a, pod.UID)
+	syncOnce(t, a, cs, w, "logmsg")
+	eng.exit(current(eng, "logmsg", "main").id, 1, false)
+	p := syncOnce(t, a, cs, w, "logmsg")
+	if st := p.Status.ContainerStatuses[0].State.Terminated; st == nil || st.Message != "last words\n" {
+		t.Errorf("got %+v, want the log tail as message", p.Status.ContainerStatuses[0].State)
+	}
+}

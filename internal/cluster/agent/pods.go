@@ -84,12 +84,15 @@ type podWorker struct {
 	evicted    string // why the pod was evicted, once it was
 	lastPush   *corev1.PodStatus
 	pushedFrom string // the pod's resourceVersion when lastPush was written
+	// logMessages are the log tails of exited instances whose
+	// terminationMessagePolicy is FallbackToLogsOnError, by ID.
+	logMessages map[string]string
 }
 
 func newPodWorker(a *Agent, uid types.UID) *podWorker {
 	return &podWorker{a: a, uid: uid, wake: make(chan struct{}, 1),
 		crash: map[string]*backoff{}, pull: map[string]*backoff{}, pullUntil: map[string]time.Time{},
-		waiting: map[string]*corev1.ContainerStateWaiting{}, inspected: map[string]*api.ContainerJSON{}, probes: map[string]*probeSet{}}
+		waiting: map[string]*corev1.ContainerStateWaiting{}, inspected: map[string]*api.ContainerJSON{}, probes: map[string]*probeSet{}, logMessages: map[string]string{}}
 }
 
 func (w *podWorker) setPod(p *corev1.Pod) {
@@ -662,6 +665,7 @@ func (w *podWorker) pruneOld(ctx context.Context, insts []*instance) {
 		if count[k] > 2 && !in.running() {
 			if err := w.a.eng.Remove(ctx, in.id); err == nil {
 				delete(w.inspected, in.id)
+				delete(w.logMessages, in.id)
 			}
 		}
 	}

@@ -21,6 +21,22 @@ func (w *podWorker) terminated(pod *corev1.Pod, c *corev1.Container, in *instanc
 	if t.Message == "" {
 		t.Message = w.a.terminationMessage(pod, c.Name, in.attempt)
 	}
+	if t.Message == "" && t.ExitCode != 0 && c.TerminationMessagePolicy == corev1.TerminationMessageFallbackToLogsOnError {
+		if m, ok := w.logMessages[in.id]; ok {
+			t.Message = m
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			b, err := w.a.eng.LogTail(ctx, in.id, 80)
+			cancel()
+			if err == nil {
+				if len(b) > maxTerminationMessage {
+					b = b[len(b)-maxTerminationMessage:]
+				}
+				t.Message = string(b)
+				w.logMessages[in.id] = t.Message
+			}
+		}
+	}
 	return t
 }
 
