@@ -736,3 +736,33 @@ func TestTerminationMessageFromLogs(t *testing.T) {
 		t.Errorf("got %+v, want the log tail as message", p.Status.ContainerStatuses[0].State)
 	}
 }
+
+func TestActiveDeadline(t *testing.T) {
+	eng := newFakeEngine()
+	pod := testPod("deadline", func(p *corev1.Pod) {
+		d := int64(2)
+		p.Spec.ActiveDeadlineSeconds = &d
+	})
+	a, cs, rec := testAgent(t, eng, pod)
+	w := newPodWorker(a, pod.UID)
+	p := syncOnce(t, a, cs, w, "deadline")
+	if p.Status.Phase != corev1.PodRunning {
+		t.Fatalf("got %s, want Running before the deadline", p.Status.Phase)
+	}
+	p = p.DeepCopy()
+	past := metav1.NewTime(time.Now().Add(-3 * time.Second))
+	p.Status.StartTime = &past
+	if _, err := cs.CoreV1().Pods("default").UpdateStatus(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p = syncOnce(t, a, cs, w, "deadline")
+	if p.Status.Phase != corev1.PodFailed || p.Status.Reason != "DeadlineExceeded" {
+		t.Fatalf("after the deadline: got %s/%s, want Failed/DeadlineExceeded", p.Status.Phase, p.Status.Reason)
+	}
+	if current(eng, "deadline", "main").j.State.Running {
+		t.Error("the container still runs after the deadline")
+	}
+	if ev := events(rec); !strings.Contains(ev, "Warning DeadlineExceeded") {
+		t.Errorf("no DeadlineExceeded event:\n%s", ev)
+	}
+}

@@ -43,17 +43,19 @@ func (w *podWorker) setupVolumes(ctx context.Context, pod *corev1.Pod) error {
 	}
 	w.volsAt = time.Now()
 	if over, err := w.a.vols.OverSizeLimit(pod); err == nil && len(over) > 0 {
-		w.evicted = strings.Join(over, "")
+		w.failReason, w.failMessage = "Evicted", strings.Join(over, "")
 	}
 	return w.a.vols.Refresh(ctx, pod, w.podIP(pod), w.a.hostIP)
 }
 
-// evict stops a pod whose emptyDir outgrew its sizeLimit, as the
-// kubelet's eviction manager: event Evicted, containers stopped, phase
-// Failed with reason Evicted.
-func (w *podWorker) evict(ctx context.Context, pod *corev1.Pod, insts []*instance) {
-	w.a.rec.Eventf(pod, corev1.EventTypeWarning, "Evicted", "%s", w.evicted)
-	w.a.log.Info("evicting pod", "pod", podKey(pod, pod.UID), "reason", w.evicted)
+// failPod stops a pod the agent gives up on, as the kubelet: one whose
+// emptyDir outgrew its sizeLimit (reason Evicted, as the eviction
+// manager) or that outlived spec.activeDeadlineSeconds (reason
+// DeadlineExceeded). Event with the reason, containers stopped, phase
+// Failed with reason and message.
+func (w *podWorker) failPod(ctx context.Context, pod *corev1.Pod, insts []*instance) {
+	w.a.rec.Eventf(pod, corev1.EventTypeWarning, w.failReason, "%s", w.failMessage)
+	w.a.log.Info("failing pod", "pod", podKey(pod, pod.UID), "reason", w.failReason, "message", w.failMessage)
 	w.stopProbes()
 	w.stopAll(ctx, pod, insts, int(podGrace(pod)))
 }

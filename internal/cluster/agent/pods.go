@@ -70,20 +70,22 @@ type podWorker struct {
 	wake chan struct{}
 
 	// Only the worker goroutine touches what follows.
-	crash      map[string]*backoff                      // container name →
-	pull       map[string]*backoff                      // image →
-	pullUntil  map[string]time.Time                     // image → end of its back-off
-	waiting    map[string]*corev1.ContainerStateWaiting // container name → why it is not running
-	inspected  map[string]*api.ContainerJSON            // by ID, reused while the listed state is unchanged
-	sandboxIP  string
-	vols       *volumes.PodVolumes
-	volsAt     time.Time
-	pmu        sync.Mutex
-	probes     map[string]*probeSet // container ID →
-	mountErr   string
-	evicted    string // why the pod was evicted, once it was
-	lastPush   *corev1.PodStatus
-	pushedFrom string // the pod's resourceVersion when lastPush was written
+	crash     map[string]*backoff                      // container name →
+	pull      map[string]*backoff                      // image →
+	pullUntil map[string]time.Time                     // image → end of its back-off
+	waiting   map[string]*corev1.ContainerStateWaiting // container name → why it is not running
+	inspected map[string]*api.ContainerJSON            // by ID, reused while the listed state is unchanged
+	sandboxIP string
+	vols      *volumes.PodVolumes
+	volsAt    time.Time
+	pmu       sync.Mutex
+	probes    map[string]*probeSet // container ID →
+	mountErr  string
+	// failReason and failMessage are why the agent failed the pod
+	// (Evicted, DeadlineExceeded), once it did.
+	failReason, failMessage string
+	lastPush                *corev1.PodStatus
+	pushedFrom              string // the pod's resourceVersion when lastPush was written
 	// logMessages are the log tails of exited instances whose
 	// terminationMessagePolicy is FallbackToLogsOnError, by ID.
 	logMessages map[string]string
@@ -324,8 +326,12 @@ func (w *podWorker) sync(ctx context.Context) (time.Duration, bool) {
 		return 2 * time.Second, false
 	}
 	w.mountErr = ""
-	if w.evicted != "" {
-		w.evict(ctx, pod, insts)
+	if d := pod.Spec.ActiveDeadlineSeconds; d != nil && w.failReason == "" && pod.Status.StartTime != nil &&
+		time.Since(pod.Status.StartTime.Time) >= time.Duration(*d)*time.Second {
+		w.failReason, w.failMessage = "DeadlineExceeded", "Pod was active on the node longer than the specified deadline"
+	}
+	if w.failReason != "" {
+		w.failPod(ctx, pod, insts)
 		if insts, err = w.list(ctx); err != nil {
 			return time.Second, false
 		}
@@ -385,6 +391,11 @@ func (w *podWorker) sync(ctx context.Context) (time.Duration, bool) {
 	}
 	w.syncProbes(ctx, pod, insts)
 	w.pushStatus(ctx, pod, insts)
+	if d := pod.Spec.ActiveDeadlineSeconds; d != nil && pod.Status.StartTime != nil {
+		if left := time.Until(pod.Status.StartTime.Add(time.Duration(*d) * time.Second)); left > 0 && left < next {
+			next = left
+		}
+	}
 	return next, false
 }
 

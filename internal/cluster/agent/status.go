@@ -186,8 +186,8 @@ func (w *podWorker) computeStatus(pod *corev1.Pod, insts []*instance) corev1.Pod
 			st.Phase = corev1.PodRunning
 		}
 	}
-	if w.evicted != "" {
-		st.Phase, st.Reason, st.Message = corev1.PodFailed, "Evicted", w.evicted
+	if w.failReason != "" {
+		st.Phase, st.Reason, st.Message = corev1.PodFailed, w.failReason, w.failMessage
 	}
 	if st.Phase == corev1.PodSucceeded || st.Phase == corev1.PodFailed {
 		for i := range st.ContainerStatuses {
