@@ -796,6 +796,9 @@ func writeList(w http.ResponseWriter, r *resource, page *listPage) {
 	writeRaw(w, 200, "application/json", buf.Bytes())
 }
 
+// protoMagic starts every Kubernetes protobuf body.
+var protoMagic = []byte("k8s\x00")
+
 // deleteOptions reads DeleteOptions from the body and query.
 func deleteOptions(req *http.Request) (*metav1.DeleteOptions, error) {
 	opts := &metav1.DeleteOptions{}
@@ -803,7 +806,18 @@ func deleteOptions(req *http.Request) (*metav1.DeleteOptions, error) {
 	if err != nil {
 		return nil, errBadRequest("reading request body: %v", err)
 	}
-	if len(strings.TrimSpace(string(b))) > 0 {
+	switch {
+	case bytes.HasPrefix(b, protoMagic):
+		// client-go sends DeleteOptions as protobuf when it speaks
+		// protobuf: the magic, then a runtime.Unknown envelope.
+		var u runtime.Unknown
+		if err := u.Unmarshal(b[len(protoMagic):]); err != nil {
+			return nil, errBadRequest("decoding protobuf DeleteOptions: %v", err)
+		}
+		if err := opts.Unmarshal(u.Raw); err != nil {
+			return nil, errBadRequest("decoding protobuf DeleteOptions: %v", err)
+		}
+	case len(strings.TrimSpace(string(b))) > 0:
 		if err := json.Unmarshal(b, opts); err != nil {
 			return nil, errBadRequest("decoding DeleteOptions: %v", err)
 		}

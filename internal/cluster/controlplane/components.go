@@ -1,6 +1,8 @@
 package controlplane
 
 import (
+	"github.com/berth/berth/internal/cluster/controller/deployment"
+	"github.com/berth/berth/internal/cluster/controller/replicaset"
 	"github.com/berth/berth/internal/cluster/kube"
 )
 
@@ -9,5 +11,7 @@ import (
 // kube.Component; list them here.
 func components(o Options) []kube.Component {
 	var c []kube.Component
+	c = append(c, replicaset.Component())
+	c = append(c, deployment.Component())
 	return c
 }
