@@ -385,6 +385,7 @@ func (s *Server) createObject(ctx context.Context, ri *reqInfo, obj runtime.Obje
 		a.SetGeneration(0)
 	}
 	applyDefaults(obj)
+	s.admitCreate(obj)
 	for attempt := 0; ; attempt++ {
 		if genName {
 			a.SetName(a.GetGenerateName() + randSuffix())

@@ -39,6 +39,12 @@ type Config struct {
 	AdvertisePort    int
 	// ServiceCIDR is the range of service cluster IPs (default DefaultServiceCIDR).
 	ServiceCIDR string
+	// DefaultNotReadyTolerationSeconds and DefaultUnreachableTolerationSeconds
+	// bound the NoExecute tolerations of the not-ready and unreachable taints
+	// added to new pods that have none (Kubernetes' DefaultTolerationSeconds
+	// admission, 300 s there). nil adds none.
+	DefaultNotReadyTolerationSeconds    *int64
+	DefaultUnreachableTolerationSeconds *int64
 	// Extra handles /berth/... paths (the HA join endpoint); it runs after
 	// authentication, with the user in the request context.
 	Extra http.Handler
