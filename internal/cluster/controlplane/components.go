@@ -7,6 +7,7 @@ import (
 	"github.com/berth/berth/internal/cluster/controller/nodelifecycle"
 	"github.com/berth/berth/internal/cluster/controller/replicaset"
 	"github.com/berth/berth/internal/cluster/kube"
+	"github.com/berth/berth/internal/cluster/scheduler"
 )
 
 // components are the control loops the leading server runs: the scheduler
@@ -19,5 +20,6 @@ func components(o Options) []kube.Component {
 	c = append(c, daemonset.Component())
 	c = append(c, job.Component())
 	c = append(c, nodelifecycle.Component(nodelifecycle.Options{GracePeriod: o.NodeMonitorGracePeriod, StartupGracePeriod: o.NodeStartupGracePeriod, MonitorPeriod: o.NodeMonitorPeriod}))
+	c = append(c, scheduler.Component(scheduler.Config{}))
 	return c
 }
