@@ -1148,20 +1148,3 @@ func (s *Server) evictPod(w http.ResponseWriter, req *http.Request, ri *reqInfo)
 	writeJSON(w, 201, metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusSuccess, Code: 201})
 	return nil
 }
-
-// podStream answers log/exec/attach/portforward: these are served by the
-// node agent of the pod's node, which is not part of this server yet.
-func (s *Server) podStream(w http.ResponseWriter, req *http.Request, ri *reqInfo) error {
-	if ri.r.name != "pods" {
-		return errMethodNotAllowed("%s/%s does not support %s", ri.r.name, ri.sub, req.Method)
-	}
-	obj, err := s.st.get(req.Context(), ri.r, ri.ns, ri.name)
-	if err != nil {
-		return err
-	}
-	node := nodeNameOf(obj)
-	if node == "" {
-		return errBadRequest("pod %s does not have a host assigned", ri.name)
-	}
-	return newStatus(503, metav1.StatusReasonServiceUnavailable, nil, fmt.Sprintf("pod %s/%s: no node agent connected for node %q", ri.sub, ri.name, node))
-}

@@ -191,6 +191,12 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	// The API server's identity towards node agents (logs, exec, attach,
+	// port-forward); agents accept only this common name.
+	kubeletCert, kubeletKey, err := dir.EnsureCert(ca, "apiserver-kubelet-client", pki.CertRequest{CommonName: pki.KubeletClientCN, Organization: []string{pki.KubeletClientOrg}, Client: true})
+	if err != nil {
+		return err
+	}
 	if _, err := os.Stat(dir.Path("token")); errors.Is(err, os.ErrNotExist) {
 		tok := "K" + caFingerprint(ca.CertPEM) + "." + strings.TrimPrefix(pki.NewToken(), "berth-")
 		if err := dir.AddTokenHash(pki.TokenRecord{Hash: pki.HashToken(tok), Role: pki.RoleJoin, Name: "join", Created: time.Now().UTC()}); err != nil {
@@ -236,6 +242,8 @@ func Run(ctx context.Context, o Options) error {
 		AdvertiseAddress: publishable(o.AdvertiseAddress),
 		AdvertisePort:    o.Port,
 		Extra:            joinHandler(st, ca),
+		// Proxying to node agents' streaming servers.
+		KubeletClientCertFile: kubeletCert, KubeletClientKeyFile: kubeletKey, KubeletCAFile: dir.Path("pki", "ca.crt"),
 	})
 	bctx, cancel := context.WithTimeout(ctx, 120*time.Second)
 	err = st.WaitWritable(bctx) // a joining member serves once promoted
