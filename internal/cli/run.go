@@ -47,6 +47,9 @@ type createFlags struct {
 	stopSignal                                string
 	stopTimeout                               int
 	rm                                        bool
+	ipc, pid, uts, shmSize                    string
+	groupAdd                                  []string
+	oomScoreAdj                               int
 }
 
 func addCreateFlags(fs *pflag.FlagSet, f *createFlags) {
@@ -94,6 +97,12 @@ func addCreateFlags(fs *pflag.FlagSet, f *createFlags) {
 	fs.StringArrayVar(&f.sysctls, "sysctl", nil, "Sysctl options")
 	fs.StringVar(&f.stopSignal, "stop-signal", "", "Signal to stop the container")
 	fs.IntVar(&f.stopTimeout, "stop-timeout", -1, "Timeout (in seconds) to stop a container")
+	fs.StringVar(&f.ipc, "ipc", "", "IPC mode: private, shareable, none, host or container:<name|id>")
+	fs.StringVar(&f.pid, "pid", "", "PID namespace: host or container:<name|id>")
+	fs.StringVar(&f.uts, "uts", "", "UTS namespace: host")
+	fs.StringVar(&f.shmSize, "shm-size", "", "Size of /dev/shm (e.g. 64m)")
+	fs.StringArrayVar(&f.groupAdd, "group-add", nil, "Add additional groups to join")
+	fs.IntVar(&f.oomScoreAdj, "oom-score-adj", 0, "Tune host's OOM preferences (-1000 to 1000)")
 	fs.Bool("help", false, "Print usage")
 }
 
@@ -131,7 +140,15 @@ func (f *createFlags) request(fs *pflag.FlagSet, image string, cmd []string) (ap
 		}
 	}
 	hc := &api.HostConfig{AutoRemove: f.rm, ReadonlyRootfs: f.readOnly, Runtime: f.runtime, NetworkMode: f.network,
-		Privileged: f.privileged, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt}
+		Privileged: f.privileged, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt,
+		IpcMode: f.ipc, PidMode: f.pid, UTSMode: f.uts, GroupAdd: f.groupAdd, OomScoreAdj: f.oomScoreAdj}
+	if f.shmSize != "" {
+		n, err := units.RAMInBytes(f.shmSize)
+		if err != nil || n <= 0 {
+			return req, bad("--shm-size", f.shmSize, "want a size such as 64m")
+		}
+		hc.ShmSize = n
+	}
 	for flag, dst := range map[string]*int64{"memory": &hc.Memory, "memory-swap": &hc.MemorySwap, "memory-reservation": &hc.MemoryReservation} {
 		v, _ := fs.GetString(flag)
 		if v == "" {

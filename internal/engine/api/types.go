@@ -67,6 +67,11 @@ type HostConfig struct {
 	DNSOptions      []string                 `json:"DnsOptions"`
 	ExtraHosts      []string                 `json:"ExtraHosts"`
 	NetworkMode     string                   `json:"NetworkMode"`
+	IpcMode         string                   `json:"IpcMode"`
+	PidMode         string                   `json:"PidMode"`
+	UTSMode         string                   `json:"UTSMode"`
+	ShmSize         int64                    `json:"ShmSize"`
+	GroupAdd        []string                 `json:"GroupAdd"`
 	RestartPolicy   RestartPolicy            `json:"RestartPolicy"`
 	AutoRemove      bool                     `json:"AutoRemove"`
 	CapAdd          []string                 `json:"CapAdd"`
@@ -741,4 +746,22 @@ type DiskUsage struct {
 type BuildCachePruneReport struct {
 	CachesDeleted  []string `json:"CachesDeleted"`
 	SpaceReclaimed uint64   `json:"SpaceReclaimed"`
+}
+
+// Event is one message of GET /events (Docker's events.Message).
+type Event struct {
+	Type     string     `json:"Type"`
+	Action   string     `json:"Action"`
+	Actor    EventActor `json:"Actor"`
+	Scope    string     `json:"scope"`
+	Time     int64      `json:"time"`
+	TimeNano int64      `json:"timeNano"`
+}
+
+// EventActor names the object an event is about; for containers its
+// Attributes hold the container's labels, name and image (and exitCode
+// on die, signal on kill).
+type EventActor struct {
+	ID         string            `json:"ID"`
+	Attributes map[string]string `json:"Attributes"`
 }

@@ -80,3 +80,76 @@ func v1Controllers() (map[string]bool, error) {
 	}
 	return have, sc.Err()
 }
+
+// RestoreMounts mounts the cgroup hierarchies at Root when nothing is
+// mounted there, as `ip netns exec` leaves a process (it mounts a fresh
+// sysfs on /sys in a mount namespace of its own, where /sys/fs/cgroup is an
+// empty directory, and crun then fails with "invalid file system type on
+// '/sys/fs/cgroup'"). The hierarchies are those this process belongs to
+// (/proc/self/cgroup), with the same controllers co-mounted, so they are
+// the host's own hierarchies, seen again; the layout is systemd's (a tmpfs
+// with one directory per hierarchy, "unified" for cgroup2 on a hybrid
+// host, symlinks such as cpu -> cpu,cpuacct). It reports whether it
+// mounted anything. A Root that holds any mount is left alone.
+func RestoreMounts() (bool, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(Root, &st); err != nil || st.Type != unix.SYSFS_MAGIC {
+		return false, nil
+	}
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return false, wrapErr("restore cgroup mounts", err)
+	}
+	type hier struct{ dir, opts string }
+	var v1 []hier
+	unified := false
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(l, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		switch {
+		case f[0] == "0" && f[1] == "":
+			unified = true
+		case strings.HasPrefix(f[1], "name="):
+			v1 = append(v1, hier{dir: strings.TrimPrefix(f[1], "name="), opts: "none," + f[1]})
+		case f[1] != "":
+			v1 = append(v1, hier{dir: f[1], opts: f[1]})
+		}
+	}
+	const flags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	mount := func(fstype, dir, opts string) error {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return wrapErr("restore cgroup mounts: mkdir "+dir, err)
+		}
+		if err := unix.Mount(fstype, dir, fstype, flags, opts); err != nil {
+			return wrapErr("restore cgroup mounts: mount -t "+fstype+" -o "+opts+" "+dir, err)
+		}
+		return nil
+	}
+	if len(v1) == 0 {
+		if !unified {
+			return false, nil
+		}
+		return true, mount("cgroup2", Root, "")
+	}
+	if err := mount("tmpfs", Root, "mode=755"); err != nil {
+		return false, err
+	}
+	for _, h := range v1 {
+		if err := mount("cgroup", filepath.Join(Root, h.dir), h.opts); err != nil {
+			return true, err
+		}
+		if ctrls := strings.Split(h.dir, ","); len(ctrls) > 1 {
+			for _, c := range ctrls {
+				os.Symlink(h.dir, filepath.Join(Root, c))
+			}
+		}
+	}
+	if unified {
+		if err := mount("cgroup2", filepath.Join(Root, "unified"), ""); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}

@@ -15,3 +15,6 @@ func Detect() bool { return false }
 func PrepareHost() error {
 	return fmt.Errorf("cgroups: %w on this OS (Linux only)", errdefs.ErrNotImplemented)
 }
+
+// RestoreMounts does nothing off Linux.
+func RestoreMounts() (bool, error) { return false, nil }

@@ -33,6 +33,9 @@ func (d *Daemon) CreateContainer(name string, req api.CreateRequest) (*container
 		return nil, fmt.Errorf("no image given (usage: berth create IMAGE [COMMAND]): %w", errdefs.ErrInvalidArgument)
 	}
 	img, err := d.images.Get(req.Image)
+	if err != nil && errdefs.Is(err, errdefs.ErrNotFound) && isPauseImage(req.Image) {
+		img, err = d.ensurePauseImage()
+	}
 	if err != nil {
 		if errdefs.Is(err, errdefs.ErrNotFound) {
 			return nil, fmt.Errorf("No such image: %s: %w", req.Image, errdefs.ErrNotFound)
@@ -55,7 +58,18 @@ func (d *Daemon) CreateContainer(name string, req api.CreateRequest) (*container
 	} else {
 		name = d.ctrs.GenerateName()
 	}
+	netTarget, err := d.checkNamespaceModes(req, &hc, name)
+	if err != nil {
+		return nil, err
+	}
 	cfg := mergeImageConfig(req.Config, img)
+	if netTarget != nil {
+		// Docker: a container sharing another's network has its hostname
+		// (it joins that UTS namespace at start).
+		netTarget.Mu.Lock()
+		cfg.Hostname, cfg.Domainname = netTarget.Config.Hostname, netTarget.Config.Domainname
+		netTarget.Mu.Unlock()
+	}
 	if len(cfg.Entrypoint)+len(cfg.Cmd) == 0 {
 		return nil, fmt.Errorf("no command specified: image %s has no Entrypoint or Cmd (give a command after the image name): %w", req.Image, errdefs.ErrInvalidArgument)
 	}
@@ -95,6 +109,13 @@ func (d *Daemon) CreateContainer(name string, req api.CreateRequest) (*container
 	c.CgroupsPath = d.cgroupsPath(c.ID)
 	if c.Config.Hostname == "" {
 		c.Config.Hostname = c.ShortID()
+		if hc.UTSMode == "host" || hc.NetworkMode == "host" {
+			// Docker: the host's name (a Kubernetes hostNetwork pod
+			// shows the node's).
+			if h, err := os.Hostname(); err == nil {
+				c.Config.Hostname = h
+			}
+		}
 	}
 	mounts, err := mountSpecs(hc)
 	if err != nil {
@@ -354,7 +375,17 @@ func (d *Daemon) StartContainer(ref string) error {
 	}
 	l.cancelRestart()
 	c.ManuallyStopped = false
-	return d.startLocked(c)
+	err = d.startLocked(c)
+	if err != nil && c.HostConfig.AutoRemove {
+		// As Docker: a --rm container that failed to start is removed,
+		// or a client waiting for its removal would wait forever.
+		go func() {
+			if err := d.RemoveContainer(c.ID, true, true); err != nil && !errdefs.Is(err, errdefs.ErrNotFound) {
+				d.log.Warn("removing an auto-removed container that failed to start", "id", c.ShortID(), "err", err)
+			}
+		}()
+	}
+	return err
 }
 
 // startLocked does the work of a start. The caller holds c.Mu.
@@ -371,6 +402,7 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 		c.State.FinishedAt = time.Now().UTC()
 		c.Save()
 		d.teardownNetwork(c)
+		d.unmountShm(c)
 		d.snaps.Unmount(c.ID)
 		l.notify()
 		return err
@@ -402,11 +434,17 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 			Destination: mp.Destination, Driver: mp.Driver, Mode: mp.Mode, RW: mp.RW, Propagation: mp.Propagation})
 	}
 	d.waitNetworkTeardown(l)
-	netns, netMounts, err := d.setupNetwork(c)
+	ns, err := d.resolveNamespaces(c)
 	if err != nil {
-		return fail(125, fmt.Errorf("network of container %s: %w", c.ShortID(), err))
+		return fail(125, fmt.Errorf("starting container %s: %w", c.ShortID(), err))
 	}
-	spec, err := d.buildSpec(c, rootfs, netns, append(netMounts, mounts...))
+	netMounts := ns.mounts
+	if ns.net == "" {
+		if ns.net, netMounts, err = d.setupNetwork(c); err != nil {
+			return fail(125, fmt.Errorf("network of container %s: %w", c.ShortID(), err))
+		}
+	}
+	spec, err := d.buildSpec(c, rootfs, ns, append(netMounts, mounts...))
 	if err == nil {
 		d.seccomp.Annotate(rt, spec)
 	}
@@ -450,6 +488,9 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 	for _, a := range l.takePendingAttaches() {
 		a(t)
 	}
+	// The process starts during the call: a quick one exits (the shim
+	// timestamps it) before the call returns.
+	startedAt := time.Now().UTC()
 	pid, err := t.start()
 	if err != nil {
 		// The shim is left never started: stop it, or it would hold the
@@ -459,7 +500,7 @@ func (d *Daemon) startLocked(c *container.Container) (retErr error) {
 	}
 	d.seccomp.Learn(rt, c.ID, spec)
 	d.log.Debug("started container", "id", c.ShortID(), "mount", tMount, "spec", tSpec, "shim", tShim, "total", time.Since(t0))
-	c.State = api.State{Status: "running", Running: true, Pid: pid, StartedAt: time.Now().UTC()}
+	c.State = api.State{Status: "running", Running: true, Pid: pid, StartedAt: startedAt}
 	if err := c.Save(); err != nil {
 		d.log.Error("saving container state", "id", c.ID, "err", err)
 	}
@@ -499,11 +540,18 @@ func startErrorCode(err error) int {
 }
 
 // buildSpec generates the container's OCI spec.
-func (d *Daemon) buildSpec(c *container.Container, rootfs, netns string, mounts []specs.Mount) (*specs.Spec, error) {
+func (d *Daemon) buildSpec(c *container.Container, rootfs string, ns nsSetup, mounts []specs.Mount) (*specs.Spec, error) {
 	cfg, hc := c.Config, c.HostConfig
 	uid, gid, groups, err := runtime.ResolveUser(rootfs, cfg.User)
 	if err != nil {
 		return nil, fmt.Errorf("unable to find user %s: %w", cfg.User, err)
+	}
+	if len(hc.GroupAdd) > 0 {
+		extra, err := runtime.ResolveGroups(rootfs, hc.GroupAdd)
+		if err != nil {
+			return nil, err
+		}
+		groups = append(groups, extra...)
 	}
 	cwd := cfg.WorkingDir
 	if cwd == "" {
@@ -531,7 +579,9 @@ func (d *Daemon) buildSpec(c *container.Container, rootfs, netns string, mounts 
 		v := hc.OomScoreAdj
 		opts.OOMScoreAdj = &v
 	}
-	opts.NetNSPath = netns
+	opts.NetNSPath, opts.IPCNSPath, opts.PIDNSPath, opts.UTSNSPath = ns.net, ns.ipc, ns.pid, ns.uts
+	opts.Shm, opts.ShmSize = ns.shm, hc.ShmSize
+	opts.RootfsPropagation = rootfsPropagation(mounts)
 	for _, so := range hc.SecurityOpt {
 		switch so {
 		case "seccomp=unconfined", "seccomp:unconfined":
@@ -544,6 +594,24 @@ func (d *Daemon) buildSpec(c *container.Container, rootfs, netns string, mounts 
 		}
 	}
 	return runtime.Generate(opts)
+}
+
+// rootfsPropagation is the root's propagation a container's binds need,
+// as Docker sets it: shared when one of them propagates both ways, slave
+// when one receives mounts from the host; else the runtime's default.
+func rootfsPropagation(mounts []specs.Mount) string {
+	out := ""
+	for _, m := range mounts {
+		for _, o := range m.Options {
+			switch o {
+			case "shared", "rshared":
+				return "rshared"
+			case "slave", "rslave":
+				out = "rslave"
+			}
+		}
+	}
+	return out
 }
 
 func envValue(env []string, k string) string {
@@ -581,6 +649,7 @@ func (d *Daemon) handleExit(c *container.Container, st exitStatus) {
 	c.State.OOMKilled = st.oomKilled
 	c.State.FinishedAt = st.at
 	d.teardownNetworkAsync(c, l)
+	d.unmountShm(c)
 	// An auto-removed container's removal unmounts it, in the background.
 	if l.fsUsers == 0 && !c.HostConfig.AutoRemove { // else the last copy or export unmounts it
 		if err := d.snaps.Unmount(c.ID); err != nil {
@@ -588,6 +657,11 @@ func (d *Daemon) handleExit(c *container.Container, st exitStatus) {
 		}
 	}
 	d.log.Debug("container exited", "id", c.ShortID(), "code", st.code, "sinceExit", time.Since(st.at))
+	if st.oomKilled {
+		// Docker announces the OOM kill before the exit; a node agent
+		// reports OOMKilled from it.
+		d.containerEvent(c, "oom", map[string]string{"name": c.Name})
+	}
 	d.containerEvent(c, "die", map[string]string{"name": c.Name, "exitCode": fmt.Sprint(st.code)})
 	if delay, ok := d.restartDelay(c, l); ok && !l.removing {
 		c.State.Restarting = true
@@ -888,6 +962,7 @@ func (d *Daemon) RemoveContainer(ref string, force, volumes bool) error {
 	if !pending {
 		d.teardownNetwork(c)
 	}
+	d.unmountShm(c)
 	if volumes {
 		if _, err := d.volumes.RemoveAnonymous(c.ID); err != nil {
 			errs = append(errs, fmt.Errorf("removing anonymous volumes: %w", err))

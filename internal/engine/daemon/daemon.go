@@ -153,6 +153,8 @@ type Daemon struct {
 
 	// tasks are the live shims of running containers, by container ID.
 	tasksMu sync.Mutex
+	// pauseMu serializes making the built-in pause image.
+	pauseMu sync.Mutex
 	tasks   map[string]*task
 	lives   map[string]*live
 	execs   *execStore
@@ -179,6 +181,14 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	}
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("berth daemon must run as root (it creates namespaces, mounts and cgroups): %w", errdefs.ErrForbidden)
+	}
+	// A daemon started with `ip netns exec` (one engine per network
+	// namespace, as a multi-node test runs them) sees a fresh /sys with no
+	// cgroups mounted.
+	if restored, err := cgroups.RestoreMounts(); err != nil {
+		return nil, fmt.Errorf("preparing cgroups: %w", err)
+	} else if restored {
+		log.Info("mounted the host's cgroup hierarchies in this mount namespace (its /sys hid them, as `ip netns exec` does)")
 	}
 	if err := cgroups.PrepareHost(); err != nil {
 		return nil, fmt.Errorf("preparing cgroups: %w", err)

@@ -165,9 +165,10 @@ func (d *Daemon) inspect(c *container.Container) api.ContainerJSON {
 		j.NetworkSettings.SandboxKey = fmt.Sprintf("/proc/%d/ns/net", c.State.Pid)
 	}
 	d.networkSettings(c, j.NetworkSettings)
-	j.HostsPath = filepath.Join(c.Dir(), "hosts")
-	j.ResolvConfPath = filepath.Join(c.Dir(), "resolv.conf")
-	j.HostnamePath = filepath.Join(c.Dir(), "hostname")
+	files := d.netFilesDir(c)
+	j.HostsPath = filepath.Join(files, "hosts")
+	j.ResolvConfPath = filepath.Join(files, "resolv.conf")
+	j.HostnamePath = filepath.Join(files, "hostname")
 	return j
 }
 

@@ -131,6 +131,17 @@ func (d *Daemon) postImagesPull(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := &lazyStream{w: w}
+	if isPauseImage(named.String()) {
+		// Built in: made from the engine's own shim, never pulled.
+		img, err := d.ensurePauseImage()
+		if err != nil {
+			out.fail(err)
+			return
+		}
+		out.send(api.JSONMessage{Status: "Status: Image is up to date for " + PauseImage})
+		d.log.Debug("pull of the built-in pause image", "id", img.ID)
+		return
+	}
 	img, err := d.dist.Pull(r.Context(), ref, distribution.PullOptions{Platform: platform, Auth: auth,
 		Progress: func(p distribution.Progress) { out.send(progressMessage(p)) }})
 	if err != nil {

@@ -32,8 +32,9 @@ func (d *Daemon) networkRequest(req api.CreateRequest, hc *api.HostConfig) ([]co
 		}
 		return nil, nil, nil
 	}
-	if strings.HasPrefix(mode, "container:") {
-		return nil, nil, fmt.Errorf("--network %s is not supported yet (use a user network): %w", mode, errdefs.ErrNotImplemented)
+	if _, ok := joinedContainer(mode); ok {
+		// checkNamespaceModes checked it; resolveNamespaces joins it.
+		return nil, nil, nil
 	}
 	if _, err := d.net.Get(mode); err != nil {
 		return nil, nil, fmt.Errorf("network %s not found (create it with `berth network create %s`): %w", mode, mode, errdefs.ErrNotFound)
@@ -193,7 +194,7 @@ func rwBind(src, dst string) specs.Mount {
 // milliseconds, which neither `wait` nor removal needs to pay. A new start
 // of the container waits for it (waitNetworkTeardown).
 func (d *Daemon) teardownNetworkAsync(c *container.Container, l *live) {
-	if c.HostConfig.NetworkMode == "none" || c.HostConfig.NetworkMode == "host" {
+	if !ownsNetwork(c) {
 		return
 	}
 	done := make(chan struct{})
@@ -224,6 +225,9 @@ func (d *Daemon) waitNetworkTeardown(l *live) bool {
 // teardownNetwork releases a stopped container's endpoints, ports and
 // namespace. It is safe to call again.
 func (d *Daemon) teardownNetwork(c *container.Container) {
+	if !ownsNetwork(c) {
+		return
+	}
 	if err := d.net.DisconnectAll(c.ID); err != nil && !errdefs.Is(err, errdefs.ErrNotFound) {
 		d.log.Warn("disconnecting container", "id", c.ShortID(), "err", err)
 	}
@@ -232,11 +236,21 @@ func (d *Daemon) teardownNetwork(c *container.Container) {
 	}
 }
 
+// ownsNetwork reports whether c has a network namespace of its own that
+// the daemon sets up and tears down (not none, host or another's).
+func ownsNetwork(c *container.Container) bool {
+	m := c.HostConfig.NetworkMode
+	return m != "none" && m != "host" && !strings.HasPrefix(m, "container:")
+}
+
 // networkSettings fills inspect's NetworkSettings. The caller holds c.Mu.
 func (d *Daemon) networkSettings(c *container.Container, ns *api.NetworkSettings) {
 	if c.HostConfig.NetworkMode == "host" || c.HostConfig.NetworkMode == "none" {
 		ns.Networks[c.HostConfig.NetworkMode] = &api.EndpointSettings{}
 		return
+	}
+	if !ownsNetwork(c) {
+		return // Docker shows no networks for a container sharing another's
 	}
 	eps := d.net.Endpoints(c.ID)
 	for i, ep := range eps {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -54,6 +55,20 @@ type SpecOpts struct {
 	// NetNSPath: "" a new network namespace (loopback only), "host" the
 	// host's, otherwise the path of an existing one.
 	NetNSPath string
+	// IPCNSPath, PIDNSPath and UTSNSPath have NetNSPath's meaning for
+	// the IPC, PID and UTS namespaces. A container that joins another's
+	// UTS namespace (or the host's) sets no hostname of its own.
+	IPCNSPath, PIDNSPath, UTSNSPath string
+	// Shm is where /dev/shm comes from: "" a private 64 MiB tmpfs,
+	// "none" nothing, otherwise a host directory bind-mounted (a
+	// shareable container's tmpfs, or the host's /dev/shm).
+	Shm string
+	// ShmSize is the private /dev/shm's size in bytes (0: 64 MiB).
+	ShmSize int64
+	// RootfsPropagation is the OCI linux.rootfsPropagation ("" the
+	// runtime's default); a shared or slave bind mount needs one as
+	// shared.
+	RootfsPropagation string
 	// Mounts are appended after the defaults.
 	Mounts            []specs.Mount
 	CapAdd, CapDrop   []string
@@ -158,30 +173,69 @@ func Generate(o SpecOpts) (*specs.Spec, error) {
 	if o.OOMScoreAdj != nil && (*o.OOMScoreAdj < -1000 || *o.OOMScoreAdj > 1000) {
 		return nil, invalid("oom score adj", "%d is outside -1000..1000", *o.OOMScoreAdj)
 	}
-	ns := []specs.LinuxNamespace{
-		{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
-		{Type: specs.MountNamespace}, {Type: specs.CgroupNamespace},
-	}
-	switch o.NetNSPath {
-	case "":
-		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
-	case "host":
-		// No network namespace: the host's.
-	default:
-		if !filepath.IsAbs(o.NetNSPath) {
-			return nil, invalid("network namespace", "%q must be \"\", \"host\" or an absolute path", o.NetNSPath)
+	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.CgroupNamespace}}
+	for _, n := range []struct {
+		typ  specs.LinuxNamespaceType
+		path string
+		what string
+	}{
+		{specs.PIDNamespace, o.PIDNSPath, "pid namespace"},
+		{specs.IPCNamespace, o.IPCNSPath, "ipc namespace"},
+		{specs.UTSNamespace, o.UTSNSPath, "uts namespace"},
+		{specs.NetworkNamespace, o.NetNSPath, "network namespace"},
+	} {
+		switch n.path {
+		case "":
+			ns = append(ns, specs.LinuxNamespace{Type: n.typ})
+		case "host":
+			// No namespace of its own: the host's.
+		default:
+			if !filepath.IsAbs(n.path) {
+				return nil, invalid(n.what, "%q must be \"\", \"host\" or an absolute path", n.path)
+			}
+			ns = append(ns, specs.LinuxNamespace{Type: n.typ, Path: n.path})
 		}
-		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: o.NetNSPath})
 	}
 	s.Linux.Namespaces = ns
+	if o.UTSNSPath != "" {
+		// The hostname belongs to the namespace joined.
+		s.Hostname = ""
+	}
+	switch o.RootfsPropagation {
+	case "", "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable":
+		s.Linux.RootfsPropagation = o.RootfsPropagation
+	default:
+		return nil, invalid("rootfs propagation", "%q is not a propagation mode", o.RootfsPropagation)
+	}
 
-	sysctl, err := sysctls(o.Sysctls, o.NetNSPath == "host")
+	sysctl, err := sysctls(o.Sysctls, o.NetNSPath == "host", o.IPCNSPath == "host")
 	if err != nil {
 		return nil, err
 	}
 	s.Linux.Sysctl = sysctl
 
 	s.Mounts = defaultMounts(o.Privileged)
+	switch o.Shm {
+	case "":
+		if o.ShmSize > 0 {
+			for i, m := range s.Mounts {
+				if m.Destination == "/dev/shm" {
+					s.Mounts[i].Options = []string{"nosuid", "noexec", "nodev", "mode=1777", "size=" + strconv.FormatInt(o.ShmSize, 10)}
+				}
+			}
+		}
+	case "none":
+		s.Mounts = slices.DeleteFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == "/dev/shm" })
+	default:
+		if !filepath.IsAbs(o.Shm) {
+			return nil, invalid("shm", "%q must be \"\", \"none\" or an absolute path", o.Shm)
+		}
+		for i, m := range s.Mounts {
+			if m.Destination == "/dev/shm" {
+				s.Mounts[i] = specs.Mount{Destination: "/dev/shm", Type: "bind", Source: o.Shm, Options: []string{"rbind", "rprivate", "nosuid", "noexec", "nodev"}}
+			}
+		}
+	}
 	tm, err := tmpfsMounts(o.Tmpfs)
 	if err != nil {
 		return nil, err
@@ -327,7 +381,7 @@ func tmpfsMounts(m map[string]string) ([]specs.Mount, error) {
 }
 
 // sysctls accepts the namespaced sysctls Docker accepts.
-func sysctls(m map[string]string, hostNet bool) (map[string]string, error) {
+func sysctls(m map[string]string, hostNet, hostIPC bool) (map[string]string, error) {
 	if len(m) == 0 {
 		return nil, nil
 	}
@@ -338,6 +392,9 @@ func sysctls(m map[string]string, hostNet bool) (map[string]string, error) {
 	for k, v := range m {
 		switch {
 		case ipc[k], strings.HasPrefix(k, "fs.mqueue."):
+			if hostIPC {
+				return nil, invalid("sysctl", "%q cannot be set with the host's IPC namespace", k)
+			}
 		case strings.HasPrefix(k, "net."):
 			if hostNet {
 				return nil, invalid("sysctl", "%q cannot be set with the host's network namespace", k)

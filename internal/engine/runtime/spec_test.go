@@ -302,3 +302,72 @@ func TestNetworkAndExtras(t *testing.T) {
 		t.Errorf("env %v, want TERM and HOSTNAME", s.Process.Env)
 	}
 }
+
+func TestSharedNamespaces(t *testing.T) {
+	nsOf := func(s *specs.Spec) map[specs.LinuxNamespaceType]string {
+		m := map[specs.LinuxNamespaceType]string{}
+		for _, n := range s.Linux.Namespaces {
+			m[n.Type] = "new"
+			if n.Path != "" {
+				m[n.Type] = n.Path
+			}
+		}
+		return m
+	}
+	shm := func(s *specs.Spec) *specs.Mount {
+		for i, m := range s.Mounts {
+			if m.Destination == "/dev/shm" {
+				return &s.Mounts[i]
+			}
+		}
+		return nil
+	}
+	// A pod container: the sandbox's network, UTS, IPC and PID namespaces.
+	s := gen(t, func(o *SpecOpts) {
+		o.Hostname = "web"
+		o.NetNSPath, o.UTSNSPath, o.IPCNSPath, o.PIDNSPath = "/proc/9/ns/net", "/proc/9/ns/uts", "/proc/9/ns/ipc", "/proc/9/ns/pid"
+		o.Shm = "/var/lib/berth/containers/x/shm"
+	})
+	ns := nsOf(s)
+	want := map[specs.LinuxNamespaceType]string{specs.NetworkNamespace: "/proc/9/ns/net", specs.UTSNamespace: "/proc/9/ns/uts",
+		specs.IPCNamespace: "/proc/9/ns/ipc", specs.PIDNamespace: "/proc/9/ns/pid", specs.MountNamespace: "new", specs.CgroupNamespace: "new"}
+	for k, v := range want {
+		if ns[k] != v {
+			t.Errorf("namespace %s: %q, want %q", k, ns[k], v)
+		}
+	}
+	if s.Hostname != "" {
+		t.Errorf("hostname %q set in a joined UTS namespace", s.Hostname)
+	}
+	if m := shm(s); m == nil || m.Type != "bind" || m.Source != "/var/lib/berth/containers/x/shm" {
+		t.Errorf("/dev/shm %+v, want a bind of the shared one", m)
+	}
+	// Host modes drop the namespaces.
+	ns = nsOf(gen(t, func(o *SpecOpts) { o.IPCNSPath, o.PIDNSPath, o.UTSNSPath = "host", "host", "host" }))
+	for _, k := range []specs.LinuxNamespaceType{specs.IPCNamespace, specs.PIDNamespace, specs.UTSNamespace} {
+		if _, ok := ns[k]; ok {
+			t.Errorf("host mode kept a %s namespace", k)
+		}
+	}
+	if shm(gen(t, func(o *SpecOpts) { o.Shm = "none" })) != nil {
+		t.Error("Shm none kept /dev/shm")
+	}
+	if m := shm(gen(t, func(o *SpecOpts) { o.ShmSize = 1 << 20 })); m == nil || !slices.Contains(m.Options, "size=1048576") {
+		t.Errorf("ShmSize 1 MiB: %+v", m)
+	}
+	if s := gen(t, func(o *SpecOpts) { o.RootfsPropagation = "rshared" }); s.Linux.RootfsPropagation != "rshared" {
+		t.Errorf("rootfs propagation %q", s.Linux.RootfsPropagation)
+	}
+	for _, bad := range []func(*SpecOpts){
+		func(o *SpecOpts) { o.PIDNSPath = "proc/1/ns/pid" },
+		func(o *SpecOpts) { o.Shm = "relative" },
+		func(o *SpecOpts) { o.RootfsPropagation = "sideways" },
+		func(o *SpecOpts) { o.IPCNSPath = "host"; o.Sysctls = map[string]string{"kernel.shmmax": "1"} },
+	} {
+		o := base()
+		bad(&o)
+		if _, err := Generate(o); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("Generate(%+v): %v, want an invalid-argument error", o, err)
+		}
+	}
+}

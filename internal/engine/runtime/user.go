@@ -188,3 +188,37 @@ func LookPath(rootfs, cwd, pathEnv, argv0 string) error {
 	}
 	return fmt.Errorf("%q: %w in $PATH", argv0, errdefs.ErrCommandNotFound)
 }
+
+// ResolveGroups resolves Docker's --group-add values (a gid, or a group
+// name from the container's /etc/group) to gids.
+func ResolveGroups(rootfs string, groups []string) ([]uint32, error) {
+	var db [][]string
+	out := make([]uint32, 0, len(groups))
+	for _, g := range groups {
+		if n, err := strconv.ParseUint(g, 10, 32); err == nil {
+			out = append(out, uint32(n))
+			continue
+		}
+		if db == nil {
+			var err error
+			if db, err = readDB(rootfs, "/etc/group"); err != nil {
+				return nil, err
+			}
+		}
+		found := false
+		for _, e := range db {
+			if len(e) >= 3 && e[0] == g {
+				n, err := strconv.ParseUint(e[2], 10, 32)
+				if err != nil {
+					return nil, fmt.Errorf("group %q: /etc/group entry is malformed: %w", g, errdefs.ErrInvalidArgument)
+				}
+				out, found = append(out, uint32(n)), true
+				break
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("GroupAdd %q: %w: no such group in the container's /etc/group (give a numeric gid)", g, errdefs.ErrInvalidArgument)
+		}
+	}
+	return out, nil
+}

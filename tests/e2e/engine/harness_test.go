@@ -75,9 +75,25 @@ type daemonProc struct {
 	cmd                  *exec.Cmd
 	log                  *os.File
 	extraArgs            []string // more `berth daemon` flags
+	netns                string   // run under `ip netns exec NETNS` when set
+}
+
+// daemonCmd is the command line that runs `berth daemon args…`, in the
+// daemon's network namespace if it has one.
+func (d *daemonProc) daemonCmd(args ...string) *exec.Cmd {
+	argv := append([]string{filepath.Join(binDir, "berth"), "daemon"}, args...)
+	if d.netns != "" {
+		argv = append([]string{"ip", "netns", "exec", d.netns}, argv...)
+	}
+	return exec.Command(argv[0], argv[1:]...)
 }
 
 func newDaemon(name string, extraArgs ...string) (*daemonProc, error) {
+	return newDaemonIn("", name, extraArgs...)
+}
+
+// newDaemonIn starts a daemon under `ip netns exec netns` ("" for none).
+func newDaemonIn(netns, name string, extraArgs ...string) (*daemonProc, error) {
 	root, err := os.MkdirTemp("/var/tmp", "berth-e2e-"+name+"-")
 	if err != nil {
 		return nil, err
@@ -91,7 +107,7 @@ func newDaemon(name string, extraArgs ...string) (*daemonProc, error) {
 		cgroupParent: "berth-e2e-" + filepath.Base(execRoot),
 		// Each daemon gets its own default bridge and subnet.
 		bridge: fmt.Sprintf("bte%d-%d", os.Getpid()%10000, daemonSeq), subnet: fmt.Sprintf("10.%d.%d.0/24", 180+os.Getpid()%40, daemonSeq),
-		extraArgs: extraArgs}
+		extraArgs: extraArgs, netns: netns}
 	return d, d.start()
 }
 
@@ -101,7 +117,7 @@ func (d *daemonProc) start() error {
 		return err
 	}
 	d.log = log
-	d.cmd = exec.Command(filepath.Join(binDir, "berth"), "daemon", "--root", d.root, "--exec-root", d.execRoot,
+	d.cmd = d.daemonCmd("--root", d.root, "--exec-root", d.execRoot,
 		"--socket", d.sock, "--cgroup-parent", d.cgroupParent, "--config", "/nonexistent", "--log-level", "debug",
 		"--bridge", d.bridge, "--bridge-subnet", d.subnet)
 	d.cmd.Args = append(d.cmd.Args, d.extraArgs...)
@@ -145,7 +161,7 @@ func (d *daemonProc) stop() {
 // --cleanup removes its bridges and packet rules.
 func (d *daemonProc) cleanup() {
 	if d.cmd != nil && d.cmd.ProcessState != nil {
-		c := exec.Command(filepath.Join(binDir, "berth"), "daemon", "--root", d.root, "--exec-root", d.execRoot, "--socket", d.sock,
+		c := d.daemonCmd("--root", d.root, "--exec-root", d.execRoot, "--socket", d.sock,
 			"--cgroup-parent", d.cgroupParent, "--config", "/nonexistent", "--bridge", d.bridge, "--bridge-subnet", d.subnet, "--cleanup")
 		if err := c.Start(); err == nil {
 			for i := 0; i < 200; i++ {
