@@ -55,6 +55,7 @@ test-conformance: build
 bench: deps build testimages
 	scripts/bench.sh $(BIN) $(TESTIMG)
 	$(BIN)/berth-server bench
+	$(GO) test -run '^$$' -bench BenchmarkSchedule -benchtime 5x ./internal/cluster/scheduler
 
 clean:
 	rm -rf $(BIN)

@@ -13,7 +13,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 func TestCRUDLifecycle(t *testing.T) {
@@ -147,6 +149,30 @@ func TestProtobufCreate(t *testing.T) {
 	buf.Reset()
 	_ = protobuf.NewSerializer(testAPI.scheme, testAPI.scheme).Encode(sec, &buf)
 	mustCode(t, do(t, "POST", "/api/v1/namespaces/"+ns+"/configmaps", buf.String(), withCT("application/vnd.kubernetes.protobuf")), 400)
+}
+
+// client-go sends DeleteOptions as protobuf when it speaks protobuf (the
+// controllers' clients do): the options, a UID precondition here, must be
+// honoured, not refused as bad JSON.
+func TestProtobufDeleteOptions(t *testing.T) {
+	ns := newNS(t)
+	base := "/api/v1/namespaces/" + ns + "/configmaps"
+	mustCode(t, do(t, "POST", base, cm("pbdel", nil)), 201)
+	body := func(uid string) string {
+		u := types.UID(uid)
+		raw, err := (&metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &u}}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := (&runtime.Unknown{TypeMeta: runtime.TypeMeta{APIVersion: "v1", Kind: "DeleteOptions"}, Raw: raw}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "k8s\x00" + string(env)
+	}
+	mustCode(t, do(t, "DELETE", base+"/pbdel", body("not-the-uid"), withCT("application/vnd.kubernetes.protobuf")), 409)
+	uid := do(t, "GET", base+"/pbdel", nil).str("metadata.uid")
+	mustCode(t, do(t, "DELETE", base+"/pbdel", body(uid), withCT("application/vnd.kubernetes.protobuf")), 200)
 }
 
 func TestSelectorsAndPagination(t *testing.T) {
@@ -693,6 +719,9 @@ func TestPodUpdateRules(t *testing.T) {
 	mustCode(t, do(t, "POST", base+"/p/binding", `{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{"kind":"Node","name":"n2"}}`), 409)
 	if got := do(t, "GET", base+"/p", nil).str("spec.nodeName"); got != "n1" {
 		t.Errorf("nodeName after binding: got %q, want n1", got)
+	}
+	if conds, _ := do(t, "GET", base+"/p", nil).obj["status"].(map[string]any)["conditions"].([]any); len(conds) != 1 || conds[0].(map[string]any)["type"] != "PodScheduled" || conds[0].(map[string]any)["status"] != "True" {
+		t.Errorf("conditions after binding: got %v, want PodScheduled True", conds)
 	}
 	// Streams are routed but need the node agent.
 	if r := do(t, "GET", base+"/p/log", nil); r.code != 503 || r.str("kind") != "Status" {

@@ -104,6 +104,10 @@ func (s *Server) authorize(ctx context.Context, u *User, ri *reqInfo) error {
 		if slices.Contains(readVerbs, ri.verb) && ri.r.name != "secrets" && (ri.sub == "" || ri.sub == "status" || ri.sub == "scale") {
 			return nil
 		}
+		// Viewers read logs; exec, attach and port-forward act on the pod.
+		if ri.verb == "get" && ri.r.group == "" && ri.r.name == "pods" && ri.sub == "log" {
+			return nil
+		}
 	case pki.RoleNode:
 		if slices.Contains(readVerbs, ri.verb) && ri.sub != "exec" && ri.sub != "attach" && ri.sub != "portforward" {
 			return nil

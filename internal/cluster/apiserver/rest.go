@@ -385,6 +385,7 @@ func (s *Server) createObject(ctx context.Context, ri *reqInfo, obj runtime.Obje
 		a.SetGeneration(0)
 	}
 	applyDefaults(obj)
+	s.admitCreate(obj)
 	for attempt := 0; ; attempt++ {
 		if genName {
 			a.SetName(a.GetGenerateName() + randSuffix())
@@ -796,6 +797,9 @@ func writeList(w http.ResponseWriter, r *resource, page *listPage) {
 	writeRaw(w, 200, "application/json", buf.Bytes())
 }
 
+// protoMagic starts every Kubernetes protobuf body.
+var protoMagic = []byte("k8s\x00")
+
 // deleteOptions reads DeleteOptions from the body and query.
 func deleteOptions(req *http.Request) (*metav1.DeleteOptions, error) {
 	opts := &metav1.DeleteOptions{}
@@ -803,7 +807,18 @@ func deleteOptions(req *http.Request) (*metav1.DeleteOptions, error) {
 	if err != nil {
 		return nil, errBadRequest("reading request body: %v", err)
 	}
-	if len(strings.TrimSpace(string(b))) > 0 {
+	switch {
+	case bytes.HasPrefix(b, protoMagic):
+		// client-go sends DeleteOptions as protobuf when it speaks
+		// protobuf: the magic, then a runtime.Unknown envelope.
+		var u runtime.Unknown
+		if err := u.Unmarshal(b[len(protoMagic):]); err != nil {
+			return nil, errBadRequest("decoding protobuf DeleteOptions: %v", err)
+		}
+		if err := opts.Unmarshal(u.Raw); err != nil {
+			return nil, errBadRequest("decoding protobuf DeleteOptions: %v", err)
+		}
+	case len(strings.TrimSpace(string(b))) > 0:
 		if err := json.Unmarshal(b, opts); err != nil {
 			return nil, errBadRequest("decoding DeleteOptions: %v", err)
 		}
@@ -1085,7 +1100,15 @@ func (s *Server) bindPod(w http.ResponseWriter, req *http.Request, ri *reqInfo) 
 		if p.Spec.NodeName != "" {
 			return nil, errConflict(ri.r, ri.name, fmt.Sprintf("pod %s is already assigned to node %q", ri.name, p.Spec.NodeName))
 		}
+		if p.DeletionTimestamp != nil {
+			return nil, errConflict(ri.r, ri.name, fmt.Sprintf("pod %s is being deleted, cannot be assigned to a host", ri.name))
+		}
+		if b.UID != "" && b.UID != p.UID {
+			return nil, errConflict(ri.r, ri.name, fmt.Sprintf("binding is for pod UID %s, the pod's is %s", b.UID, p.UID))
+		}
 		p.Spec.NodeName = b.Target.Name
+		// As kube-apiserver does: a bound pod is scheduled.
+		setPodScheduled(p, metav1.Now())
 		return p, nil
 	})
 	if err != nil {
@@ -1093,6 +1116,20 @@ func (s *Server) bindPod(w http.ResponseWriter, req *http.Request, ri *reqInfo) 
 	}
 	writeJSON(w, 201, metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusSuccess, Code: 201})
 	return nil
+}
+
+// setPodScheduled sets the PodScheduled condition True.
+func setPodScheduled(p *corev1.Pod, now metav1.Time) {
+	for i := range p.Status.Conditions {
+		c := &p.Status.Conditions[i]
+		if c.Type == corev1.PodScheduled {
+			if c.Status != corev1.ConditionTrue {
+				c.Status, c.Reason, c.Message, c.LastTransitionTime = corev1.ConditionTrue, "", "", now
+			}
+			return
+		}
+	}
+	p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now})
 }
 
 func (s *Server) evictPod(w http.ResponseWriter, req *http.Request, ri *reqInfo) error {
@@ -1110,21 +1147,4 @@ func (s *Server) evictPod(w http.ResponseWriter, req *http.Request, ri *reqInfo)
 	}
 	writeJSON(w, 201, metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusSuccess, Code: 201})
 	return nil
-}
-
-// podStream answers log/exec/attach/portforward: these are served by the
-// node agent of the pod's node, which is not part of this server yet.
-func (s *Server) podStream(w http.ResponseWriter, req *http.Request, ri *reqInfo) error {
-	if ri.r.name != "pods" {
-		return errMethodNotAllowed("%s/%s does not support %s", ri.r.name, ri.sub, req.Method)
-	}
-	obj, err := s.st.get(req.Context(), ri.r, ri.ns, ri.name)
-	if err != nil {
-		return err
-	}
-	node := nodeNameOf(obj)
-	if node == "" {
-		return errBadRequest("pod %s does not have a host assigned", ri.name)
-	}
-	return newStatus(503, metav1.StatusReasonServiceUnavailable, nil, fmt.Sprintf("pod %s/%s: no node agent connected for node %q", ri.sub, ri.name, node))
 }

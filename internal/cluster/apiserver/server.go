@@ -39,6 +39,17 @@ type Config struct {
 	AdvertisePort    int
 	// ServiceCIDR is the range of service cluster IPs (default DefaultServiceCIDR).
 	ServiceCIDR string
+	// DefaultNotReadyTolerationSeconds and DefaultUnreachableTolerationSeconds
+	// bound the NoExecute tolerations of the not-ready and unreachable taints
+	// added to new pods that have none (Kubernetes' DefaultTolerationSeconds
+	// admission, 300 s there). nil adds none.
+	DefaultNotReadyTolerationSeconds    *int64
+	DefaultUnreachableTolerationSeconds *int64
+	// KubeletClientCertFile and KubeletClientKeyFile are the API server's
+	// client certificate towards node agents (CN pki.KubeletClientCN);
+	// KubeletCAFile is the CA their serving certificates chain to. Without
+	// them pods/log, exec, attach and portforward answer 503.
+	KubeletClientCertFile, KubeletClientKeyFile, KubeletCAFile string
 	// Extra handles /berth/... paths (the HA join endpoint); it runs after
 	// authentication, with the user in the request context.
 	Extra http.Handler
@@ -54,6 +65,7 @@ type Server struct {
 	proto  *protobuf.Serializer
 
 	owners      *ownerIndex // dependents by owner UID, kept by the collector
+	nodeTLS     *nodeTLS    // client side of the node agent proxy
 	serviceCIDR netip.Prefix
 
 	openapiOnce sync.Once
@@ -81,6 +93,10 @@ func New(cfg Config) *Server {
 		s.log.Warn("service CIDR invalid, using the default", "cidr", cfg.ServiceCIDR, "default", DefaultServiceCIDR)
 	}
 	s.serviceCIDR = p
+	s.nodeTLS = loadNodeTLS(cfg)
+	if s.nodeTLS.err != nil && cfg.KubeletClientCertFile != "" {
+		s.log.Error("logs, exec, attach and port-forward are unavailable", "err", s.nodeTLS.err)
+	}
 	s.scheme = newScheme()
 	s.proto = protobuf.NewSerializer(s.scheme, s.scheme)
 	return s
@@ -92,6 +108,11 @@ type statusRecorder struct {
 }
 
 func (r *statusRecorder) WriteHeader(c int) { r.code = c; r.ResponseWriter.WriteHeader(c) }
+
+// Unwrap lets http.ResponseController (the node proxy's upgrades) reach
+// the connection's Hijacker.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
 func (r *statusRecorder) Flush() {
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
@@ -105,6 +126,11 @@ func (s *Server) Handler() http.Handler {
 		rec := &statusRecorder{ResponseWriter: w, code: 200}
 		defer func() {
 			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					// A proxied stream (logs -f, exec) ended mid-way:
+					// let net/http drop the connection quietly.
+					panic(p)
+				}
 				s.log.Error("panic serving request", "method", req.Method, "path", req.URL.Path, "panic", p)
 				writeError(rec, errInternal("internal error"))
 			}

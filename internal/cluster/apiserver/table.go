@@ -202,11 +202,33 @@ func columnsFor(r *resource) ([]col, func(runtime.Object) []any) {
 			func(o runtime.Object) []any {
 				j := o.(*batchv1.Job)
 				c, im := podTemplateCells(&j.Spec.Template)
+				// kubectl's order: terminal conditions, then deletion, then
+				// the interim ones.
 				status := "Running"
+				has := map[batchv1.JobConditionType]bool{}
 				for _, cond := range j.Status.Conditions {
-					if cond.Status == corev1.ConditionTrue && (cond.Type == batchv1.JobComplete || cond.Type == batchv1.JobFailed) {
-						status = string(cond.Type)
-					}
+					has[cond.Type] = cond.Status == corev1.ConditionTrue
+				}
+				switch {
+				case has[batchv1.JobComplete]:
+					status = "Complete"
+				case has[batchv1.JobFailed]:
+					status = "Failed"
+				case j.DeletionTimestamp != nil:
+					status = "Terminating"
+				case has[batchv1.JobFailureTarget]:
+					status = "FailureTarget"
+				case has[batchv1.JobSuccessCriteriaMet]:
+					status = "SuccessCriteriaMet"
+				case has[batchv1.JobSuspended]:
+					status = "Suspended"
+				}
+				completions := fmt.Sprintf("%d/1", j.Status.Succeeded)
+				switch {
+				case j.Spec.Completions != nil:
+					completions = fmt.Sprintf("%d/%d", j.Status.Succeeded, *j.Spec.Completions)
+				case j.Spec.Parallelism != nil && *j.Spec.Parallelism > 1:
+					completions = fmt.Sprintf("%d/1 of %d", j.Status.Succeeded, *j.Spec.Parallelism)
 				}
 				dur := ""
 				if j.Status.StartTime != nil {
@@ -216,7 +238,7 @@ func columnsFor(r *resource) ([]col, func(runtime.Object) []any) {
 					}
 					dur = duration.HumanDuration(end.Sub(j.Status.StartTime.Time))
 				}
-				return []any{j.Name, status, fmt.Sprintf("%d/%d", j.Status.Succeeded, i32(j.Spec.Completions)), dur, age(j.CreationTimestamp), c, im}
+				return []any{j.Name, status, completions, dur, age(j.CreationTimestamp), c, im}
 			}
 	case "CronJob":
 		return []col{nameCol, {"Schedule", "string", 0}, {"Timezone", "string", 0}, {"Suspend", "boolean", 0}, {"Active", "integer", 0}, {"Last Schedule", "string", 0}, ageCol},

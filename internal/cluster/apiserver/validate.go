@@ -93,12 +93,18 @@ func applyDefaults(obj runtime.Object) {
 		if o.Spec.UpdateStrategy.Type == "" {
 			o.Spec.UpdateStrategy.Type = appsv1.RollingUpdateDaemonSetStrategyType
 		}
+		if o.Spec.UpdateStrategy.Type == appsv1.RollingUpdateDaemonSetStrategyType && o.Spec.UpdateStrategy.RollingUpdate == nil {
+			one, zero := intstr.FromInt32(1), intstr.FromInt32(0)
+			o.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateDaemonSet{MaxUnavailable: &one, MaxSurge: &zero}
+		}
 		if o.Spec.RevisionHistoryLimit == nil {
 			o.Spec.RevisionHistoryLimit = ptr(int32(10))
 		}
 		defaultPodSpec(&o.Spec.Template.Spec)
 	case *batchv1.Job:
-		if o.Spec.Completions == nil {
+		// As upstream: a Job with parallelism but no completions is a
+		// work queue and keeps completions unset.
+		if o.Spec.Completions == nil && o.Spec.Parallelism == nil {
 			o.Spec.Completions = ptr(int32(1))
 		}
 		if o.Spec.Parallelism == nil {
@@ -106,6 +112,12 @@ func applyDefaults(obj runtime.Object) {
 		}
 		if o.Spec.BackoffLimit == nil {
 			o.Spec.BackoffLimit = ptr(int32(6))
+		}
+		if o.Spec.CompletionMode == nil {
+			o.Spec.CompletionMode = ptr(batchv1.NonIndexedCompletion)
+		}
+		if o.Spec.Suspend == nil {
+			o.Spec.Suspend = ptr(false)
 		}
 		defaultPodSpec(&o.Spec.Template.Spec)
 	case *batchv1.CronJob:

@@ -1,7 +1,13 @@
 package controlplane
 
 import (
+	"github.com/berth/berth/internal/cluster/controller/daemonset"
+	"github.com/berth/berth/internal/cluster/controller/deployment"
+	"github.com/berth/berth/internal/cluster/controller/job"
+	"github.com/berth/berth/internal/cluster/controller/nodelifecycle"
+	"github.com/berth/berth/internal/cluster/controller/replicaset"
 	"github.com/berth/berth/internal/cluster/kube"
+	"github.com/berth/berth/internal/cluster/scheduler"
 )
 
 // components are the control loops the leading server runs: the scheduler
@@ -9,5 +15,11 @@ import (
 // kube.Component; list them here.
 func components(o Options) []kube.Component {
 	var c []kube.Component
+	c = append(c, replicaset.Component())
+	c = append(c, deployment.Component())
+	c = append(c, daemonset.Component())
+	c = append(c, job.Component())
+	c = append(c, nodelifecycle.Component(nodelifecycle.Options{GracePeriod: o.NodeMonitorGracePeriod, StartupGracePeriod: o.NodeStartupGracePeriod, MonitorPeriod: o.NodeMonitorPeriod}))
+	c = append(c, scheduler.Component(scheduler.Config{}))
 	return c
 }

@@ -49,6 +49,16 @@ type Options struct {
 	Name                                  string // etcd member name
 	ServiceCIDR                           string // range of service cluster IPs
 	Logger                                *slog.Logger
+	// Node lifecycle timing (see docs/controllers.md): a node is Unknown
+	// after NodeMonitorGracePeriod without a Lease renewal (or
+	// NodeStartupGracePeriod if it has no Lease), checked every
+	// NodeMonitorPeriod. Zero: the nodelifecycle package defaults.
+	NodeMonitorGracePeriod, NodeStartupGracePeriod, NodeMonitorPeriod time.Duration
+	// DefaultNotReadyTolerationSeconds and DefaultUnreachableTolerationSeconds
+	// bound the tolerations new pods get for the not-ready and unreachable
+	// NoExecute taints. nil: DefaultNotReadyTolerationSeconds and
+	// DefaultUnreachableTolerationSeconds.
+	DefaultNotReadyTolerationSeconds, DefaultUnreachableTolerationSeconds *int64
 	// Ready, if set, is closed once the API serves.
 	Ready chan<- struct{}
 	// NodeAgent, if set, runs this host's node agent (all-in-one) once the
@@ -96,6 +106,23 @@ func (o *Options) defaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.DefaultNotReadyTolerationSeconds == nil {
+		v := int64(DefaultNotReadyTolerationSeconds)
+		o.DefaultNotReadyTolerationSeconds = &v
+	}
+	if o.DefaultUnreachableTolerationSeconds == nil {
+		v := int64(DefaultUnreachableTolerationSeconds)
+		o.DefaultUnreachableTolerationSeconds = &v
+	}
+	if *o.DefaultNotReadyTolerationSeconds < 0 || *o.DefaultUnreachableTolerationSeconds < 0 {
+		return fmt.Errorf("--default-not-ready-toleration-seconds/--default-unreachable-toleration-seconds %d/%d: want 0 or more: %w", *o.DefaultNotReadyTolerationSeconds, *o.DefaultUnreachableTolerationSeconds, errdefs.ErrInvalidArgument)
+	}
+	if o.NodeMonitorGracePeriod < 0 || o.NodeStartupGracePeriod < 0 || o.NodeMonitorPeriod < 0 {
+		return fmt.Errorf("--node-monitor-grace-period/--node-startup-grace-period/--node-monitor-period: want positive durations: %w", errdefs.ErrInvalidArgument)
+	}
+	if o.NodeMonitorGracePeriod > 0 && o.NodeMonitorGracePeriod < 2*time.Second {
+		return fmt.Errorf("--node-monitor-grace-period %v: want at least 2s (agents renew their Lease every second): %w", o.NodeMonitorGracePeriod, errdefs.ErrInvalidArgument)
+	}
 	if o.ServiceCIDR == "" {
 		o.ServiceCIDR = apiserver.DefaultServiceCIDR
 	}
@@ -104,6 +131,15 @@ func (o *Options) defaults() error {
 	}
 	return nil
 }
+
+// Default toleration of new pods for the node.kubernetes.io/not-ready and
+// unreachable NoExecute taints (Kubernetes: 300 s each). Unreachable is
+// short so that a lost node's pods run elsewhere within 10 s; not-ready (an
+// agent that reports its node unwell, e.g. while it restarts) is longer.
+const (
+	DefaultNotReadyTolerationSeconds    = 10
+	DefaultUnreachableTolerationSeconds = 2
+)
 
 func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
 
@@ -164,6 +200,12 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	// The API server's identity towards node agents (logs, exec, attach,
+	// port-forward); agents accept only this common name.
+	kubeletCert, kubeletKey, err := dir.EnsureCert(ca, "apiserver-kubelet-client", pki.CertRequest{CommonName: pki.KubeletClientCN, Organization: []string{pki.KubeletClientOrg}, Client: true})
+	if err != nil {
+		return err
+	}
 	if _, err := os.Stat(dir.Path("token")); errors.Is(err, os.ErrNotExist) {
 		tok := "K" + caFingerprint(ca.CertPEM) + "." + strings.TrimPrefix(pki.NewToken(), "berth-")
 		if err := dir.AddTokenHash(pki.TokenRecord{Hash: pki.HashToken(tok), Role: pki.RoleJoin, Name: "join", Created: time.Now().UTC()}); err != nil {
@@ -199,14 +241,18 @@ func Run(ctx context.Context, o Options) error {
 	defer st.Close()
 
 	api := apiserver.New(apiserver.Config{
-		Client:      st.Client,
-		Auth:        &apiserver.CredentialAuth{Tokens: pki.NewTokenStore(dir)},
-		Logger:      o.Logger,
-		ServiceCIDR: o.ServiceCIDR,
+		Client:                              st.Client,
+		Auth:                                &apiserver.CredentialAuth{Tokens: pki.NewTokenStore(dir)},
+		Logger:                              o.Logger,
+		ServiceCIDR:                         o.ServiceCIDR,
+		DefaultNotReadyTolerationSeconds:    o.DefaultNotReadyTolerationSeconds,
+		DefaultUnreachableTolerationSeconds: o.DefaultUnreachableTolerationSeconds,
 		// Published in default/kubernetes only when pods can reach it.
 		AdvertiseAddress: publishable(o.AdvertiseAddress),
 		AdvertisePort:    o.Port,
 		Extra:            extraHandler(joinHandler(st, ca), nodeJoinHandler(ca)),
+		// Proxying to node agents' streaming servers.
+		KubeletClientCertFile: kubeletCert, KubeletClientKeyFile: kubeletKey, KubeletCAFile: dir.Path("pki", "ca.crt"),
 	})
 	bctx, cancel := context.WithTimeout(ctx, 120*time.Second)
 	err = st.WaitWritable(bctx) // a joining member serves once promoted

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berth/berth/internal/errdefs"
 )
@@ -27,6 +28,9 @@ func TestOptionsValidation(t *testing.T) {
 		{"join without token", func(o *Options) { o.Join = "https://a:1" }, errdefs.ErrInvalidArgument, "--token"},
 		{"bad service cidr", func(o *Options) { o.ServiceCIDR = "10.0.0.0/30" }, errdefs.ErrInvalidArgument, "--service-cidr"},
 		{"join over http", func(o *Options) { o.Join, o.Token = "http://a:1", "K0123456789abcdef.x" }, errdefs.ErrInvalidArgument, "--join"},
+		{"grace shorter than renewals", func(o *Options) { o.NodeMonitorGracePeriod = time.Second }, errdefs.ErrInvalidArgument, "--node-monitor-grace-period"},
+		{"negative toleration", func(o *Options) { o.DefaultUnreachableTolerationSeconds = ptr(int64(-1)) }, errdefs.ErrInvalidArgument, "--default-unreachable-toleration-seconds"},
+		{"zero toleration is fine", func(o *Options) { o.DefaultUnreachableTolerationSeconds = ptr(int64(0)) }, nil, ""},
 	}
 	for _, tc := range cases {
 		o := good()
@@ -41,6 +45,9 @@ func TestOptionsValidation(t *testing.T) {
 	if o.AdvertiseAddress != "127.0.0.1" || o.Name == "" {
 		t.Errorf("defaults: got advertise %q name %q, want 127.0.0.1 and a name", o.AdvertiseAddress, o.Name)
 	}
+	if *o.DefaultUnreachableTolerationSeconds != 2 || *o.DefaultNotReadyTolerationSeconds != 10 {
+		t.Errorf("default tolerations: got unreachable %d not-ready %d, want 2 and 10", *o.DefaultUnreachableTolerationSeconds, *o.DefaultNotReadyTolerationSeconds)
+	}
 }
 
 func TestJoinTokenFormat(t *testing.T) {
@@ -54,3 +61,5 @@ func TestJoinTokenFormat(t *testing.T) {
 		t.Errorf("fingerprint length: got %d, want 16", len(fp))
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -8,6 +8,7 @@
 //	pki/server.crt, pki/server.key  API serving certificate
 //	pki/peer.crt, pki/peer.key      etcd peer certificate
 //	pki/admin.crt, pki/admin.key    admin client certificate (used by the kubeconfig)
+//	pki/apiserver-kubelet-client.crt/.key  the API server's client certificate for node agents (KubeletClientCN)
 //	tokens.json                     token hashes with their role and name
 //	token                           the node join token in clear (0600)
 //	kubeconfig                      admin kubeconfig (0600)
@@ -33,6 +34,15 @@ import (
 	"time"
 
 	"github.com/berth/berth/internal/errdefs"
+)
+
+// KubeletClientCN is the common name of the API server's client certificate
+// towards node agents' streaming servers (logs, exec, attach,
+// port-forward); its organization is KubeletClientOrg. Agents accept only
+// this identity.
+const (
+	KubeletClientCN  = "berth-apiserver-kubelet-client"
+	KubeletClientOrg = "system:masters"
 )
 
 // CA is a certificate authority able to sign certificates.

@@ -143,7 +143,7 @@ func (d *Daemon) StartExec(id string, attach func(*task)) (*execRecord, error) {
 		return nil, err
 	}
 	t, err := d.startTask(taskOpts{id: c.ID, bundle: c.BundleDir(), runtime: rt, execID: short, processFile: pf,
-		tty: e.Config.Tty, stdin: e.Config.AttachStdin})
+		tty: e.Config.Tty, stdin: e.Config.AttachStdin, stdinOnce: true})
 	if err != nil {
 		return nil, err
 	}
@@ -194,6 +194,11 @@ func (d *Daemon) execProcess(bundle string, cfg api.ExecConfig) (*specs.Process,
 	p.Args = cfg.Cmd
 	p.Terminal = cfg.Tty
 	p.ConsoleSize = nil
+	if cs := cfg.ConsoleSize; cfg.Tty && cs != nil && cs[0] > 0 && cs[1] > 0 {
+		// The terminal's size from the start ([height, width], API 1.42+):
+		// a resize after the start races with the command reading it.
+		p.ConsoleSize = &specs.Box{Height: cs[0], Width: cs[1]}
+	}
 	env := append([]string{}, p.Env...)
 	for _, kv := range cfg.Env {
 		k, _, _ := strings.Cut(kv, "=")

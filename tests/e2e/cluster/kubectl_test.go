@@ -193,8 +193,10 @@ func TestKubectl(t *testing.T) {
 		}
 	})
 	t.Run("wait for condition", func(t *testing.T) {
-		K("patch", "deploy", "web", "--subresource=status", "--type=merge", "-p", `{"status":{"conditions":[{"type":"Available","status":"True","reason":"Test","message":"ok"}]}}`)
-		mustContain(t, K("wait", "--for=condition=Available", "deploy/web", "--timeout=20s"), "condition met")
+		// A StatefulSet: no controller of this server rewrites its status
+		// (the Deployment controller would overwrite a hand-set condition).
+		K("patch", "statefulset", "db", "--subresource=status", "--type=merge", "-p", `{"status":{"replicas":0,"availableReplicas":0,"conditions":[{"type":"Available","status":"True","reason":"Test","message":"ok"}]}}`)
+		mustContain(t, K("wait", "--for=condition=Available", "statefulset/db", "--timeout=20s"), "condition met")
 	})
 	t.Run("watch", func(t *testing.T) {
 		done := make(chan string, 1)
