@@ -6,10 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/berth/berth/internal/cluster/agent"
+	"github.com/berth/berth/internal/cluster/agent/streaming"
 	"github.com/berth/berth/internal/engine/client"
 	"github.com/berth/berth/internal/errdefs"
 )
@@ -88,6 +91,7 @@ func runAgent(args []string) error {
 		level = slog.LevelDebug
 	}
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	o.Streaming = serveStreaming
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return agent.Run(ctx, o)
@@ -154,4 +158,22 @@ func ensureEngine(ctx context.Context, host string, log *slog.Logger) (func(), e
 	}
 	stopFn()
 	return nil, errors.New("berth daemon did not answer within 30s; see " + logPath)
+}
+
+// serveStreaming serves the node's logs/exec/attach/port-forward endpoint
+// (the kubelet's port) that the API server proxies kubectl to.
+func serveStreaming(ctx context.Context, s agent.StreamingSetup) error {
+	if s.CertFile == "" || s.KeyFile == "" || s.CAFile == "" {
+		return fmt.Errorf("no serving certificate for the streaming endpoint (join again with a fresh --data-dir): %w", errdefs.ErrInvalidArgument)
+	}
+	eng, err := client.New(s.Engine)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(s.Port)))
+	if err != nil {
+		return fmt.Errorf("--streaming-port %d: %w", s.Port, err)
+	}
+	s.Logger.Info("streaming endpoint listening", "addr", ln.Addr().String())
+	return streaming.New(streaming.Options{Engine: eng, CertFile: s.CertFile, KeyFile: s.KeyFile, CAFile: s.CAFile, Logger: s.Logger}).Serve(ctx, ln)
 }

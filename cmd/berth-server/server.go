@@ -33,15 +33,15 @@ func runServer(args []string) error {
 	fs.StringVar(&o.Token, "token", "", "join token (from `berth token` on the first server)")
 	fs.StringVar(&o.ServiceCIDR, "service-cidr", "10.43.0.0/16", "range of service cluster IPs")
 	fs.StringVar(&o.Name, "name", "", "etcd member name (default hostname-port)")
-	disableAgent := fs.Bool("disable-agent", false, "run a pure control plane: no node agent and no engine on this host")
-	var ao agent.Options
-	fs.StringVar(&ao.DataDir, "agent-data-dir", "/var/lib/berth/agent", "data directory of this host's node agent")
-	labels, taints := agentFlags(fs, &ao)
 	fs.DurationVar(&o.NodeMonitorGracePeriod, "node-monitor-grace-period", nodelifecycle.DefaultGracePeriod, "a node that has not renewed its Lease for this long goes Ready=Unknown and gets the unreachable taints (at least 2s)")
 	fs.DurationVar(&o.NodeStartupGracePeriod, "node-startup-grace-period", nodelifecycle.DefaultStartupGracePeriod, "grace for a node that has no Lease yet")
 	fs.DurationVar(&o.NodeMonitorPeriod, "node-monitor-period", nodelifecycle.DefaultMonitorPeriod, "how often node health is checked")
 	notReadySecs := fs.Int64("default-not-ready-toleration-seconds", controlplane.DefaultNotReadyTolerationSeconds, "tolerationSeconds of the node.kubernetes.io/not-ready:NoExecute toleration added to new pods that have none")
 	unreachableSecs := fs.Int64("default-unreachable-toleration-seconds", controlplane.DefaultUnreachableTolerationSeconds, "tolerationSeconds of the node.kubernetes.io/unreachable:NoExecute toleration added to new pods that have none")
+	disableAgent := fs.Bool("disable-agent", false, "run a pure control plane: no node agent and no engine on this host")
+	var ao agent.Options
+	fs.StringVar(&ao.DataDir, "agent-data-dir", "/var/lib/berth/agent", "data directory of this host's node agent")
+	labels, taints := agentFlags(fs, &ao)
 	debug := fs.Bool("debug", false, "log every request")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -67,6 +67,7 @@ func runServer(args []string) error {
 			ao.NodeName = strings.ToLower(h)
 		}
 		ao.Logger = o.Logger.With("component", "agent")
+		ao.Streaming = serveStreaming
 		o.AgentNode = ao.NodeName
 		if ao.NodeIP != "" {
 			o.AgentAddresses = []string{ao.NodeIP}

@@ -579,8 +579,8 @@ func TestEnvAndVolumes(t *testing.T) {
 		t.Errorf("$(VAR) in command: got %q, want \"echo hi\"", got)
 	}
 	mounts := m.req.HostConfig.Mounts
-	if len(mounts) != 1 || mounts[0].Target != "/scratch" || mounts[0].Type != "bind" || !strings.HasPrefix(mounts[0].Source, a.o.DataDir) {
-		t.Errorf("mounts: got %+v, want /scratch bound from under the data dir", mounts)
+	if len(mounts) != 2 || mounts[0].Target != "/scratch" || mounts[0].Type != "bind" || !strings.HasPrefix(mounts[0].Source, a.o.DataDir) || mounts[1].Target != "/dev/termination-log" {
+		t.Errorf("mounts: got %+v, want /scratch bound from under the data dir and the termination log", mounts)
 	}
 	// Removing the pod removes its volume directory.
 	w.setPod(nil)
@@ -689,5 +689,80 @@ func TestRestartCountSurvivesALostContainer(t *testing.T) {
 	p := syncOnce(t, a, cs, newPodWorker(a, pod.UID), "lost")
 	if got := p.Status.ContainerStatuses[0].RestartCount; got != 2 {
 		t.Errorf("restartCount after the engine lost the containers: got %d, want 2", got)
+	}
+}
+
+func TestTerminationMessage(t *testing.T) {
+	eng := newFakeEngine()
+	pod := testPod("msg", func(p *corev1.Pod) {
+		p.Spec.RestartPolicy = corev1.RestartPolicyNever
+		p.Spec.Containers[0].TerminationMessagePath = "/tmp/why"
+	})
+	a, cs, _ := testAgent(t, eng, pod)
+	w := newPodWorker(a, pod.UID)
+	syncOnce(t, a, cs, w, "msg")
+	m := current(eng, "msg", "main")
+	var host string
+	for _, mt := range m.req.HostConfig.Mounts {
+		if mt.Target == "/tmp/why" {
+			host = mt.Source
+		}
+	}
+	if host == "" {
+		t.Fatalf("no bind at the terminationMessagePath: %+v", m.req.HostConfig.Mounts)
+	}
+	if err := os.WriteFile(host, []byte("disk full"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eng.exit(m.id, 2, false)
+	p := syncOnce(t, a, cs, w, "msg")
+	if st := p.Status.ContainerStatuses[0].State.Terminated; st == nil || st.Message != "disk full" {
+		t.Errorf("got %+v, want terminated with message \"disk full\"", p.Status.ContainerStatuses[0].State)
+	}
+}
+
+func TestTerminationMessageFromLogs(t *testing.T) {
+	eng := newFakeEngine()
+	pod := testPod("logmsg", func(p *corev1.Pod) {
+		p.Spec.RestartPolicy = corev1.RestartPolicyNever
+		p.Spec.Containers[0].TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
+	})
+	a, cs, _ := testAgent(t, eng, pod)
+	w := newPodWorker(a, pod.UID)
+	syncOnce(t, a, cs, w, "logmsg")
+	eng.exit(current(eng, "logmsg", "main").id, 1, false)
+	p := syncOnce(t, a, cs, w, "logmsg")
+	if st := p.Status.ContainerStatuses[0].State.Terminated; st == nil || st.Message != "last words\n" {
+		t.Errorf("got %+v, want the log tail as message", p.Status.ContainerStatuses[0].State)
+	}
+}
+
+func TestActiveDeadline(t *testing.T) {
+	eng := newFakeEngine()
+	pod := testPod("deadline", func(p *corev1.Pod) {
+		d := int64(2)
+		p.Spec.ActiveDeadlineSeconds = &d
+	})
+	a, cs, rec := testAgent(t, eng, pod)
+	w := newPodWorker(a, pod.UID)
+	p := syncOnce(t, a, cs, w, "deadline")
+	if p.Status.Phase != corev1.PodRunning {
+		t.Fatalf("got %s, want Running before the deadline", p.Status.Phase)
+	}
+	p = p.DeepCopy()
+	past := metav1.NewTime(time.Now().Add(-3 * time.Second))
+	p.Status.StartTime = &past
+	if _, err := cs.CoreV1().Pods("default").UpdateStatus(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p = syncOnce(t, a, cs, w, "deadline")
+	if p.Status.Phase != corev1.PodFailed || p.Status.Reason != "DeadlineExceeded" {
+		t.Fatalf("after the deadline: got %s/%s, want Failed/DeadlineExceeded", p.Status.Phase, p.Status.Reason)
+	}
+	if current(eng, "deadline", "main").j.State.Running {
+		t.Error("the container still runs after the deadline")
+	}
+	if ev := events(rec); !strings.Contains(ev, "Warning DeadlineExceeded") {
+		t.Errorf("no DeadlineExceeded event:\n%s", ev)
 	}
 }

@@ -44,6 +44,9 @@ type Engine interface {
 	// combined output (for exec probes and hooks). It gives up when ctx
 	// ends.
 	Exec(ctx context.Context, id string, cmd []string) (int, []byte, error)
+	// LogTail returns the last lines of a container's output (stdout and
+	// stderr interleaved), at most 64 KiB.
+	LogTail(ctx context.Context, id string, lines int) ([]byte, error)
 }
 
 // engineClient is the Engine over internal/engine/client.
@@ -227,4 +230,19 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+func (e engineClient) LogTail(ctx context.Context, id string, lines int) ([]byte, error) {
+	resp, err := e.c.Do(ctx, http.MethodGet, "/containers/"+id+"/logs", url.Values{"stdout": {"1"}, "stderr": {"1"}, "tail": {strconv.Itoa(lines)}}, nil, "")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out limitedBuffer
+	if resp.Header.Get("Content-Type") == "application/vnd.docker.raw-stream" {
+		_, err = io.Copy(&out, resp.Body)
+	} else {
+		err = client.Demux(resp.Body, &out, &out)
+	}
+	return out.b.Bytes(), err
 }

@@ -168,6 +168,10 @@ func (f *fakeEngine) Version(context.Context) (string, error) {
 	return "test", f.down
 }
 
+func (f *fakeEngine) LogTail(_ context.Context, id string, lines int) ([]byte, error) {
+	return []byte("last words\n"), nil
+}
+
 func (f *fakeEngine) Exec(_ context.Context, id string, cmd []string) (int, []byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

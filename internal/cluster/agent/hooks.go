@@ -3,6 +3,10 @@ package agent
 import (
 	"context"
 	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,17 +43,19 @@ func (w *podWorker) setupVolumes(ctx context.Context, pod *corev1.Pod) error {
 	}
 	w.volsAt = time.Now()
 	if over, err := w.a.vols.OverSizeLimit(pod); err == nil && len(over) > 0 {
-		w.evicted = strings.Join(over, "")
+		w.failReason, w.failMessage = "Evicted", strings.Join(over, "")
 	}
 	return w.a.vols.Refresh(ctx, pod, w.podIP(pod), w.a.hostIP)
 }
 
-// evict stops a pod whose emptyDir outgrew its sizeLimit, as the
-// kubelet's eviction manager: event Evicted, containers stopped, phase
-// Failed with reason Evicted.
-func (w *podWorker) evict(ctx context.Context, pod *corev1.Pod, insts []*instance) {
-	w.a.rec.Eventf(pod, corev1.EventTypeWarning, "Evicted", "%s", w.evicted)
-	w.a.log.Info("evicting pod", "pod", podKey(pod, pod.UID), "reason", w.evicted)
+// failPod stops a pod the agent gives up on, as the kubelet: one whose
+// emptyDir outgrew its sizeLimit (reason Evicted, as the eviction
+// manager) or that outlived spec.activeDeadlineSeconds (reason
+// DeadlineExceeded). Event with the reason, containers stopped, phase
+// Failed with reason and message.
+func (w *podWorker) failPod(ctx context.Context, pod *corev1.Pod, insts []*instance) {
+	w.a.rec.Eventf(pod, corev1.EventTypeWarning, w.failReason, "%s", w.failMessage)
+	w.a.log.Info("failing pod", "pod", podKey(pod, pod.UID), "reason", w.failReason, "message", w.failMessage)
 	w.stopProbes()
 	w.stopAll(ctx, pod, insts, int(podGrace(pod)))
 }
@@ -287,4 +293,55 @@ func (w *podWorker) podRemoved(uid types.UID) {
 			w.a.log.Warn("removing the pod's volumes", "uid", uid, "err", err)
 		}
 	}
+}
+
+// maxTerminationMessage is what the kubelet keeps of a termination message.
+const maxTerminationMessage = 4096
+
+// terminationLog is the host file bound at a container instance's
+// terminationMessagePath; it lives in the pod's directory, so it goes with
+// the pod's volumes.
+func (a *Agent) terminationLog(pod *corev1.Pod, container string, attempt int) string {
+	if a.vols == nil {
+		return ""
+	}
+	return filepath.Join(a.vols.Root, string(pod.UID), "containers", container, strconv.Itoa(attempt)+".termination-log")
+}
+
+// terminationMount creates the instance's termination log and returns the
+// bind mount for it, or nil when the container has no message path.
+func (a *Agent) terminationMount(pod *corev1.Pod, c *corev1.Container, attempt int) (*api.Mount, error) {
+	target := c.TerminationMessagePath
+	if target == "" {
+		target = corev1.TerminationMessagePathDefault
+	}
+	host := a.terminationLog(pod, c.Name, attempt)
+	if host == "" || !filepath.IsAbs(target) {
+		return nil, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(host), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(host, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o666)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	_ = os.Chmod(host, 0o666) // any container user may write it
+	return &api.Mount{Type: "bind", Source: host, Target: target}, nil
+}
+
+// terminationMessage reads what the instance wrote to its termination log.
+func (a *Agent) terminationMessage(pod *corev1.Pod, container string, attempt int) string {
+	host := a.terminationLog(pod, container, attempt)
+	if host == "" {
+		return ""
+	}
+	f, err := os.Open(host)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(f, maxTerminationMessage))
+	return string(b)
 }

@@ -70,26 +70,31 @@ type podWorker struct {
 	wake chan struct{}
 
 	// Only the worker goroutine touches what follows.
-	crash      map[string]*backoff                      // container name →
-	pull       map[string]*backoff                      // image →
-	pullUntil  map[string]time.Time                     // image → end of its back-off
-	waiting    map[string]*corev1.ContainerStateWaiting // container name → why it is not running
-	inspected  map[string]*api.ContainerJSON            // by ID, reused while the listed state is unchanged
-	sandboxIP  string
-	vols       *volumes.PodVolumes
-	volsAt     time.Time
-	pmu        sync.Mutex
-	probes     map[string]*probeSet // container ID →
-	mountErr   string
-	evicted    string // why the pod was evicted, once it was
-	lastPush   *corev1.PodStatus
-	pushedFrom string // the pod's resourceVersion when lastPush was written
+	crash     map[string]*backoff                      // container name →
+	pull      map[string]*backoff                      // image →
+	pullUntil map[string]time.Time                     // image → end of its back-off
+	waiting   map[string]*corev1.ContainerStateWaiting // container name → why it is not running
+	inspected map[string]*api.ContainerJSON            // by ID, reused while the listed state is unchanged
+	sandboxIP string
+	vols      *volumes.PodVolumes
+	volsAt    time.Time
+	pmu       sync.Mutex
+	probes    map[string]*probeSet // container ID →
+	mountErr  string
+	// failReason and failMessage are why the agent failed the pod
+	// (Evicted, DeadlineExceeded), once it did.
+	failReason, failMessage string
+	lastPush                *corev1.PodStatus
+	pushedFrom              string // the pod's resourceVersion when lastPush was written
+	// logMessages are the log tails of exited instances whose
+	// terminationMessagePolicy is FallbackToLogsOnError, by ID.
+	logMessages map[string]string
 }
 
 func newPodWorker(a *Agent, uid types.UID) *podWorker {
 	return &podWorker{a: a, uid: uid, wake: make(chan struct{}, 1),
 		crash: map[string]*backoff{}, pull: map[string]*backoff{}, pullUntil: map[string]time.Time{},
-		waiting: map[string]*corev1.ContainerStateWaiting{}, inspected: map[string]*api.ContainerJSON{}, probes: map[string]*probeSet{}}
+		waiting: map[string]*corev1.ContainerStateWaiting{}, inspected: map[string]*api.ContainerJSON{}, probes: map[string]*probeSet{}, logMessages: map[string]string{}}
 }
 
 func (w *podWorker) setPod(p *corev1.Pod) {
@@ -321,8 +326,12 @@ func (w *podWorker) sync(ctx context.Context) (time.Duration, bool) {
 		return 2 * time.Second, false
 	}
 	w.mountErr = ""
-	if w.evicted != "" {
-		w.evict(ctx, pod, insts)
+	if d := pod.Spec.ActiveDeadlineSeconds; d != nil && w.failReason == "" && pod.Status.StartTime != nil &&
+		time.Since(pod.Status.StartTime.Time) >= time.Duration(*d)*time.Second {
+		w.failReason, w.failMessage = "DeadlineExceeded", "Pod was active on the node longer than the specified deadline"
+	}
+	if w.failReason != "" {
+		w.failPod(ctx, pod, insts)
 		if insts, err = w.list(ctx); err != nil {
 			return time.Second, false
 		}
@@ -382,6 +391,11 @@ func (w *podWorker) sync(ctx context.Context) (time.Duration, bool) {
 	}
 	w.syncProbes(ctx, pod, insts)
 	w.pushStatus(ctx, pod, insts)
+	if d := pod.Spec.ActiveDeadlineSeconds; d != nil && pod.Status.StartTime != nil {
+		if left := time.Until(pod.Status.StartTime.Add(time.Duration(*d) * time.Second)); left > 0 && left < next {
+			next = left
+		}
+	}
 	return next, false
 }
 
@@ -484,6 +498,11 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Contai
 	cc, env, mounts, err := w.containerEnv(ctx, pod, c)
 	if err != nil {
 		return false, fail("CreateContainerConfigError", err)
+	}
+	if tm, err := w.a.terminationMount(pod, c, attempt); err != nil {
+		return false, fail("CreateContainerConfigError", fmt.Errorf("termination message file: %w", err))
+	} else if tm != nil && !hasTarget(mounts, tm.Target) {
+		mounts = append(mounts, *tm)
 	}
 	req, err := containerRequest(pod, cc, kind, attempt, sandboxID, env, mounts)
 	if err != nil {
@@ -657,6 +676,7 @@ func (w *podWorker) pruneOld(ctx context.Context, insts []*instance) {
 		if count[k] > 2 && !in.running() {
 			if err := w.a.eng.Remove(ctx, in.id); err == nil {
 				delete(w.inspected, in.id)
+				delete(w.logMessages, in.id)
 			}
 		}
 	}
@@ -733,4 +753,13 @@ func reportedStatus(pod *corev1.Pod, name, kind string) *corev1.ContainerStatus 
 		}
 	}
 	return nil
+}
+
+func hasTarget(ms []api.Mount, target string) bool {
+	for _, m := range ms {
+		if m.Target == target {
+			return true
+		}
+	}
+	return false
 }

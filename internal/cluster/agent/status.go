@@ -14,6 +14,32 @@ import (
 // compare equal to what was stored.
 func mt(t time.Time) metav1.Time { return metav1.NewTime(t.Truncate(time.Second)) }
 
+// terminated reports an exited instance, with the message the container
+// wrote to its terminationMessagePath.
+func (w *podWorker) terminated(pod *corev1.Pod, c *corev1.Container, in *instance) *corev1.ContainerStateTerminated {
+	t := terminated(in)
+	if t.Message == "" {
+		t.Message = w.a.terminationMessage(pod, c.Name, in.attempt)
+	}
+	if t.Message == "" && t.ExitCode != 0 && c.TerminationMessagePolicy == corev1.TerminationMessageFallbackToLogsOnError {
+		if m, ok := w.logMessages[in.id]; ok {
+			t.Message = m
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			b, err := w.a.eng.LogTail(ctx, in.id, 80)
+			cancel()
+			if err == nil {
+				if len(b) > maxTerminationMessage {
+					b = b[len(b)-maxTerminationMessage:]
+				}
+				t.Message = string(b)
+				w.logMessages[in.id] = t.Message
+			}
+		}
+	}
+	return t
+}
+
 func terminated(in *instance) *corev1.ContainerStateTerminated {
 	st := in.j.State
 	t := &corev1.ContainerStateTerminated{ExitCode: int32(st.ExitCode), StartedAt: mt(st.StartedAt), FinishedAt: mt(st.FinishedAt), ContainerID: "berth://" + in.id, Message: st.Error}
@@ -54,12 +80,12 @@ func (w *podWorker) containerStatus(pod *corev1.Pod, c *corev1.Container, list [
 			cs.Started = &started
 			cs.Ready = ready
 			if len(list) > 1 && list[1].exited() {
-				cs.LastTerminationState.Terminated = terminated(list[1])
+				cs.LastTerminationState.Terminated = w.terminated(pod, c, list[1])
 			}
 		case cur.exited():
-			cs.State.Terminated = terminated(cur)
+			cs.State.Terminated = w.terminated(pod, c, cur)
 			if len(list) > 1 && list[1].exited() {
-				cs.LastTerminationState.Terminated = terminated(list[1])
+				cs.LastTerminationState.Terminated = w.terminated(pod, c, list[1])
 			}
 		default:
 			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
@@ -160,8 +186,8 @@ func (w *podWorker) computeStatus(pod *corev1.Pod, insts []*instance) corev1.Pod
 			st.Phase = corev1.PodRunning
 		}
 	}
-	if w.evicted != "" {
-		st.Phase, st.Reason, st.Message = corev1.PodFailed, "Evicted", w.evicted
+	if w.failReason != "" {
+		st.Phase, st.Reason, st.Message = corev1.PodFailed, w.failReason, w.failMessage
 	}
 	if st.Phase == corev1.PodSucceeded || st.Phase == corev1.PodFailed {
 		for i := range st.ContainerStatuses {

@@ -1,12 +1,9 @@
 package apiserver
 
 import (
-	"bytes"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 )
 
 func TestDefaultTolerationSeconds(t *testing.T) {
@@ -65,26 +62,6 @@ func TestJobSelectorGenerated(t *testing.T) {
 	if sel := r.obj["spec"].(map[string]any)["selector"].(map[string]any)["matchLabels"].(map[string]any); sel["batch.kubernetes.io/controller-uid"] != uid {
 		t.Errorf("after update selector %v", sel)
 	}
-}
-
-// client-go may send DeleteOptions as protobuf; preconditions in them must
-// be honoured.
-func TestDeleteOptionsProtobuf(t *testing.T) {
-	ns := newNS(t)
-	mustCode(t, do(t, "POST", "/api/v1/namespaces/"+ns+"/configmaps", cm("c", nil)), 201)
-	enc := func(uid string) []byte {
-		u := types.UID(uid)
-		var buf bytes.Buffer
-		o := &metav1.DeleteOptions{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "DeleteOptions"}, Preconditions: &metav1.Preconditions{UID: &u}}
-		if err := deleteOptionsProto.Encode(o, &buf); err != nil {
-			t.Fatal(err)
-		}
-		return buf.Bytes()
-	}
-	pb := withCT("application/vnd.kubernetes.protobuf")
-	mustCode(t, do(t, "DELETE", "/api/v1/namespaces/"+ns+"/configmaps/c", enc("wrong-uid"), pb), 409)
-	uid := do(t, "GET", "/api/v1/namespaces/"+ns+"/configmaps/c", nil).str("metadata.uid")
-	mustCode(t, do(t, "DELETE", "/api/v1/namespaces/"+ns+"/configmaps/c", enc(uid), pb), 200)
 }
 
 func TestJobDefaults(t *testing.T) {

@@ -720,6 +720,9 @@ func TestPodUpdateRules(t *testing.T) {
 	if got := do(t, "GET", base+"/p", nil).str("spec.nodeName"); got != "n1" {
 		t.Errorf("nodeName after binding: got %q, want n1", got)
 	}
+	if conds, _ := do(t, "GET", base+"/p", nil).obj["status"].(map[string]any)["conditions"].([]any); len(conds) != 1 || conds[0].(map[string]any)["type"] != "PodScheduled" || conds[0].(map[string]any)["status"] != "True" {
+		t.Errorf("conditions after binding: got %v, want PodScheduled True", conds)
+	}
 	// Streams are routed but need the node agent.
 	if r := do(t, "GET", base+"/p/log", nil); r.code != 503 || r.str("kind") != "Status" {
 		t.Errorf("pod log without agent: got %d %s, want 503 Status", r.code, r.body)

@@ -26,7 +26,6 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
 )
@@ -801,11 +800,6 @@ func writeList(w http.ResponseWriter, r *resource, page *listPage) {
 // protoMagic starts every Kubernetes protobuf body.
 var protoMagic = []byte("k8s\x00")
 
-// deleteOptionsProto encodes and decodes protobuf DeleteOptions (the
-// node lifecycle branch's tests use it; the decoder above reads the same
-// envelope by hand).
-var deleteOptionsProto = func() *protobuf.Serializer { sc := newScheme(); return protobuf.NewSerializer(sc, sc) }()
-
 // deleteOptions reads DeleteOptions from the body and query.
 func deleteOptions(req *http.Request) (*metav1.DeleteOptions, error) {
 	opts := &metav1.DeleteOptions{}
@@ -1106,7 +1100,15 @@ func (s *Server) bindPod(w http.ResponseWriter, req *http.Request, ri *reqInfo) 
 		if p.Spec.NodeName != "" {
 			return nil, errConflict(ri.r, ri.name, fmt.Sprintf("pod %s is already assigned to node %q", ri.name, p.Spec.NodeName))
 		}
+		if p.DeletionTimestamp != nil {
+			return nil, errConflict(ri.r, ri.name, fmt.Sprintf("pod %s is being deleted, cannot be assigned to a host", ri.name))
+		}
+		if b.UID != "" && b.UID != p.UID {
+			return nil, errConflict(ri.r, ri.name, fmt.Sprintf("binding is for pod UID %s, the pod's is %s", b.UID, p.UID))
+		}
 		p.Spec.NodeName = b.Target.Name
+		// As kube-apiserver does: a bound pod is scheduled.
+		setPodScheduled(p, metav1.Now())
 		return p, nil
 	})
 	if err != nil {
@@ -1114,6 +1116,20 @@ func (s *Server) bindPod(w http.ResponseWriter, req *http.Request, ri *reqInfo) 
 	}
 	writeJSON(w, 201, metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusSuccess, Code: 201})
 	return nil
+}
+
+// setPodScheduled sets the PodScheduled condition True.
+func setPodScheduled(p *corev1.Pod, now metav1.Time) {
+	for i := range p.Status.Conditions {
+		c := &p.Status.Conditions[i]
+		if c.Type == corev1.PodScheduled {
+			if c.Status != corev1.ConditionTrue {
+				c.Status, c.Reason, c.Message, c.LastTransitionTime = corev1.ConditionTrue, "", "", now
+			}
+			return
+		}
+	}
+	p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now})
 }
 
 func (s *Server) evictPod(w http.ResponseWriter, req *http.Request, ri *reqInfo) error {

@@ -15,11 +15,11 @@ import (
 // kube.Component; list them here.
 func components(o Options) []kube.Component {
 	var c []kube.Component
-	c = append(c, scheduler.Component(scheduler.Config{}))
 	c = append(c, replicaset.Component())
 	c = append(c, deployment.Component())
 	c = append(c, daemonset.Component())
 	c = append(c, job.Component())
 	c = append(c, nodelifecycle.Component(nodelifecycle.Options{GracePeriod: o.NodeMonitorGracePeriod, StartupGracePeriod: o.NodeStartupGracePeriod, MonitorPeriod: o.NodeMonitorPeriod}))
+	c = append(c, scheduler.Component(scheduler.Config{}))
 	return c
 }

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
 )
 
 // Config returns a client config for an API server at host ("https://…")
@@ -137,6 +138,8 @@ func RunLeader(ctx context.Context, cfg *rest.Config, lo LeaderOptions, comps []
 	if lo.RetryPeriod == 0 {
 		lo.RetryPeriod = time.Second
 	}
+	// client-go logs through klog; send it to the server's log.
+	klog.SetSlogLogger(log)
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err

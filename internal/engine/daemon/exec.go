@@ -143,7 +143,7 @@ func (d *Daemon) StartExec(id string, attach func(*task)) (*execRecord, error) {
 		return nil, err
 	}
 	t, err := d.startTask(taskOpts{id: c.ID, bundle: c.BundleDir(), runtime: rt, execID: short, processFile: pf,
-		tty: e.Config.Tty, stdin: e.Config.AttachStdin})
+		tty: e.Config.Tty, stdin: e.Config.AttachStdin, stdinOnce: true})
 	if err != nil {
 		return nil, err
 	}

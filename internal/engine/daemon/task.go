@@ -25,6 +25,9 @@ type taskOpts struct {
 	logMaxSize  int64
 	logMaxFiles int
 	tty, stdin  bool
+	// stdinOnce closes the process's stdin when the first attached
+	// client's stdin ends (Docker's StdinOnce; always for execs).
+	stdinOnce   bool
 	execID      string // set for an exec
 	processFile string // the exec's OCI process
 }
@@ -47,6 +50,7 @@ func (d *Daemon) startTask(o taskOpts) (*task, error) {
 		LogMaxFiles: o.logMaxFiles,
 		Tty:         o.tty,
 		Stdin:       o.stdin,
+		StdinOnce:   o.stdinOnce,
 		ExecID:      o.execID,
 		ProcessFile: o.processFile,
 	})

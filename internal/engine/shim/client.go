@@ -69,6 +69,9 @@ type Options struct {
 	LogMaxSize  int64
 	LogMaxFiles int
 	Tty, Stdin  bool
+	// StdinOnce closes the process's stdin when an attached client's
+	// stdin ends; without it stdin stays open for the next attach.
+	StdinOnce bool
 	// ExecID and ProcessFile (a process.json) select exec mode.
 	ExecID, ProcessFile string
 }
@@ -121,6 +124,9 @@ func Start(o Options) (*Handle, error) {
 	}
 	if o.Stdin {
 		args = append(args, "--stdin")
+	}
+	if o.StdinOnce {
+		args = append(args, "--stdin-once")
 	}
 	if o.ExecID != "" {
 		args = append(args, "--exec-id", o.ExecID, "--process", o.ProcessFile)

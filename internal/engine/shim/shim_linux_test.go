@@ -205,6 +205,7 @@ func (e *env) options(c *ctr) Options {
 	return Options{
 		Binary: shimBin, ID: c.id, Bundle: c.bundle, Runtime: e.rt.Path, RuntimeRoot: e.rt.Root,
 		LogPath: c.log, Tty: c.spec.Terminal, Stdin: c.spec.Terminal || c.spec.Args[0] == "cat",
+		StdinOnce: c.spec.Args[0] == "cat",
 	}
 }
 
@@ -397,6 +398,57 @@ func TestStdin(t *testing.T) {
 			t.Errorf("got %q exit %d, want the input echoed and exit 0", out, es.ExitCode)
 		}
 	})
+}
+
+// Without StdinOnce a client's end of input does not close the
+// container's stdin: the next attach still writes to it (a Kubernetes pod
+// with stdin: true and stdinOnce: false, `kubectl attach -i` twice).
+func TestStdinStaysOpenWithoutStdinOnce(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, e *env) {
+		c := e.bundle([]string{"cat"}, nil)
+		o := e.options(c)
+		o.StdinOnce = false
+		h, err := Start(o)
+		if err != nil {
+			t.Fatalf("shim.Start: %v", err)
+		}
+		c.h = h
+		if _, err := h.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range []string{"first\n", "second\n"} {
+			a, err := h.Attach(strings.NewReader(line), io.Discard, io.Discard)
+			if err != nil {
+				t.Fatalf("Attach: %v", err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for !strings.Contains(logText(t, c.log), line) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%q never reached the log; log %q", line, logText(t, c.log))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if st, _, err := h.State(); err != nil || st != "running" {
+				t.Fatalf("after the client's EOF: state %q, %v; want running (stdin must stay open)", st, err)
+			}
+			_ = a
+		}
+		if err := e.rt.Kill(context.Background(), c.id, syscall.SIGKILL, false); err != nil {
+			t.Fatalf("Kill: %v", err)
+		}
+		wait(t, h)
+	})
+}
+
+func logText(t *testing.T, path string) string {
+	var b strings.Builder
+	for _, e := range readLog(t, path) {
+		b.Write(e.Line)
+		if !e.Partial {
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }
 
 func TestIsolation(t *testing.T) {

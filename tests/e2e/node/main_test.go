@@ -36,6 +36,7 @@ type cluster struct {
 	port                     int
 	token                    string
 	node                     string
+	streamingPort            int
 }
 
 // proc is a child process with its output captured.
@@ -199,7 +200,7 @@ func (c *cluster) up() error {
 	if out, err := c.berth("tag", "busybox:latest", "busybox:e2e"); err != nil {
 		return fmt.Errorf("berth tag: %v\n%s", err, out)
 	}
-	c.port = freePort()
+	c.port, c.streamingPort = freePort(), freePort()
 	if c.server, err = start("berth-server", "server", "--data-dir", filepath.Join(c.dir, "server"), "--bind-address", "127.0.0.1",
 		"--port", fmt.Sprint(c.port), "--etcd-client-port", fmt.Sprint(freePort()), "--etcd-peer-port", fmt.Sprint(freePort()), "--disable-agent"); err != nil {
 		return err
@@ -229,7 +230,8 @@ func (c *cluster) waitEngine() error {
 // stored credential is enough on a restart.
 func (c *cluster) startAgent(withToken bool) error {
 	args := []string{"agent", "--server", fmt.Sprintf("https://127.0.0.1:%d", c.port), "--node-name", c.node,
-		"--engine", "unix://" + c.sock, "--data-dir", filepath.Join(c.dir, "agent"), "--node-labels", "e2e=yes"}
+		"--engine", "unix://" + c.sock, "--data-dir", filepath.Join(c.dir, "agent"), "--node-labels", "e2e=yes",
+		"--streaming-port", fmt.Sprint(c.streamingPort)}
 	if withToken {
 		args = append(args, "--token", c.token)
 	}

@@ -156,11 +156,21 @@ func TestCrashLoopAndExitCodes(t *testing.T) {
 	}
 	env.apply(t, podYAML("done", env.node, "busybox:e2e", "Never", "exit 0"))
 	env.waitPod(t, "done", 30*time.Second, "Succeeded", func(p *podJSON) bool { return p.Status.Phase == "Succeeded" })
-	env.apply(t, podYAML("fail", env.node, "busybox:e2e", "Never", "exit 7"))
+	env.apply(t, podYAML("fail", env.node, "busybox:e2e", "Never", "echo out of cheese > /dev/termination-log; exit 7"))
 	env.waitPod(t, "fail", 30*time.Second, "Failed", func(p *podJSON) bool {
 		return p.Status.Phase == "Failed" && p.Status.ContainerStatuses[0].State.Terminated != nil && p.Status.ContainerStatuses[0].State.Terminated.ExitCode == 7
 	})
-	env.kube(t, "delete", "pod", "crash", "done", "fail", "--grace-period=1")
+	if out := env.kube(t, "get", "pod", "fail", "-o", "jsonpath={.status.containerStatuses[0].state.terminated.message}"); out != "out of cheese\n" {
+		t.Errorf("termination message: got %q, want \"out of cheese\\n\"", out)
+	}
+	logYAML := strings.Replace(podYAML("logfail", env.node, "busybox:e2e", "Never", "echo dying words; exit 4"),
+		"    image:", "    terminationMessagePolicy: FallbackToLogsOnError\n    image:", 1)
+	env.apply(t, logYAML)
+	env.waitPod(t, "logfail", 30*time.Second, "Failed", func(p *podJSON) bool { return p.Status.Phase == "Failed" })
+	if out := env.kube(t, "get", "pod", "logfail", "-o", "jsonpath={.status.containerStatuses[0].state.terminated.message}"); out != "dying words\n" {
+		t.Errorf("termination message from the logs: got %q, want \"dying words\\n\"", out)
+	}
+	env.kube(t, "delete", "pod", "crash", "done", "fail", "logfail", "--grace-period=1")
 }
 
 func TestBadImage(t *testing.T) {

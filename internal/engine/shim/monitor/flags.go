@@ -14,7 +14,7 @@ type config struct {
 	logPath                          string
 	logMaxSize                       int64
 	logMaxFiles                      int
-	tty, stdin                       bool
+	tty, stdin, stdinOnce            bool
 	execID, processFile              string
 }
 
@@ -30,12 +30,15 @@ func parseFlags(args []string) (config, error) {
 			name, val, hasVal = k, v, true
 		}
 		switch name {
-		case "tty", "stdin":
+		case "tty", "stdin", "stdin-once":
 			b := !hasVal || val == "true"
-			if name == "tty" {
+			switch name {
+			case "tty":
 				c.tty = b
-			} else {
+			case "stdin":
 				c.stdin = b
+			default:
+				c.stdinOnce = b
 			}
 			continue
 		}

@@ -523,9 +523,11 @@ func (s *server) attach(conn *os.File, br *bufio.Reader, req wire.Request) {
 				return
 			}
 			io.Copy(w, br)
-			if !s.c.tty {
+			if !s.c.tty && (s.c.stdinOnce || s.c.execID != "") {
 				// The client closed its stdin: so does the container
-				// (docker run -i with EOF).
+				// (docker run -i with EOF, Docker's StdinOnce). Without
+				// StdinOnce stdin stays open for the next attach, as a
+				// Kubernetes pod with stdin and no stdinOnce expects.
 				s.mu.Lock()
 				if s.stdinW == w {
 					w.Close()
