@@ -766,3 +766,24 @@ func TestActiveDeadline(t *testing.T) {
 		t.Errorf("no DeadlineExceeded event:\n%s", ev)
 	}
 }
+
+func TestSandboxFailureBacksOff(t *testing.T) {
+	eng := newFakeEngine()
+	pod := testPod("nosb", nil)
+	a, cs, rec := testAgent(t, eng, pod)
+	eng.sandboxFail = "port 8080 is already in use"
+	w := newPodWorker(a, pod.UID)
+	for i := 0; i < 4; i++ {
+		syncOnce(t, a, cs, w, "nosb")
+	}
+	if eng.sandboxCreates != 1 {
+		t.Errorf("sandbox creations in 4 quick syncs: got %d, want 1 (then back-off)", eng.sandboxCreates)
+	}
+	if ev := events(rec); strings.Count(ev, "FailedCreatePodSandBox") != 1 || !strings.Contains(ev, "already in use") {
+		t.Errorf("events:\n%s", ev)
+	}
+	p, _ := cs.CoreV1().Pods("default").Get(context.Background(), "nosb", metav1.GetOptions{})
+	if p.Status.Phase != corev1.PodPending {
+		t.Errorf("phase: got %s, want Pending", p.Status.Phase)
+	}
+}

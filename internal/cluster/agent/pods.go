@@ -81,6 +81,10 @@ type podWorker struct {
 	pmu       sync.Mutex
 	probes    map[string]*probeSet // container ID →
 	mountErr  string
+	// sandboxFails counts sandbox creations failed in a row; the next is
+	// not tried before sandboxRetry.
+	sandboxFails int
+	sandboxRetry time.Time
 	// failReason and failMessage are why the agent failed the pod
 	// (Evicted, DeadlineExceeded), once it did.
 	failReason, failMessage string
@@ -294,13 +298,22 @@ func (w *podWorker) sync(ctx context.Context) (time.Duration, bool) {
 					w.stopAll(ctx, pod, live, int(podGrace(pod)))
 				}
 			}
+			if time.Now().Before(w.sandboxRetry) {
+				return time.Until(w.sandboxRetry), false
+			}
 			id, err := w.startSandbox(ctx, pod, attempt)
 			if err != nil {
-				log.Warn("creating the pod sandbox", "err", err)
+				// Back off (2 s doubling to 1 min): a host port in use or a
+				// broken engine would otherwise be retried at every event.
+				w.sandboxFails++
+				delay := min(2*time.Second<<min(w.sandboxFails-1, 5), time.Minute)
+				w.sandboxRetry = time.Now().Add(delay)
+				log.Warn("creating the pod sandbox", "err", err, "retry-in", delay)
 				w.a.rec.Eventf(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
 				w.pushStatus(ctx, pod, insts)
-				return 2 * time.Second, false
+				return delay, false
 			}
+			w.sandboxFails = 0
 			sandboxID = id
 			if insts, err = w.list(ctx); err != nil {
 				return time.Second, false
