@@ -78,7 +78,7 @@ func (f *fakeEngine) Create(_ context.Context, name string, req api.CreateReques
 	}
 	if req.Image == PauseImage && f.sandboxFail != "" && !strings.HasPrefix(name, "berth-agent-probe") {
 		f.sandboxCreates++
-		return "", fmt.Errorf("%s: %w", f.sandboxFail, errdefs.ErrConflict)
+		return "", fmt.Errorf("%s: %w", f.sandboxFail, errdefs.ErrInvalidArgument)
 	}
 	if f.noSandbox && req.HostConfig != nil && strings.HasPrefix(req.HostConfig.NetworkMode, "container:") {
 		return "", fmt.Errorf("not supported: %w", errdefs.ErrNotImplemented)
