@@ -354,9 +354,34 @@ func (w *podWorker) sync(ctx context.Context) (time.Duration, bool) {
 
 	changed := false
 	initDone := true
+	mainStarted := mainContainersStarted(pod, insts)
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
 		list := of(insts, c.Name, KindInit)
+		if isSidecar(c) {
+			// A sidecar (restartPolicy Always) lets the next init container
+			// start once it runs (and passed its startup probe), and is
+			// restarted whenever it exits, whatever the pod's policy.
+			if len(list) > 0 && list[0].running() {
+				if _, started := w.probeState(c, list[0].id); started || mainStarted {
+					delete(w.waiting, c.Name)
+					w.forgetCrash(c.Name, list[0])
+					continue
+				}
+				initDone = false
+				break
+			}
+			d, started := w.ensure(ctx, pod, c, KindInit, list, sandboxID)
+			changed = changed || started
+			if d > 0 && d < next {
+				next = d
+			}
+			if mainStarted {
+				continue // keep the main containers going meanwhile
+			}
+			initDone = false
+			break
+		}
 		if len(list) > 0 && list[0].exited() && list[0].j.State.ExitCode == 0 && list[0].j.State.Error == "" {
 			continue
 		}
@@ -771,6 +796,23 @@ func reportedStatus(pod *corev1.Pod, name, kind string) *corev1.ContainerStatus 
 func hasTarget(ms []api.Mount, target string) bool {
 	for _, m := range ms {
 		if m.Target == target {
+			return true
+		}
+	}
+	return false
+}
+
+// isSidecar tells an init container that runs beside the pod's
+// containers (restartPolicy Always on the init container).
+func isSidecar(c *corev1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+}
+
+// mainContainersStarted tells whether any of the pod's containers was
+// created: the init phase is over.
+func mainContainersStarted(pod *corev1.Pod, insts []*instance) bool {
+	for i := range pod.Spec.Containers {
+		if len(of(insts, pod.Spec.Containers[i].Name, KindContainer)) > 0 {
 			return true
 		}
 	}
