@@ -24,8 +24,6 @@ import (
 
 func testAgent(t *testing.T, eng *fakeEngine, objs ...*corev1.Pod) (*Agent, *fake.Clientset, *record.FakeRecorder) {
 	t.Helper()
-	var ro []any
-	_ = ro
 	cs := fake.NewSimpleClientset()
 	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 	for _, p := range objs {
