@@ -24,8 +24,6 @@ import (
 
 func testAgent(t *testing.T, eng *fakeEngine, objs ...*corev1.Pod) (*Agent, *fake.Clientset, *record.FakeRecorder) {
 	t.Helper()
-	var ro []any
-	_ = ro
 	cs := fake.NewSimpleClientset()
 	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 	for _, p := range objs {
@@ -764,5 +762,73 @@ func TestActiveDeadline(t *testing.T) {
 	}
 	if ev := events(rec); !strings.Contains(ev, "Warning DeadlineExceeded") {
 		t.Errorf("no DeadlineExceeded event:\n%s", ev)
+	}
+}
+
+func TestSandboxFailureBacksOff(t *testing.T) {
+	eng := newFakeEngine()
+	pod := testPod("nosb", nil)
+	a, cs, rec := testAgent(t, eng, pod)
+	eng.sandboxFail = "port 8080 is already in use"
+	w := newPodWorker(a, pod.UID)
+	for i := 0; i < 4; i++ {
+		syncOnce(t, a, cs, w, "nosb")
+	}
+	if eng.sandboxCreates != 1 {
+		t.Errorf("sandbox creations in 4 quick syncs: got %d, want 1 (then back-off)", eng.sandboxCreates)
+	}
+	if ev := events(rec); strings.Count(ev, "FailedCreatePodSandBox") != 1 || !strings.Contains(ev, "already in use") {
+		t.Errorf("events:\n%s", ev)
+	}
+	p, _ := cs.CoreV1().Pods("default").Get(context.Background(), "nosb", metav1.GetOptions{})
+	if p.Status.Phase != corev1.PodPending {
+		t.Errorf("phase: got %s, want Pending", p.Status.Phase)
+	}
+}
+
+func TestSidecarInitContainer(t *testing.T) {
+	eng := newFakeEngine()
+	always := corev1.ContainerRestartPolicyAlways
+	pod := testPod("side", func(p *corev1.Pod) {
+		p.Spec.RestartPolicy = corev1.RestartPolicyNever
+		p.Spec.InitContainers = []corev1.Container{
+			{Name: "proxy", Image: "busybox:1", ImagePullPolicy: corev1.PullIfNotPresent, RestartPolicy: &always},
+			{Name: "setup", Image: "busybox:1", ImagePullPolicy: corev1.PullIfNotPresent},
+		}
+	})
+	a, cs, _ := testAgent(t, eng, pod)
+	w := newPodWorker(a, pod.UID)
+	syncOnce(t, a, cs, w, "side") // the sidecar starts
+	syncOnce(t, a, cs, w, "side") // it runs: the next init container starts
+	if current(eng, "side", "proxy") == nil || current(eng, "side", "setup") == nil || current(eng, "side", "main") != nil {
+		t.Fatal("first sync: want the sidecar running and the next init container started, no main container yet")
+	}
+	eng.exit(current(eng, "side", "setup").id, 0, false)
+	p := syncOnce(t, a, cs, w, "side")
+	if m := current(eng, "side", "main"); m == nil || !m.j.State.Running {
+		t.Fatal("main container not started after the init containers")
+	}
+	if p.Status.Phase != corev1.PodRunning || cond(p, corev1.PodInitialized) != corev1.ConditionTrue {
+		t.Errorf("got phase %s initialized %s, want Running True", p.Status.Phase, cond(p, corev1.PodInitialized))
+	}
+	if st := p.Status.InitContainerStatuses[0]; st.State.Running == nil || !st.Ready {
+		t.Errorf("sidecar status: got %+v, want running and ready", st)
+	}
+	// The sidecar restarts when it exits, even with restartPolicy Never.
+	first := current(eng, "side", "proxy")
+	eng.exit(first.id, 1, false)
+	syncOnce(t, a, cs, w, "side")
+	if c := current(eng, "side", "proxy"); c.id == first.id || !c.j.State.Running {
+		t.Error("the sidecar was not restarted")
+	}
+	// The pod completes with its main container; the sidecar is stopped.
+	eng.exit(current(eng, "side", "main").id, 0, false)
+	p = syncOnce(t, a, cs, w, "side")
+	if p.Status.Phase != corev1.PodSucceeded {
+		t.Fatalf("got %s, want Succeeded once the main container exited 0", p.Status.Phase)
+	}
+	syncOnce(t, a, cs, w, "side")
+	if current(eng, "side", "proxy").j.State.Running {
+		t.Error("the sidecar still runs after the pod completed")
 	}
 }

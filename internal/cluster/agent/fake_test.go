@@ -24,6 +24,9 @@ type fakeEngine struct {
 	execs     []string
 	down      error             // Version's error: the engine not answering
 	startFail map[string]string // image → start error
+	// sandboxFail, if set, fails sandbox creation with this message.
+	sandboxFail    string
+	sandboxCreates int
 }
 
 type fakeCtr struct {
@@ -72,6 +75,10 @@ func (f *fakeEngine) Create(_ context.Context, name string, req api.CreateReques
 	defer f.mu.Unlock()
 	if _, ok := f.images[req.Image]; !ok {
 		return "", fmt.Errorf("No such image: %s: %w", req.Image, errdefs.ErrNotFound)
+	}
+	if req.Image == PauseImage && f.sandboxFail != "" && !strings.HasPrefix(name, "berth-agent-probe") {
+		f.sandboxCreates++
+		return "", fmt.Errorf("%s: %w", f.sandboxFail, errdefs.ErrInvalidArgument)
 	}
 	if f.noSandbox && req.HostConfig != nil && strings.HasPrefix(req.HostConfig.NetworkMode, "container:") {
 		return "", fmt.Errorf("not supported: %w", errdefs.ErrNotImplemented)

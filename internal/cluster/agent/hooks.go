@@ -170,9 +170,22 @@ func (w *podWorker) syncProbes(ctx context.Context, pod *corev1.Pod, insts []*in
 	w.pmu.Lock()
 	defer w.pmu.Unlock()
 	live := map[string]bool{}
+	type probed struct {
+		c    *corev1.Container
+		kind string
+	}
+	var cs []probed
+	for i := range pod.Spec.InitContainers {
+		if isSidecar(&pod.Spec.InitContainers[i]) {
+			cs = append(cs, probed{&pod.Spec.InitContainers[i], KindInit})
+		}
+	}
 	for i := range pod.Spec.Containers {
-		c := &pod.Spec.Containers[i]
-		list := of(insts, c.Name, KindContainer)
+		cs = append(cs, probed{&pod.Spec.Containers[i], KindContainer})
+	}
+	for _, pc := range cs {
+		c := pc.c
+		list := of(insts, c.Name, pc.kind)
 		if len(list) == 0 || !list[0].running() {
 			continue
 		}
@@ -185,7 +198,7 @@ func (w *podWorker) syncProbes(ctx context.Context, pod *corev1.Pod, insts []*in
 		pctx, cancel := context.WithCancel(ctx)
 		ps.cancel = cancel
 		w.probes[in.id] = ps
-		w.startProbes(pctx, pod, c, in, ps)
+		w.startProbes(pctx, pod, c, pc.kind, in, ps)
 	}
 	for id, ps := range w.probes {
 		if !live[id] {
@@ -195,8 +208,8 @@ func (w *podWorker) syncProbes(ctx context.Context, pod *corev1.Pod, insts []*in
 	}
 }
 
-func (w *podWorker) startProbes(ctx context.Context, pod *corev1.Pod, c *corev1.Container, in *instance, ps *probeSet) {
-	ref := eventRef(pod, c, KindContainer)
+func (w *podWorker) startProbes(ctx context.Context, pod *corev1.Pod, c *corev1.Container, kind string, in *instance, ps *probeSet) {
+	ref := eventRef(pod, c, kind)
 	exec := w.a.execIn(in.id)
 	ip := w.podIP(pod)
 	var gate chan struct{}

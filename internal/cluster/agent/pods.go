@@ -81,6 +81,10 @@ type podWorker struct {
 	pmu       sync.Mutex
 	probes    map[string]*probeSet // container ID →
 	mountErr  string
+	// sandboxFails counts sandbox creations failed in a row; the next is
+	// not tried before sandboxRetry.
+	sandboxFails int
+	sandboxRetry time.Time
 	// failReason and failMessage are why the agent failed the pod
 	// (Evicted, DeadlineExceeded), once it did.
 	failReason, failMessage string
@@ -294,13 +298,22 @@ func (w *podWorker) sync(ctx context.Context) (time.Duration, bool) {
 					w.stopAll(ctx, pod, live, int(podGrace(pod)))
 				}
 			}
+			if time.Now().Before(w.sandboxRetry) {
+				return time.Until(w.sandboxRetry), false
+			}
 			id, err := w.startSandbox(ctx, pod, attempt)
 			if err != nil {
-				log.Warn("creating the pod sandbox", "err", err)
+				// Back off (2 s doubling to 1 min): a host port in use or a
+				// broken engine would otherwise be retried at every event.
+				w.sandboxFails++
+				delay := min(2*time.Second<<min(w.sandboxFails-1, 5), time.Minute)
+				w.sandboxRetry = time.Now().Add(delay)
+				log.Warn("creating the pod sandbox", "err", err, "retry-in", delay)
 				w.a.rec.Eventf(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
 				w.pushStatus(ctx, pod, insts)
-				return 2 * time.Second, false
+				return delay, false
 			}
+			w.sandboxFails = 0
 			sandboxID = id
 			if insts, err = w.list(ctx); err != nil {
 				return time.Second, false
@@ -341,9 +354,34 @@ func (w *podWorker) sync(ctx context.Context) (time.Duration, bool) {
 
 	changed := false
 	initDone := true
+	mainStarted := mainContainersStarted(pod, insts)
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
 		list := of(insts, c.Name, KindInit)
+		if isSidecar(c) {
+			// A sidecar (restartPolicy Always) lets the next init container
+			// start once it runs (and passed its startup probe), and is
+			// restarted whenever it exits, whatever the pod's policy.
+			if len(list) > 0 && list[0].running() {
+				if _, started := w.probeState(c, list[0].id); started || mainStarted {
+					delete(w.waiting, c.Name)
+					w.forgetCrash(c.Name, list[0])
+					continue
+				}
+				initDone = false
+				break
+			}
+			d, started := w.ensure(ctx, pod, c, KindInit, list, sandboxID)
+			changed = changed || started
+			if d > 0 && d < next {
+				next = d
+			}
+			if mainStarted {
+				continue // keep the main containers going meanwhile
+			}
+			initDone = false
+			break
+		}
 		if len(list) > 0 && list[0].exited() && list[0].j.State.ExitCode == 0 && list[0].j.State.Error == "" {
 			continue
 		}
@@ -758,6 +796,23 @@ func reportedStatus(pod *corev1.Pod, name, kind string) *corev1.ContainerStatus 
 func hasTarget(ms []api.Mount, target string) bool {
 	for _, m := range ms {
 		if m.Target == target {
+			return true
+		}
+	}
+	return false
+}
+
+// isSidecar tells an init container that runs beside the pod's
+// containers (restartPolicy Always on the init container).
+func isSidecar(c *corev1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+}
+
+// mainContainersStarted tells whether any of the pod's containers was
+// created: the init phase is over.
+func mainContainersStarted(pod *corev1.Pod, insts []*instance) bool {
+	for i := range pod.Spec.Containers {
+		if len(of(insts, pod.Spec.Containers[i].Name, KindContainer)) > 0 {
 			return true
 		}
 	}

@@ -128,10 +128,18 @@ func (w *podWorker) computeStatus(pod *corev1.Pod, insts []*instance) corev1.Pod
 	}
 
 	initDone, initFailed := true, false
+	mainStarted := mainContainersStarted(pod, insts)
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
 		list := of(insts, c.Name, KindInit)
 		cs := w.containerStatus(pod, c, list, "PodInitializing")
+		if isSidecar(c) {
+			st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
+			if !mainStarted && (cs.State.Running == nil || cs.Started == nil || !*cs.Started) {
+				initDone = false
+			}
+			continue
+		}
 		cs.Ready = cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0
 		st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
 		if t := cs.State.Terminated; t != nil && t.ExitCode == 0 {
