@@ -70,13 +70,17 @@ type startup struct {
 }
 
 func podStartupBatch(ns string, n int, gap time.Duration) (startup, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	keepNS := false // a failed batch stays for a look with BERTH_LAB_KEEP
 	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		return startup{}, err
 	}
 	// The next batch starts on a quiet cluster: this one's pods are gone.
 	defer func() {
+		if keepNS {
+			return
+		}
 		bg := context.Background()
 		_ = client.CoreV1().Namespaces().Delete(bg, ns, metav1.DeleteOptions{})
 		deadline := time.Now().Add(2 * time.Minute)
@@ -103,6 +107,7 @@ func podStartupBatch(ns string, n int, gap time.Duration) (startup, error) {
 	var mu sync.Mutex
 	created := map[string]time.Time{}
 	running := map[string]time.Time{}
+	createdOK, seen := map[string]bool{}, map[string]bool{}
 	boundAt := map[string]time.Time{}
 	nodeOfPod := map[string]string{}
 	grace := int64(1)
@@ -128,6 +133,10 @@ func podStartupBatch(ns string, n int, gap time.Duration) (startup, error) {
 			mu.Unlock()
 			if _, err := client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
 				errs <- err
+			} else {
+				mu.Lock()
+				createdOK[name] = true
+				mu.Unlock()
 			}
 			time.Sleep(gap - time.Since(start))
 		}(i)
@@ -139,7 +148,13 @@ func podStartupBatch(ns string, n int, gap time.Duration) (startup, error) {
 				return startup{}, fmt.Errorf("watch closed with %d of %d pods running", len(running), n)
 			}
 			p, isPod := ev.Object.(*corev1.Pod)
-			if !isPod || ev.Type == watch.Deleted {
+			if !isPod {
+				continue
+			}
+			mu.Lock()
+			seen[p.Name] = true
+			mu.Unlock()
+			if ev.Type == watch.Deleted {
 				continue
 			}
 			if _, seen := boundAt[p.Name]; !seen && p.Spec.NodeName != "" {
@@ -155,7 +170,28 @@ func podStartupBatch(ns string, n int, gap time.Duration) (startup, error) {
 		case err := <-errs:
 			return startup{}, err
 		case <-ctx.Done():
-			return startup{}, fmt.Errorf("%d of %d pods running after 5 minutes", len(running), n)
+			var stuck []corev1.Pod
+			listed := map[string]bool{}
+			if l, err := client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{}); err == nil {
+				for _, p := range l.Items {
+					listed[p.Name] = true
+					if _, ok := running[p.Name]; !ok {
+						stuck = append(stuck, p)
+					}
+				}
+			}
+			mu.Lock()
+			var missing []string
+			for name := range created {
+				if !listed[name] {
+					missing = append(missing, fmt.Sprintf("%s (created ok: %v, seen by the watch: %v)", name, createdOK[name], seen[name]))
+				}
+			}
+			mu.Unlock()
+			if os.Getenv("BERTH_LAB_KEEP") != "" {
+				keepNS = true
+			}
+			return startup{}, fmt.Errorf("%d of %d pods running after 2 minutes; not running:%s; not in the API: %v", len(running), n, describe(stuck), missing)
 		}
 	}
 	wg.Wait()
