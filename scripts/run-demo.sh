@@ -5,6 +5,7 @@
 # what to try next.
 set -euo pipefail
 BIN=$1 IMAGES=$2 ROOT=$3 SOCK=$4
+REPO=$(cd "$(dirname "$0")/.." && pwd)
 BERTH="$BIN/berth -H unix://$SOCK"
 LOG=/var/log/berth-daemon.log
 
@@ -54,14 +55,18 @@ cat <<TXT
 
 The control plane and this host's node agent are running (log $SERVER_LOG).
 Kubeconfig: $KUBECONFIG_PATH
-A first pod:
+A first Deployment (three web servers with a readiness probe):
   export KUBECONFIG=$KUBECONFIG_PATH
-  kubectl run hello --image=busybox:latest --image-pull-policy=IfNotPresent -- sh -c 'while true; do echo hello; sleep 2; done'
-  kubectl get pods -o wide -w        # Running within a second
+  kubectl apply -f $REPO/examples/web-deployment.yaml
+  kubectl rollout status deploy/web      # ready in about 2 s
+  kubectl get pods -o wide
+  kubectl exec deploy/web -- wget -qO- localhost:8080/hostname
+  kubectl patch deploy web -p '{"spec":{"template":{"metadata":{"annotations":{"v":"2"}}}}}'   # a rolling update
+  kubectl rollout history deploy/web; kubectl rollout undo deploy/web
+  kubectl delete pod -l app=web --wait=false; kubectl get pods -w   # replaced at once
   kubectl get events
-  kubectl delete pod hello
 (busybox:latest is loaded in the engine; with :latest the default pull
-policy is Always, which needs a registry, hence IfNotPresent.)
+policy is Always, which needs a registry, hence IfNotPresent in the file.)
 
 The berth daemon is running (socket $SOCK, state in $ROOT, log $LOG).
 Try next (add -H unix://$SOCK if you changed SOCK):

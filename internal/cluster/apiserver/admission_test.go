@@ -84,3 +84,28 @@ func TestJobDefaults(t *testing.T) {
 		t.Errorf("work-queue job completions/parallelism %q/%s, want unset/3", c, p)
 	}
 }
+
+// Probes and hook actions get Kubernetes' defaults, so describe shows the
+// timing the agent applies.
+func TestProbeDefaults(t *testing.T) {
+	ns := newNS(t)
+	pod := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"busybox:1",
+	"readinessProbe":{"httpGet":{"port":8080}},"livenessProbe":{"tcpSocket":{"port":80},"periodSeconds":5},
+	"lifecycle":{"preStop":{"httpGet":{"port":80}}}}]}}`
+	r := do(t, "POST", "/api/v1/namespaces/"+ns+"/pods", pod)
+	mustCode(t, r, 201)
+	c := r.obj["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
+	rp := c["readinessProbe"].(map[string]any)
+	if rp["timeoutSeconds"] != 1.0 || rp["periodSeconds"] != 10.0 || rp["successThreshold"] != 1.0 || rp["failureThreshold"] != 3.0 {
+		t.Errorf("readiness probe defaults: %v", rp)
+	}
+	if hg := rp["httpGet"].(map[string]any); hg["path"] != "/" || hg["scheme"] != "HTTP" {
+		t.Errorf("httpGet defaults: %v", hg)
+	}
+	if lp := c["livenessProbe"].(map[string]any); lp["periodSeconds"] != 5.0 || lp["failureThreshold"] != 3.0 {
+		t.Errorf("liveness probe: given period kept and defaults added: %v", lp)
+	}
+	if hg := c["lifecycle"].(map[string]any)["preStop"].(map[string]any)["httpGet"].(map[string]any); hg["scheme"] != "HTTP" {
+		t.Errorf("preStop httpGet defaults: %v", hg)
+	}
+}

@@ -173,7 +173,50 @@ func defaultPodSpec(s *corev1.PodSpec) {
 					c.Ports[j].Protocol = corev1.ProtocolTCP
 				}
 			}
+			for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+				defaultProbe(p)
+			}
+			if c.Lifecycle != nil {
+				for _, h := range []*corev1.LifecycleHandler{c.Lifecycle.PostStart, c.Lifecycle.PreStop} {
+					if h != nil {
+						defaultHTTPGet(h.HTTPGet)
+					}
+				}
+			}
 		}
+	}
+}
+
+// defaultProbe sets Kubernetes' probe defaults, so that `kubectl
+// describe` and `get -o yaml` show the timing the agent applies.
+func defaultProbe(p *corev1.Probe) {
+	if p == nil {
+		return
+	}
+	if p.TimeoutSeconds == 0 {
+		p.TimeoutSeconds = 1
+	}
+	if p.PeriodSeconds == 0 {
+		p.PeriodSeconds = 10
+	}
+	if p.SuccessThreshold == 0 {
+		p.SuccessThreshold = 1
+	}
+	if p.FailureThreshold == 0 {
+		p.FailureThreshold = 3
+	}
+	defaultHTTPGet(p.HTTPGet)
+}
+
+func defaultHTTPGet(h *corev1.HTTPGetAction) {
+	if h == nil {
+		return
+	}
+	if h.Path == "" {
+		h.Path = "/"
+	}
+	if h.Scheme == "" {
+		h.Scheme = corev1.URISchemeHTTP
 	}
 }
 
