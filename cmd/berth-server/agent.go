@@ -67,7 +67,7 @@ func parseNodeFlags(o *agent.Options, labels, taints string) error {
 }
 
 func runAgent(args []string) error {
-	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs := newFlagSet("agent", "agent --server https://HOST:PORT --token TOKEN [flags]", "Join this host to a cluster as a node: register it, renew its lease and run the pods\nbound to it on the local berth engine.")
 	var o agent.Options
 	fs.StringVar(&o.Server, "server", "", "API server to join: https://HOST:PORT")
 	fs.StringVar(&o.Token, "token", "", "join token (from 'berth token' on a server); not needed once joined")

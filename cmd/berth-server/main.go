@@ -8,9 +8,35 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 )
+
+// newFlagSet returns a flag set for a subcommand whose usage starts with
+// synopsis and a one-line description, then lists the flags in the
+// --name form berth's documentation uses.
+func newFlagSet(name, synopsis, what string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "usage: berth %s\n\n%s\n\nflags:\n", synopsis, what)
+		fs.VisitAll(func(f *flag.Flag) {
+			typ, usage := flag.UnquoteUsage(f)
+			line := "  --" + f.Name
+			if typ != "" {
+				line += " " + typ
+			}
+			fmt.Fprintf(out, "%-34s %s", line, usage)
+			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+				fmt.Fprintf(out, " (default %s)", f.DefValue)
+			}
+			fmt.Fprintln(out)
+		})
+	}
+	return fs
+}
 
 const usage = `usage: berth-server <command> [flags]
 
@@ -44,6 +70,9 @@ func main() {
 	default:
 		fmt.Fprintf(os.Stderr, "berth-server: unknown command %q\n%s", os.Args[1], usage)
 		os.Exit(2)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return // the flag set printed its usage
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "berth-server %s: %v\n", os.Args[1], err)

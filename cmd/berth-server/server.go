@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,7 +15,7 @@ import (
 )
 
 func runServer(args []string) error {
-	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs := newFlagSet("server", "server [flags]", "Run the control plane (embedded etcd, the Kubernetes API over HTTPS, the scheduler and\nthe controllers) and, unless --disable-agent, a node agent for this host.")
 	var o controlplane.Options
 	fs.StringVar(&o.DataDir, "data-dir", defaultDataDir, "data directory (CA, credentials, etcd data)")
 	fs.StringVar(&o.BindAddress, "bind-address", "0.0.0.0", "address the HTTPS API listens on")
