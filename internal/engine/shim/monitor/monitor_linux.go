@@ -235,7 +235,15 @@ func reply(conn io.Writer, r wire.Response) {
 func (s *server) runtimeCmd(cmd *exec.Cmd) error {
 	s.reapM.Lock()
 	defer s.reapM.Unlock()
+	boundIO(cmd)
 	return cmd.Run()
+}
+
+// boundIO keeps a runtime command from hanging the shim after it exits: a
+// runtime that dies abnormally can leave a child (its init) holding the
+// output pipe, and Run would wait for that pipe forever.
+func boundIO(cmd *exec.Cmd) {
+	cmd.WaitDelay = 2 * time.Second
 }
 
 func (s *server) start() wire.Response {
@@ -320,6 +328,7 @@ func (s *server) start() wire.Response {
 		}
 	}
 	defer unlock()
+	boundIO(cmd)
 	runErr := cmd.Run()
 	for _, f := range closeAfter {
 		f.Close()
@@ -345,6 +354,7 @@ func (s *server) start() wire.Response {
 	abort := func(msg string) wire.Response {
 		if s.c.execID == "" {
 			del := exec.Command(s.c.runtime, "--root", s.c.runtimeRoot, "delete", "--force", s.c.id)
+			boundIO(del)
 			del.Run() // reaper is held off: we may wait for it
 		} else if pid, err := readPid(pidFile); err == nil {
 			unix.Kill(pid, unix.SIGKILL)
