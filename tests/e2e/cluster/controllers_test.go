@@ -500,8 +500,11 @@ func TestJob(t *testing.T) {
 	k.okIn(t, strings.NewReplacer("NAME", "fails", "BACKOFF", "1", "ttlSecondsAfterFinished: 3", "").Replace(jobYAML), "apply", "-n", ns, "-f", "-")
 	k.ok(t, "wait", "--for=condition=failed", "job/fails", "-n", ns, "--timeout=60s")
 	out = k.ok(t, "get", "job", "fails", "-n", ns, "-o", `jsonpath={.status.failed} {.status.conditions[?(@.type=="Failed")].reason}`)
-	if out != "2 BackoffLimitExceeded" {
-		t.Errorf("failed job: got %q, want 2 BackoffLimitExceeded", out)
+	// backoffLimit 1 fails the Job at its second failure. With parallelism
+	// 2 a replacement may already run when that happens; it is deleted and,
+	// as in Kubernetes, counted as failed too: 2 or 3, never more.
+	if out != "2 BackoffLimitExceeded" && out != "3 BackoffLimitExceeded" {
+		t.Errorf("failed job: got %q, want 2 or 3 failed and BackoffLimitExceeded", out)
 	}
 
 	// A running pod deleted by hand counts as one failure, exactly once: the
