@@ -106,40 +106,7 @@ func (c *Controller) enqueue(obj any) {
 
 // Run works with n workers until ctx ends.
 func (c *Controller) Run(ctx context.Context, n int) error {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return ctx.Err()
-	}
-	for i := 0; i < n; i++ {
-		go func() {
-			for c.work(ctx) {
-			}
-		}()
-	}
-	<-ctx.Done()
-	return nil
-}
-
-func (c *Controller) work(ctx context.Context) bool {
-	key, quit := c.queue.Get()
-	if quit {
-		return false
-	}
-	defer c.queue.Done(key)
-	after, err := c.sync(ctx, key)
-	switch {
-	case err != nil:
-		if ctx.Err() == nil && !apierrors.IsConflict(err) {
-			c.log.Warn("sync job", "job", key, "err", err)
-		}
-		c.queue.AddRateLimited(key)
-	default:
-		c.queue.Forget(key)
-		if after > 0 {
-			c.queue.AddAfter(key, after)
-		}
-	}
-	return true
+	return kube.RunQueue(ctx, c.queue, c.synced, n, c.log, "job", c.sync)
 }
 
 // counts is what the pods of a Job say.
