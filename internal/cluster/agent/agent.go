@@ -435,15 +435,24 @@ func (a *Agent) collectOrphans(ctx context.Context) {
 		}
 		byPod[uid] = append(byPod[uid], containerRef{id: c.ID, labels: c.Labels, running: c.State == "running"})
 	}
+	// Pods in parallel: each may wait out its own grace period (a PID 1
+	// that ignores SIGTERM takes all of it), and one slow pod must not
+	// hold up the others.
+	var wg sync.WaitGroup
 	for uid, cs := range byPod {
-		a.log.Info("stopping containers of a pod no longer bound to this node", "pod", cs[0].labels[LabelPodNamespace]+"/"+cs[0].labels[LabelPodName], "uid", uid, "containers", len(cs))
-		removeAll(ctx, a.eng, cs, -1)
-		if a.vols != nil {
-			if err := a.vols.Teardown(uid); err != nil {
-				a.log.Warn("removing the volumes of a pod no longer bound to this node", "uid", uid, "err", err)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.log.Info("stopping containers of a pod no longer bound to this node", "pod", cs[0].labels[LabelPodNamespace]+"/"+cs[0].labels[LabelPodName], "uid", uid, "containers", len(cs))
+			removeAll(ctx, a.eng, cs, -1)
+			if a.vols != nil {
+				if err := a.vols.Teardown(uid); err != nil {
+					a.log.Warn("removing the volumes of a pod no longer bound to this node", "uid", uid, "err", err)
+				}
 			}
-		}
+		}()
 	}
+	wg.Wait()
 }
 
 type containerRef struct {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -356,6 +357,43 @@ func TestDeletionAndOrphans(t *testing.T) {
 	}
 	if len(eng.byName("k8s_main_keep_")) != 1 {
 		t.Error("orphan collection removed a pod the API still has")
+	}
+}
+
+// Orphaned pods are stopped side by side: each may wait out its whole grace
+// period, and one must not hold up the others.
+func TestOrphansStopInParallel(t *testing.T) {
+	eng := newFakeEngine()
+	var pods []*corev1.Pod
+	for _, n := range []string{"o1", "o2", "o3"} {
+		pods = append(pods, testPod(n, nil))
+	}
+	a, cs, _ := testAgent(t, eng, pods...)
+	for _, p := range pods {
+		syncOnce(t, a, cs, newPodWorker(a, p.UID), p.Name)
+	}
+	// A fresh agent that knows none of them (they left the API).
+	b, _, _ := testAgent(t, eng)
+	var mu sync.Mutex
+	inflight, peak := 0, 0
+	eng.onStop = func(string) {
+		mu.Lock()
+		inflight++
+		peak = max(peak, inflight)
+		mu.Unlock()
+		time.Sleep(200 * time.Millisecond)
+		mu.Lock()
+		inflight--
+		mu.Unlock()
+	}
+	b.collectOrphans(context.Background())
+	for _, p := range pods {
+		if n := len(eng.byName("k8s_main_"+p.Name+"_")) + len(eng.byName("k8s_POD_"+p.Name+"_")); n != 0 {
+			t.Errorf("orphan %s: %d containers left, want 0", p.Name, n)
+		}
+	}
+	if peak < 3 {
+		t.Errorf("at most %d orphaned containers were stopping at once, want the 3 pods' app containers together", peak)
 	}
 }
 

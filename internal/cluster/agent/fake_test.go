@@ -27,6 +27,9 @@ type fakeEngine struct {
 	// sandboxFail, if set, fails sandbox creation with this message.
 	sandboxFail    string
 	sandboxCreates int
+	// onStop, if set, runs in Stop before a running container exits (a
+	// slow stop: a PID 1 that ignores SIGTERM).
+	onStop func(id string)
 }
 
 type fakeCtr struct {
@@ -127,6 +130,9 @@ func (f *fakeEngine) Stop(_ context.Context, id string, timeout int) error {
 		return errdefs.ErrNotFound
 	}
 	if c.j.State.Running {
+		if f.onStop != nil {
+			f.onStop(id)
+		}
 		f.exit(id, 143, false)
 	}
 	return nil
