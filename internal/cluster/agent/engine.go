@@ -1,10 +1,8 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -68,34 +66,25 @@ func (e engineClient) List(ctx context.Context, label, value string) ([]api.Cont
 	if value != "" {
 		sel += "=" + value
 	}
-	f, _ := json.Marshal(map[string][]string{"label": {sel}})
-	var out []api.ContainerSummary
-	err := e.c.JSON(ctx, http.MethodGet, "/containers/json", url.Values{"all": {"1"}, "filters": {string(f)}}, nil, &out)
-	return out, err
+	return e.c.ContainerList(ctx, client.ListOptions{All: true, Filters: client.Filters{"label": {sel}}})
 }
 
 func (e engineClient) Inspect(ctx context.Context, id string) (*api.ContainerJSON, error) {
-	var out api.ContainerJSON
-	if err := e.c.JSON(ctx, http.MethodGet, "/containers/"+id+"/json", nil, nil, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return e.c.ContainerInspect(ctx, id)
 }
 
 func (e engineClient) Create(ctx context.Context, name string, req api.CreateRequest) (string, error) {
-	var out api.CreateResponse
-	if err := e.c.JSON(ctx, http.MethodPost, "/containers/create", url.Values{"name": {name}}, req, &out); err != nil {
-		return "", err
-	}
-	return out.ID, nil
+	out, err := e.c.ContainerCreate(ctx, name, req)
+	return out.ID, err
 }
 
 func (e engineClient) Start(ctx context.Context, id string) error {
-	return e.c.JSON(ctx, http.MethodPost, "/containers/"+id+"/start", nil, nil, nil)
+	return e.c.ContainerStart(ctx, id)
 }
 
 func (e engineClient) Stop(ctx context.Context, id string, timeout int) error {
-	err := e.c.JSON(ctx, http.MethodPost, "/containers/"+id+"/stop", url.Values{"t": {strconv.Itoa(timeout)}}, nil, nil)
+	t := time.Duration(timeout) * time.Second
+	err := e.c.ContainerStop(ctx, id, &t)
 	var re *client.ResponseError
 	if errors.As(err, &re) && re.Status == http.StatusNotModified {
 		return nil
@@ -104,7 +93,7 @@ func (e engineClient) Stop(ctx context.Context, id string, timeout int) error {
 }
 
 func (e engineClient) Remove(ctx context.Context, id string) error {
-	err := e.c.JSON(ctx, http.MethodDelete, "/containers/"+id, url.Values{"force": {"1"}, "v": {"1"}}, nil, nil)
+	err := e.c.ContainerRemove(ctx, id, client.RemoveOptions{Force: true, Volumes: true})
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return nil
 	}
@@ -112,8 +101,8 @@ func (e engineClient) Remove(ctx context.Context, id string) error {
 }
 
 func (e engineClient) Image(ctx context.Context, ref string) (string, string, error) {
-	var out api.ImageInspect
-	if err := e.c.JSON(ctx, http.MethodGet, "/images/"+ref+"/json", nil, nil, &out); err != nil {
+	out, err := e.c.ImageInspect(ctx, ref)
+	if err != nil {
 		return "", "", err
 	}
 	user := ""
@@ -124,46 +113,18 @@ func (e engineClient) Image(ctx context.Context, ref string) (string, string, er
 }
 
 func (e engineClient) Pull(ctx context.Context, ref string) error {
-	resp, err := e.c.Do(ctx, http.MethodPost, "/images/create", url.Values{"fromImage": {ref}}, nil, "")
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var m api.JSONMessage
-		if err := dec.Decode(&m); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("pulling %s: reading the engine's progress: %w", ref, err)
-		}
-		if m.Error != "" {
-			return errors.New(m.Error)
-		}
-		if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
-			return errors.New(m.ErrorDetail.Message)
-		}
-	}
+	return e.c.ImagePull(ctx, ref, "", nil)
 }
 
 func (e engineClient) Events(ctx context.Context, fn func(action string, labels map[string]string)) error {
-	f, _ := json.Marshal(map[string][]string{"type": {"container"}})
-	resp, err := e.c.Do(ctx, http.MethodGet, "/events", url.Values{"filters": {string(f)}}, nil, "")
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	dec := json.NewDecoder(bufio.NewReader(resp.Body))
-	for {
-		var ev struct {
-			Action string
-			Actor  struct{ Attributes map[string]string }
-		}
-		if err := dec.Decode(&ev); err != nil {
-			return err
-		}
+	events, errc := e.c.Events(ctx, client.EventsOptions{Filters: client.Filters{"type": {"container"}}})
+	for ev := range events {
 		fn(ev.Action, ev.Actor.Attributes)
 	}
+	if err := <-errc; err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 func (e engineClient) Version(ctx context.Context) (string, error) {
@@ -175,11 +136,11 @@ func (e engineClient) Version(ctx context.Context) (string, error) {
 }
 
 func (e engineClient) Exec(ctx context.Context, id string, cmd []string) (int, []byte, error) {
-	var created api.IDResponse
-	if err := e.c.JSON(ctx, http.MethodPost, "/containers/"+id+"/exec", nil, api.ExecConfig{Cmd: cmd, AttachStdout: true, AttachStderr: true}, &created); err != nil {
+	execID, err := e.c.ExecCreate(ctx, id, api.ExecConfig{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	if err != nil {
 		return -1, nil, err
 	}
-	st, err := e.c.Hijack(ctx, http.MethodPost, "/exec/"+created.ID+"/start", nil, api.ExecStartConfig{})
+	st, err := e.c.ExecAttach(ctx, execID, false)
 	if err != nil {
 		return -1, nil, err
 	}
@@ -201,9 +162,9 @@ func (e engineClient) Exec(ctx context.Context, id string, cmd []string) (int, [
 	if err != nil {
 		return -1, out.b.Bytes(), err
 	}
-	var ins api.ExecInspect
 	for i := 0; i < 50; i++ {
-		if err := e.c.JSON(ctx, http.MethodGet, "/exec/"+created.ID+"/json", nil, nil, &ins); err != nil {
+		ins, err := e.c.ExecInspect(ctx, execID)
+		if err != nil {
 			return -1, out.b.Bytes(), err
 		}
 		if !ins.Running && ins.ExitCode != nil {
