@@ -338,6 +338,10 @@ func (a *Agent) podChanged(ctx context.Context, obj any) {
 	w := a.workers[pod.UID]
 	if w == nil {
 		w = newPodWorker(a, pod.UID)
+		// The pod is in place before the worker first looks: a worker
+		// that found none would take the pod for gone and end, and the
+		// pod would wait for its next change, maybe forever.
+		w.setPod(pod)
 		a.workers[pod.UID] = w
 		a.wg.Add(1)
 		go func() {

@@ -397,6 +397,23 @@ func TestOrphansStopInParallel(t *testing.T) {
 	}
 }
 
+// A worker that looks before it is handed its pod waits for it: taking
+// the pod for gone ended the worker, and the pod stayed Pending until its
+// next change (seen once in the lab's scenario 4).
+func TestWorkerWaitsForItsPod(t *testing.T) {
+	eng := newFakeEngine()
+	pod := testPod("early", nil)
+	a, cs, _ := testAgent(t, eng, pod)
+	w := newPodWorker(a, pod.UID)
+	if _, done := w.sync(context.Background()); done {
+		t.Fatal("a worker without its pod yet ended (took the pod for gone)")
+	}
+	syncOnce(t, a, cs, w, "early")
+	if len(eng.byName("k8s_main_early_")) != 1 {
+		t.Fatal("the pod handed over afterwards did not start")
+	}
+}
+
 func TestFlatModeWithoutSandboxes(t *testing.T) {
 	eng := newFakeEngine()
 	eng.noSandbox = true

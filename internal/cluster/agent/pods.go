@@ -233,6 +233,11 @@ func refs(insts []*instance) []containerRef {
 // and whether the worker is finished (the pod is gone and cleaned up).
 func (w *podWorker) sync(ctx context.Context) (time.Duration, bool) {
 	pod, gone := w.snapshot()
+	if pod == nil && !gone {
+		// Not handed its pod yet: wait for setPod rather than take the
+		// pod for gone.
+		return 0, false
+	}
 	log := w.a.log.With("pod", podKey(pod, w.uid))
 	insts, err := w.list(ctx)
 	if err != nil {
