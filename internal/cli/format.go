@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"text/tabwriter"
 	"text/template"
 
 	"golang.org/x/text/cases"
 	"golang.org/x/text/language"
+
+	"github.com/berth/berth/internal/lazyre"
 )
 
 // templateFuncs are the functions Docker offers in --format templates.
@@ -46,7 +47,7 @@ func parseTemplate(format string) (*template.Template, error) {
 	return t, nil
 }
 
-var fieldRef = regexp.MustCompile(`\{\{\s*\.(\w+)\s*\}\}`)
+var fieldRef = lazyre.New(`\{\{\s*\.(\w+)\s*\}\}`)
 
 // render prints rows with format: "table …" gives a header and aligned
 // columns, "json" one JSON object per line, anything else one template

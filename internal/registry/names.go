@@ -3,17 +3,18 @@ package registry
 import (
 	_ "crypto/sha256" // register the digest algorithms the registry accepts
 	_ "crypto/sha512"
-	"regexp"
 	"strings"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/berth/berth/internal/lazyre"
 )
 
 var (
 	// nameRE and tagRE are the distribution spec's grammar for repository
 	// names and tags ("Pulling manifests").
-	nameRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
-	tagRE  = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+	nameRE = lazyre.New(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
+	tagRE  = lazyre.New(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
 )
 
 // maxNameLen bounds a repository name as distribution does (the spec

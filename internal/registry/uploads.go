@@ -11,12 +11,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/berth/berth/internal/lazyre"
 )
 
 // upload is one blob upload session: its data grows under
@@ -33,7 +34,7 @@ type upload struct {
 	done bool // committed or cancelled
 }
 
-var uploadIDRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+var uploadIDRE = lazyre.New(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 func newUploadID() string {
 	var b [16]byte

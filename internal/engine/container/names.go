@@ -3,9 +3,9 @@ package container
 import (
 	"fmt"
 	"math/rand/v2"
-	"regexp"
 
 	"github.com/berth/berth/internal/errdefs"
+	"github.com/berth/berth/internal/lazyre"
 )
 
 var (
@@ -16,7 +16,7 @@ var (
 )
 
 // validName is Docker's rule for container names.
-var validName = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+var validName = lazyre.New(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
 
 // ValidateName checks a user-given container name.
 func ValidateName(name string) error {

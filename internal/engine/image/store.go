@@ -17,7 +17,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -27,6 +26,7 @@ import (
 	"github.com/berth/berth/internal/engine/reference"
 	"github.com/berth/berth/internal/engine/snapshot"
 	"github.com/berth/berth/internal/errdefs"
+	"github.com/berth/berth/internal/lazyre"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -228,7 +228,7 @@ func (s *Store) List() []Image {
 	return out
 }
 
-var hexPrefixRe = regexp.MustCompile(`^[a-f0-9]{1,64}$`)
+var hexPrefixRe = lazyre.New(`^[a-f0-9]{1,64}$`)
 
 // Get finds an image by name (busybox, busybox:latest,
 // docker.io/library/busybox:latest, name@sha256:…), by ID (sha256:<hex>

@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -28,6 +27,7 @@ import (
 	"github.com/berth/berth/internal/engine/network/ipam"
 	"github.com/berth/berth/internal/engine/network/nft"
 	"github.com/berth/berth/internal/errdefs"
+	"github.com/berth/berth/internal/lazyre"
 )
 
 const stateVersion = 1
@@ -62,7 +62,7 @@ type Manager struct {
 	gateways map[netip.Addr]bool
 }
 
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+var nameRE = lazyre.New(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
 
 // New loads the state under cfg.StateDir and reconciles it with the host:
 // bridges and their addresses are (re)created, endpoints whose veth or

@@ -6,10 +6,10 @@ package reference
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/berth/berth/internal/errdefs"
+	"github.com/berth/berth/internal/lazyre"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -27,11 +27,11 @@ const (
 var (
 	domainComponent = `(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])`
 	ipv6            = `\[(?:[a-fA-F0-9:]+)\]`
-	domainRe        = regexp.MustCompile(`^(?:` + domainComponent + `(?:\.` + domainComponent + `)*|` + ipv6 + `)(?::[0-9]+)?$`)
-	pathComponentRe = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$`)
-	tagRe           = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
-	digestRe        = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$`)
-	hex64Re         = regexp.MustCompile(`^[a-f0-9]{64}$`)
+	domainRe        = lazyre.New(`^(?:` + domainComponent + `(?:\.` + domainComponent + `)*|` + ipv6 + `)(?::[0-9]+)?$`)
+	pathComponentRe = lazyre.New(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$`)
+	tagRe           = lazyre.New(`^[\w][\w.-]{0,127}$`)
+	digestRe        = lazyre.New(`^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$`)
+	hex64Re         = lazyre.New(`^[a-f0-9]{64}$`)
 )
 
 // Named is a parsed, normalised image reference. The zero value is not

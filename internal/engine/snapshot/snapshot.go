@@ -16,12 +16,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/berth/berth/internal/errdefs"
+	"github.com/berth/berth/internal/lazyre"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -229,7 +229,7 @@ func (s *Store) Layers() ([]digest.Digest, error) {
 	return out, nil
 }
 
-var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+var idRe = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
 func (s *Store) containerDir(id string) (string, error) {
 	if !idRe.MatchString(id) {

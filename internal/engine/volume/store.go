@@ -24,7 +24,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -32,6 +31,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/internal/errdefs"
+	"github.com/berth/berth/internal/lazyre"
 )
 
 // DriverLocal is the only volume driver berth has.
@@ -135,7 +135,7 @@ func (s *Store) Root() string { return s.root }
 
 func (s *Store) mountpoint(name string) string { return filepath.Join(s.root, name, dataDir) }
 
-var namePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+var namePattern = lazyre.New(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
 
 // ValidateName checks a volume name as Docker's local driver does: at least
 // two characters, [a-zA-Z0-9][a-zA-Z0-9_.-]+.
