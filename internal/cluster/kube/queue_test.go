@@ -42,7 +42,9 @@ func TestRunQueue(t *testing.T) {
 	q.Add("ns/fails")
 	q.Add("ns/later")
 	ended := make(chan error, 1)
-	go func() { ended <- RunQueue(ctx, q, nil, 2, slog.New(slog.NewTextHandler(io.Discard, nil)), "thing", sync) }()
+	go func() {
+		ended <- RunQueue(ctx, q, nil, 2, slog.New(slog.NewTextHandler(io.Discard, nil)), "thing", sync)
+	}()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
