@@ -109,6 +109,19 @@ func (s *Server) authorize(ctx context.Context, u *User, ri *reqInfo) error {
 			return nil
 		}
 	case pki.RoleNode:
+		if ri.r.group == "" && nodeScopedKinds[ri.r.name] {
+			if ri.verb != "get" || ri.name == "" || u.Node == "" {
+				break
+			}
+			ok, err := s.nodeMayRead(ctx, u.Node, ri.r.name, ri.ns, ri.name)
+			if err != nil {
+				return err
+			}
+			if ok {
+				return nil
+			}
+			return errForbidden("User %q cannot get %s %q in namespace %q: no pod bound to node %q refers to it", u.Name, ri.r.name, ri.name, ri.ns, u.Node)
+		}
 		if slices.Contains(readVerbs, ri.verb) && ri.sub != "exec" && ri.sub != "attach" && ri.sub != "portforward" {
 			return nil
 		}
