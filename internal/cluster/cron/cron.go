@@ -246,3 +246,51 @@ func (s *specSchedule) dayMatches(t time.Time) bool {
 	}
 	return dom || dow
 }
+
+// Missed returns the last activation of s in (after, now] and how many
+// activations that interval holds. It walks at most limit+1 activations:
+// beyond limit the count is an estimate (still > limit) and the last
+// activation is found by searching back from now, so a clock decades off
+// costs no more than a few thousand steps.
+func Missed(s Schedule, after, now time.Time, limit int) (last time.Time, n int) {
+	t := s.Next(after)
+	if t.IsZero() || t.After(now) {
+		return time.Time{}, 0
+	}
+	if e, ok := s.(every); ok {
+		d := time.Duration(e)
+		k := int64(now.Sub(t) / d)
+		return t.Add(time.Duration(k) * d), int(min(k, 1<<30)) + 1
+	}
+	first := t
+	for ; !t.IsZero() && !t.After(now); t = s.Next(t) {
+		last, n = t, n+1
+		if n > limit {
+			break
+		}
+	}
+	if n <= limit {
+		return last, n
+	}
+	// Too many to walk: estimate the count from the first interval and
+	// find the last activation in a window before now that doubles until
+	// it holds one.
+	if second := s.Next(first); second.After(first) {
+		if est := int(min(int64(now.Sub(first)/second.Sub(first)), 1<<30)) + 1; est > n {
+			n = est
+		}
+	}
+	for w := time.Minute; ; w *= 2 {
+		from := now.Add(-w)
+		if !from.After(last) {
+			from = last
+		}
+		found := false
+		for t := s.Next(from); !t.IsZero() && !t.After(now); t = s.Next(t) {
+			last, found = t, true
+		}
+		if found || from.Equal(last) {
+			return last, n
+		}
+	}
+}

@@ -152,3 +152,43 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestMissed(t *testing.T) {
+	base := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	minutely, _ := Parse("*/1 * * * *", nil)
+	hourly, _ := Parse("@hourly", nil)
+	every, _ := Parse("@every 7s", nil)
+	weekdays, _ := Parse("30 6-16/4 * * 1-5", nil)
+	cases := []struct {
+		name     string
+		s        Schedule
+		after    time.Time
+		now      time.Time
+		wantLast time.Time
+		wantN    int
+		nAtLeast bool // n is an estimate: check only > limit
+	}{
+		{"none yet", minutely, base, base.Add(59 * time.Second), time.Time{}, 0, false},
+		{"one", minutely, base, base.Add(60 * time.Second), base.Add(time.Minute), 1, false},
+		{"three", minutely, base, base.Add(3*time.Minute + 30*time.Second), base.Add(3 * time.Minute), 3, false},
+		{"exactly 100", minutely, base, base.Add(100 * time.Minute), base.Add(100 * time.Minute), 100, false},
+		{"many", minutely, base, base.Add(5000*time.Minute + 10*time.Second), base.Add(5000 * time.Minute), 5000, false},
+		{"a decade of hours", hourly, base, base.AddDate(10, 0, 0).Add(30 * time.Minute), base.AddDate(10, 0, 0), 0, true},
+		{"every, few", every, base, base.Add(15 * time.Second), base.Add(14 * time.Second), 2, false},
+		{"every, many", every, base, base.Add(7*1000*time.Second + 3*time.Second), base.Add(7 * 1000 * time.Second), 1000, false},
+		// Friday 10:00 to Tuesday 09:00: Fri 10:30 14:30, Mon 06:30 10:30 14:30, Tue 06:30.
+		{"irregular", weekdays, base, time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC), time.Date(2026, 12, 1, 6, 30, 0, 0, time.UTC), 6, false},
+	}
+	for _, tc := range cases {
+		last, n := Missed(tc.s, tc.after, tc.now, 100)
+		if !last.Equal(tc.wantLast) {
+			t.Errorf("%s: last got %s, want %s", tc.name, last, tc.wantLast)
+		}
+		switch {
+		case tc.nAtLeast && n <= 100:
+			t.Errorf("%s: n got %d, want > 100", tc.name, n)
+		case !tc.nAtLeast && n != tc.wantN && !(tc.wantN > 100 && n > 100):
+			t.Errorf("%s: n got %d, want %d", tc.name, n, tc.wantN)
+		}
+	}
+}
