@@ -201,7 +201,7 @@ func (c *Controller) schedule(ctx context.Context, cj *batchv1.CronJob, jobs []*
 			c.recorder.Eventf(cj, corev1.EventTypeWarning, "UnexpectedJob", "Saw a job that the controller did not create or forgot: %s", j.Name)
 		case active && finished:
 			removeActive(cj, j.UID)
-			c.recorder.Eventf(cj, corev1.EventTypeNormal, "SawCompletedJob", "Saw completed job: %s, condition: %v", j.Name, cond)
+			c.recorder.Eventf(cj, corev1.EventTypeNormal, "SawCompletedJob", "Saw completed job: %s, status: %v", j.Name, cond)
 		}
 		if cond == batchv1.JobComplete && j.Status.CompletionTime != nil {
 			if last := cj.Status.LastSuccessfulTime; last == nil || j.Status.CompletionTime.After(last.Time) {
@@ -321,7 +321,13 @@ func (c *Controller) schedule(ctx context.Context, cj *batchv1.CronJob, jobs []*
 		}
 	}
 
-	job, err := c.client.BatchV1().Jobs(cj.Namespace).Create(ctx, jobFor(cj, scheduled, loc), metav1.CreateOptions{})
+	// The annotation is in spec.timeZone, UTC without one (not the
+	// server's zone), as in Kubernetes.
+	annLoc := time.UTC
+	if cj.Spec.TimeZone != nil {
+		annLoc = loc
+	}
+	job, err := c.client.BatchV1().Jobs(cj.Namespace).Create(ctx, jobFor(cj, scheduled, annLoc), metav1.CreateOptions{})
 	switch {
 	case apierrors.IsAlreadyExists(err):
 		// Created earlier by this controller and the status update lost,
