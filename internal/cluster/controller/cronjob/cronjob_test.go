@@ -408,6 +408,19 @@ func TestTimeZone(t *testing.T) {
 		t.Errorf("scheduled-timestamp annotation: got %q, want %q", got, want)
 	}
 
+	// Without spec.timeZone the server's zone (here Tokyo) sets the
+	// times, and the annotation is in UTC.
+	local := newHarness(t, newCronJob("0 9 * * *"))
+	local.ctl.local, _ = time.LoadLocation("Asia/Tokyo")
+	local.at(next.Sub(t0) + time.Second)
+	if got := local.jobs(); len(got) != 1 || got[0] != fmt.Sprintf("tick-%d", next.Unix()/60) {
+		t.Fatalf("jobs in the server's zone: got %v, want the 09:00 JST run", got)
+	}
+	j, _ = local.client.BatchV1().Jobs("default").Get(context.Background(), local.jobs()[0], metav1.GetOptions{})
+	if got, want := j.Annotations[batchv1.CronJobScheduledTimestampAnnotation], "2026-11-28T00:00:00Z"; got != want {
+		t.Errorf("scheduled-timestamp without timeZone: got %q, want %q", got, want)
+	}
+
 	bad := newHarness(t, newCronJob("* * * * *", func(cj *batchv1.CronJob) { cj.Spec.TimeZone = ptr("Mars/Olympus") }))
 	if after := bad.at(5 * time.Minute); after != 0 {
 		t.Errorf("unknown zone requeue: got %v, want none", after)
