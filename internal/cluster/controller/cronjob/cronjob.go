@@ -339,6 +339,14 @@ func (c *Controller) schedule(ctx context.Context, cj *batchv1.CronJob, jobs []*
 		if !metav1.IsControlledBy(existing, cj) || inActive(cj, existing.UID) {
 			return wake(), nil
 		}
+		if done, _ := finishedCondition(existing); done {
+			// Its minute's Job already ran (a schedule of seconds, such as
+			// @every 10s, shares one name a minute): the time is handled.
+			// Kubernetes would list the finished Job as active again.
+			t := metav1.NewTime(scheduled)
+			cj.Status.LastScheduleTime = &t
+			return wake(), nil
+		}
 		job = existing
 		c.log.Info("job already exists; recording it as active", "cronjob", cj.Namespace+"/"+cj.Name, "job", name)
 	case err != nil:

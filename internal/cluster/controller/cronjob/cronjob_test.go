@@ -461,6 +461,30 @@ func TestActiveListRepair(t *testing.T) {
 	}
 }
 
+// Schedules of seconds share one Job name a minute: a finished Job of the
+// minute marks later times of that minute handled, without listing it as
+// active again.
+func TestSecondsScheduleSharesMinute(t *testing.T) {
+	h := newHarness(t, newCronJob("@every 10s"))
+	h.at(10 * time.Second) // 10:00:40
+	name := jobAt(10 * time.Second)
+	if got := h.jobs(); len(got) != 1 || got[0] != name {
+		t.Fatalf("jobs: got %v, want [%s]", got, name)
+	}
+	h.finish(name, batchv1.JobComplete, t0.Add(10*time.Second), t0.Add(12*time.Second))
+	h.at(15 * time.Second)
+	h.drain()
+	h.at(20 * time.Second) // 10:00:50: same minute, same name
+	cj := h.cronJob()
+	if len(cj.Status.Active) != 0 || !cj.Status.LastScheduleTime.Time.Equal(t0.Add(20*time.Second)) {
+		t.Errorf("status: active %+v last %v, want none and 10:00:50", cj.Status.Active, cj.Status.LastScheduleTime)
+	}
+	h.at(30 * time.Second) // 10:01:00: a new minute, a new Job
+	if got := h.jobs(); len(got) != 2 {
+		t.Errorf("jobs in the next minute: got %v, want two", got)
+	}
+}
+
 // An invalid stored schedule is reported, not retried.
 func TestUnparseableSchedule(t *testing.T) {
 	h := newHarness(t, newCronJob("61 * * * *"))
