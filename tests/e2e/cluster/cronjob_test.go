@@ -5,13 +5,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // TestCronJob: a CronJob on the real server starts Jobs on its schedule
 // ("@every 2s": no waiting for a whole minute), shows in kubectl's table,
 // refuses a bad schedule with kubectl's usual error naming spec.schedule,
-// instantiates by hand with `kubectl create job --from=cronjob/…`, and
-// stops starting Jobs while suspended.
+// instantiates by hand with `kubectl create job --from=cronjob/…`, sees
+// its Job complete through the real Job controller, stops starting Jobs
+// while suspended, and takes its Jobs along when deleted.
 func TestCronJob(t *testing.T) {
 	k := newKubectl(t, "kubectl", shared)
 	ns := fmt.Sprintf("cron-%d", time.Now().UnixNano()%100000)
@@ -49,6 +52,15 @@ func TestCronJob(t *testing.T) {
 	mustContain(t, k.ok(t, "get", "job", "by-hand", "-n", ns, "-o", "jsonpath={.metadata.annotations} {.metadata.ownerReferences[0].name} {.spec.template.spec.containers[0].command}"),
 		`"cronjob.kubernetes.io/instantiate":"manual"`, " tick ", `["true"]`)
 
+	// With the real Job controller and pods that succeed (the test stands
+	// in for the nodes), a run completes: the CronJob sees it and records
+	// lastSuccessfulTime.
+	kubeletLoop(t, adminClient(t, shared), ns, func(*corev1.Pod) corev1.PodPhase { return corev1.PodSucceeded })
+	waitUntil(t, 30*time.Second, "a run completed and seen", func() bool {
+		return k.ok(t, "get", "cronjob", "tick", "-n", ns, "-o", "jsonpath={.status.lastSuccessfulTime}") != ""
+	})
+	mustContain(t, k.ok(t, "describe", "cronjob", "tick", "-n", ns), "SawCompletedJob")
+
 	k.ok(t, "patch", "cronjob", "tick", "-n", ns, "-p", `{"spec":{"suspend":true}}`)
 	mustContain(t, k.ok(t, "get", "cronjob", "tick", "-n", ns), "true")
 	time.Sleep(time.Second) // a run in flight as the patch landed
@@ -57,4 +69,8 @@ func TestCronJob(t *testing.T) {
 	if after := k.ok(t, "get", "cronjob", "tick", "-n", ns, "-o", "jsonpath={.status.lastScheduleTime}"); after != before {
 		t.Errorf("lastScheduleTime moved while suspended: %s → %s", before, after)
 	}
+	k.ok(t, "delete", "cronjob", "tick", "-n", ns)
+	waitUntil(t, 20*time.Second, "the deleted CronJob's Jobs collected", func() bool {
+		return strings.TrimSpace(k.ok(t, "get", "jobs", "-n", ns, "-o", "name")) == ""
+	})
 }
