@@ -280,10 +280,11 @@ func Missed(s Schedule, after, now time.Time, limit int) (last time.Time, n int)
 			n = est
 		}
 	}
-	for w := time.Minute; ; w *= 2 {
-		from := now.Add(-w)
-		if !from.After(last) {
-			from = last
+	gap := now.Sub(last) // saturates rather than overflows
+	for w := time.Minute; ; w = grow(w, gap) {
+		from := last
+		if w < gap {
+			from = now.Add(-w)
 		}
 		found := false
 		for t := s.Next(from); !t.IsZero() && !t.After(now); t = s.Next(t) {
@@ -293,4 +294,12 @@ func Missed(s Schedule, after, now time.Time, limit int) (last time.Time, n int)
 			return last, n
 		}
 	}
+}
+
+// grow doubles a search window, at most to limit, without overflowing.
+func grow(w, limit time.Duration) time.Duration {
+	if w > limit/2 {
+		return limit
+	}
+	return w * 2
 }

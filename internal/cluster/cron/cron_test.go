@@ -174,6 +174,8 @@ func TestMissed(t *testing.T) {
 		{"exactly 100", minutely, base, base.Add(100 * time.Minute), base.Add(100 * time.Minute), 100, false},
 		{"many", minutely, base, base.Add(5000*time.Minute + 10*time.Second), base.Add(5000 * time.Minute), 5000, false},
 		{"a decade of hours", hourly, base, base.AddDate(10, 0, 0).Add(30 * time.Minute), base.AddDate(10, 0, 0), 0, true},
+		// Longer than a time.Duration holds (292 years).
+		{"five centuries of hours", hourly, base.AddDate(-500, 0, 0), base.Add(30 * time.Minute), base, 0, true},
 		{"every, few", every, base, base.Add(15 * time.Second), base.Add(14 * time.Second), 2, false},
 		{"every, many", every, base, base.Add(7*1000*time.Second + 3*time.Second), base.Add(7 * 1000 * time.Second), 1000, false},
 		// Friday 10:00 to Tuesday 09:00: Fri 10:30 14:30, Mon 06:30 10:30 14:30, Tue 06:30.
