@@ -241,7 +241,8 @@ func columnsFor(r *resource) ([]col, func(runtime.Object) []any) {
 				return []any{j.Name, status, completions, dur, age(j.CreationTimestamp), c, im}
 			}
 	case "CronJob":
-		return []col{nameCol, {"Schedule", "string", 0}, {"Timezone", "string", 0}, {"Suspend", "boolean", 0}, {"Active", "integer", 0}, {"Last Schedule", "string", 0}, ageCol},
+		return []col{nameCol, {"Schedule", "string", 0}, {"Timezone", "string", 0}, {"Suspend", "boolean", 0}, {"Active", "integer", 0}, {"Last Schedule", "string", 0}, ageCol,
+				{"Containers", "string", 1}, {"Images", "string", 1}, {"Selector", "string", 1}},
 			func(o runtime.Object) []any {
 				c := o.(*batchv1.CronJob)
 				last := "<none>"
@@ -252,7 +253,8 @@ func columnsFor(r *resource) ([]col, func(runtime.Object) []any) {
 				if c.Spec.TimeZone != nil {
 					tz = *c.Spec.TimeZone
 				}
-				return []any{c.Name, c.Spec.Schedule, tz, c.Spec.Suspend != nil && *c.Spec.Suspend, len(c.Status.Active), last, age(c.CreationTimestamp)}
+				cs, im := podTemplateCells(&c.Spec.JobTemplate.Spec.Template)
+				return []any{c.Name, c.Spec.Schedule, tz, c.Spec.Suspend != nil && *c.Spec.Suspend, len(c.Status.Active), last, age(c.CreationTimestamp), cs, im, selectorString(c.Spec.JobTemplate.Spec.Selector)}
 			}
 	case "Event":
 		if r.group == "" {

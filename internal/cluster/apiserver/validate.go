@@ -3,6 +3,7 @@ package apiserver
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -15,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/berth/berth/internal/cluster/cron"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -363,12 +366,7 @@ func validateObject(r *resource, obj runtime.Object) []fieldErr {
 			errs = append(errs, fieldErr{causeNotSupported, "spec.template.spec.restartPolicy", fmt.Sprintf("Unsupported value: %q: supported values: \"OnFailure\", \"Never\"", rp)})
 		}
 	case *batchv1.CronJob:
-		if strings.TrimSpace(o.Spec.Schedule) == "" {
-			errs = append(errs, required("spec.schedule", ""))
-		} else if n := len(strings.Fields(o.Spec.Schedule)); n != 5 && !strings.HasPrefix(o.Spec.Schedule, "@") {
-			errs = append(errs, invalid("spec.schedule", o.Spec.Schedule, "want a cron expression of 5 fields or @hourly/@daily/…"))
-		}
-		errs = append(errs, validatePodSpec("spec.jobTemplate.spec.template.spec", &o.Spec.JobTemplate.Spec.Template.Spec)...)
+		errs = append(errs, validateCronJob(&o.Spec)...)
 	case *coordinationv1.Lease:
 		if d := o.Spec.LeaseDurationSeconds; d != nil && *d <= 0 {
 			errs = append(errs, invalid("spec.leaseDurationSeconds", *d, "must be greater than 0"))
@@ -380,6 +378,64 @@ func validateObject(r *resource, obj runtime.Object) []fieldErr {
 		if q, ok := o.Spec.Resources.Requests[corev1.ResourceStorage]; !ok || q.Cmp(apiresource.Quantity{}) <= 0 {
 			errs = append(errs, required("spec.resources.requests[storage]", "a positive storage request is required"))
 		}
+	}
+	return errs
+}
+
+// validateCronJob checks a CronJob spec as Kubernetes does: the schedule
+// parses (TZ= and CRON_TZ= are refused in favour of spec.timeZone), the
+// time zone is a real IANA zone, counts are not negative, and the Job
+// template would make a valid Job.
+func validateCronJob(s *batchv1.CronJobSpec) []fieldErr {
+	var errs []fieldErr
+	switch {
+	case strings.TrimSpace(s.Schedule) == "":
+		errs = append(errs, required("spec.schedule", ""))
+	case strings.Contains(s.Schedule, "TZ"):
+		msg := "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"
+		if s.TimeZone != nil {
+			msg = "cannot use both timeZone field and TZ or CRON_TZ in schedule"
+		}
+		errs = append(errs, invalid("spec.schedule", s.Schedule, msg))
+	default:
+		if _, err := cron.Parse(s.Schedule, nil); err != nil {
+			errs = append(errs, invalid("spec.schedule", s.Schedule, err.Error()))
+		}
+	}
+	if tz := s.TimeZone; tz != nil {
+		switch {
+		case *tz == "":
+			errs = append(errs, invalid("spec.timeZone", *tz, "timeZone must be nil or non-empty string"))
+		case strings.EqualFold(*tz, "Local"):
+			errs = append(errs, invalid("spec.timeZone", *tz, "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones"))
+		default:
+			if _, err := time.LoadLocation(*tz); err != nil {
+				errs = append(errs, invalid("spec.timeZone", *tz, err.Error()))
+			}
+		}
+	}
+	switch s.ConcurrencyPolicy {
+	case batchv1.AllowConcurrent, batchv1.ForbidConcurrent, batchv1.ReplaceConcurrent:
+	case "":
+		errs = append(errs, required("spec.concurrencyPolicy", ""))
+	default:
+		errs = append(errs, fieldErr{causeNotSupported, "spec.concurrencyPolicy", fmt.Sprintf("Unsupported value: %q: supported values: \"Allow\", \"Forbid\", \"Replace\"", s.ConcurrencyPolicy)})
+	}
+	if d := s.StartingDeadlineSeconds; d != nil && *d < 0 {
+		errs = append(errs, invalid("spec.startingDeadlineSeconds", *d, "must be greater than or equal to 0"))
+	}
+	for _, l := range []struct {
+		path string
+		v    *int32
+	}{{"spec.successfulJobsHistoryLimit", s.SuccessfulJobsHistoryLimit}, {"spec.failedJobsHistoryLimit", s.FailedJobsHistoryLimit}} {
+		if l.v != nil && *l.v < 0 {
+			errs = append(errs, invalid(l.path, *l.v, "must be greater than or equal to 0"))
+		}
+	}
+	tmpl := &s.JobTemplate.Spec.Template.Spec
+	errs = append(errs, validatePodSpec("spec.jobTemplate.spec.template.spec", tmpl)...)
+	if rp := tmpl.RestartPolicy; rp != corev1.RestartPolicyNever && rp != corev1.RestartPolicyOnFailure {
+		errs = append(errs, fieldErr{causeNotSupported, "spec.jobTemplate.spec.template.spec.restartPolicy", fmt.Sprintf("Unsupported value: %q: supported values: \"OnFailure\", \"Never\"", rp)})
 	}
 	return errs
 }
