@@ -211,9 +211,26 @@ func TestEndpointsController(t *testing.T) {
 	if _, err := c.CoreV1().Endpoints(ns).Get(ctx, "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("endpoints after the selector was removed: got %v, want not found", err)
 	}
-	// The API server's own Service (no selector) keeps its Endpoints.
+	// The API server's own Service (no selector) keeps its Endpoints,
+	// mirrored into a slice for the consumers that read only slices.
 	if ep, err := c.CoreV1().Endpoints(ns).Get(ctx, "kubernetes", metav1.GetOptions{}); err != nil || len(ep.Subsets) != 1 {
 		t.Errorf("kubernetes endpoints: %v %+v, want the server's address", err, ep)
+	}
+	want := fmt.Sprintf("127.0.0.1:%d ready", o.Port)
+	var got string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && got != want; time.Sleep(50 * time.Millisecond) {
+		got = ""
+		l, err := c.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=kubernetes," + discoveryv1.LabelManagedBy + "=" + endpoints.MirrorManagedBy})
+		if err == nil && len(l.Items) == 1 && len(l.Items[0].Endpoints) == 1 && len(l.Items[0].Ports) == 1 {
+			s := l.Items[0]
+			got = fmt.Sprintf("%s:%d ready", s.Endpoints[0].Addresses[0], *s.Ports[0].Port)
+			if !*s.Endpoints[0].Conditions.Ready {
+				got += "=false"
+			}
+		}
+	}
+	if got != want {
+		t.Errorf("kubernetes service slice: got %q, want %q", got, want)
 	}
 }
 

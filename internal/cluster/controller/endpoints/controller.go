@@ -160,7 +160,10 @@ func (c *Controller) sliceEvent(obj any, deleted bool) {
 		obj = t.Obj
 	}
 	s, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok || s.Labels[discoveryv1.LabelManagedBy] != ManagedBy || s.Labels[discoveryv1.LabelServiceName] == "" {
+	if !ok || s.Labels[discoveryv1.LabelServiceName] == "" {
+		return
+	}
+	if m := s.Labels[discoveryv1.LabelManagedBy]; m != ManagedBy && m != MirrorManagedBy {
 		return
 	}
 	key := s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]
@@ -223,13 +226,25 @@ func (c *Controller) Sync(ctx context.Context, key string) (time.Duration, error
 		svc = nil
 		c.writes.forget(key)
 	}
-	if svc == nil || len(svc.Spec.Selector) == 0 || svc.Spec.Type == corev1.ServiceTypeExternalName {
-		// Gone, or its endpoints are not ours to manage (a selectorless
-		// Service's are the user's; an ExternalName one has none).
-		return 0, c.cleanup(ctx, ns, name)
+	if svc == nil || svc.Spec.Type == corev1.ServiceTypeExternalName {
+		// Gone, or without endpoints.
+		return 0, c.cleanup(ctx, ns, name, true, ManagedBy, MirrorManagedBy)
+	}
+	if len(svc.Spec.Selector) == 0 {
+		// The user writes the Endpoints; the controller mirrors them.
+		if err := c.cleanup(ctx, ns, name, true, ManagedBy); err != nil {
+			return 0, err
+		}
+		if c.writes.pending(key, c.cached(ns)) {
+			return cacheWait, nil
+		}
+		return 0, c.mirror(ctx, key, svc)
 	}
 	if c.writes.pending(key, c.cached(ns)) {
 		return cacheWait, nil
+	}
+	if err := c.cleanup(ctx, ns, name, false, MirrorManagedBy); err != nil {
+		return 0, err
 	}
 	pods, err := c.pods.Pods(ns).List(labels.Set(svc.Spec.Selector).AsSelectorPreValidated())
 	if err != nil {
@@ -239,11 +254,11 @@ func (c *Controller) Sync(ctx context.Context, key string) (time.Duration, error
 	if errEp != nil && !apierrors.IsConflict(errEp) && !apierrors.IsAlreadyExists(errEp) {
 		c.recorder.Eventf(svc, corev1.EventTypeWarning, "FailedToUpdateEndpoint", "Failed to update endpoint %s: %v", key, errEp)
 	}
-	existing, err := c.ownSlices(ns, name)
+	existing, err := c.ownSlices(ns, name, ManagedBy)
 	if err != nil {
 		return 0, errors.Join(errEp, err)
 	}
-	plan := planSlices(svc, desiredSlices(svc, pods, c.zone), existing, c.maxPerSlice)
+	plan := planSlices(svc, desiredSlices(svc, pods, c.zone), existing, c.maxPerSlice, ManagedBy)
 	errSl := c.applySlices(ctx, key, plan)
 	if errSl != nil && !apierrors.IsConflict(errSl) && !apierrors.IsAlreadyExists(errSl) {
 		c.recorder.Eventf(svc, corev1.EventTypeWarning, "FailedToUpdateEndpointSlices", "Error updating Endpoint Slices for Service %s: %v", key, errSl)
@@ -277,9 +292,23 @@ func (c *Controller) zone(node string) string {
 	return n.Labels[corev1.LabelTopologyZone]
 }
 
-// ownSlices lists the cached slices this controller wrote for Service name.
-func (c *Controller) ownSlices(ns, name string) ([]*discoveryv1.EndpointSlice, error) {
-	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: ManagedBy})
+// mirror writes the slices of a selectorless Service from its Endpoints.
+func (c *Controller) mirror(ctx context.Context, key string, svc *corev1.Service) error {
+	var groups map[string]*sliceGroup
+	if ep, err := c.endpoints.Endpoints(svc.Namespace).Get(svc.Name); err == nil && mirrorable(ep) {
+		groups = mirrorSlices(ep)
+	}
+	existing, err := c.ownSlices(svc.Namespace, svc.Name, MirrorManagedBy)
+	if err != nil {
+		return err
+	}
+	return c.applySlices(ctx, key, planSlices(svc, groups, existing, c.maxPerSlice, MirrorManagedBy))
+}
+
+// ownSlices lists the cached slices for Service name that this controller
+// wrote as managedBy (ManagedBy or MirrorManagedBy).
+func (c *Controller) ownSlices(ns, name, managedBy string) ([]*discoveryv1.EndpointSlice, error) {
+	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: managedBy})
 	return c.slices.EndpointSlices(ns).List(sel)
 }
 
@@ -365,14 +394,16 @@ func (c *Controller) deleteSlice(ctx context.Context, key string, s *discoveryv1
 	return nil
 }
 
-// cleanup deletes what the controller wrote for a Service that is gone,
-// lost its selector or became ExternalName. Endpoints without the
-// controller's label are the user's and stay.
-func (c *Controller) cleanup(ctx context.Context, ns, name string) error {
+// cleanup deletes what the controller wrote for a Service: with
+// endpoints, its Endpoints if they carry the controller's label (others
+// are the user's and stay), and its slices of each managedBy. The garbage
+// collector removes a deleted Service's slices too; a Service that lost
+// its selector keeps its ownership of them.
+func (c *Controller) cleanup(ctx context.Context, ns, name string, endpoints bool, managedBy ...string) error {
 	key := ns + "/" + name
 	var errs []error
 	ep, err := c.endpoints.Endpoints(ns).Get(name)
-	if err == nil && ep.Labels[LabelEndpointsManagedBy] == EndpointsManagedBy {
+	if endpoints && err == nil && ep.Labels[LabelEndpointsManagedBy] == EndpointsManagedBy {
 		err := c.client.CoreV1().Endpoints(ns).Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &ep.UID}})
 		switch {
 		case err == nil:
@@ -381,15 +412,15 @@ func (c *Controller) cleanup(ctx context.Context, ns, name string) error {
 			errs = append(errs, fmt.Errorf("delete endpoints %s: %w", key, err))
 		}
 	}
-	// The garbage collector removes a deleted Service's slices too; a
-	// Service that lost its selector keeps its ownership of them.
-	own, err := c.ownSlices(ns, name)
-	if err != nil {
-		return err
-	}
-	for _, s := range own {
-		if err := c.deleteSlice(ctx, key, s); err != nil {
-			errs = append(errs, err)
+	for _, m := range managedBy {
+		own, err := c.ownSlices(ns, name, m)
+		if err != nil {
+			return err
+		}
+		for _, s := range own {
+			if err := c.deleteSlice(ctx, key, s); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -93,13 +93,22 @@ func (h *harness) refresh() {
 	replace(h, h.f.Core().V1().Nodes().Informer(), nodes.Items)
 }
 
-// sync refreshes the caches and syncs key, failing on an error.
+// sync refreshes the caches and syncs key, failing on an error. A sync
+// that asks to look again once the caches show its writes (deletes before
+// a mirror) is run again on refreshed caches, as the queue would.
 func (h *harness) sync(key string) {
 	h.t.Helper()
 	h.refresh()
 	h.client.ClearActions()
-	if after, err := h.c.Sync(context.Background(), key); err != nil || after != 0 {
-		h.t.Fatalf("sync %s: got retry %v, error %v; want neither", key, after, err)
+	for i := 0; ; i++ {
+		after, err := h.c.Sync(context.Background(), key)
+		if err != nil || (after != 0 && i == 3) {
+			h.t.Fatalf("sync %s: got retry %v, error %v; want neither", key, after, err)
+		}
+		if after == 0 {
+			return
+		}
+		h.refresh()
 	}
 }
 
@@ -496,8 +505,12 @@ func TestSelectorRemovedAndServiceDeleted(t *testing.T) {
 	h.sync("ns/web")
 	h.sync("ns/gone")
 	h.sync("ns/manual")
+	if w := h.writes(); len(w) != 1 || w["create endpointslices"] != 1 {
+		t.Errorf("sync of a selectorless service wrote %v, want its Endpoints mirrored into one slice", w)
+	}
+	h.sync("ns/manual")
 	if w := h.writes(); len(w) != 0 {
-		t.Errorf("sync of a selectorless service wrote %v, want nothing", w)
+		t.Errorf("second sync of a selectorless service wrote %v, want nothing", w)
 	}
 
 	svc, _ := h.client.CoreV1().Services("ns").Get(context.Background(), "web", metav1.GetOptions{})
@@ -625,4 +638,96 @@ func TestEvents(t *testing.T) {
 	wait("endpoints re-created with the new pod", func(ep *corev1.Endpoints, sl []discoveryv1.EndpointSlice) bool {
 		return len(ep.Subsets) == 1 && ips(ep.Subsets[0].Addresses) == "10.88.0.5" && slices.Equal(sliceView(sl), []string{"b:true/true/false"})
 	})
+}
+
+func TestMirrorSelectorlessEndpoints(t *testing.T) {
+	svc := newService("ext")
+	svc.Spec.Selector = nil
+	udp := corev1.ProtocolUDP
+	ep := &corev1.Endpoints{
+		ObjectMeta: metav1.ObjectMeta{Name: "ext", Namespace: "ns"},
+		Subsets: []corev1.EndpointSubset{
+			{
+				Addresses: []corev1.EndpointAddress{
+					{IP: "192.0.2.1", TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "ns", Name: "x"}},
+					{IP: "192.0.2.2"},
+					{IP: "fd00::1"}, // not IPv4: not mirrored
+				},
+				NotReadyAddresses: []corev1.EndpointAddress{{IP: "192.0.2.3"}},
+				Ports:             []corev1.EndpointPort{{Name: "a", Port: 80, Protocol: corev1.ProtocolTCP}, {Name: "b", Port: 81, Protocol: udp}},
+			},
+			{Addresses: []corev1.EndpointAddress{{IP: "192.0.2.4"}}, Ports: []corev1.EndpointPort{{Name: "a", Port: 8080, Protocol: corev1.ProtocolTCP}}},
+		},
+	}
+	h := newHarness(t, svc, ep)
+	h.sync("ns/ext")
+	view := func() []string {
+		var out []string
+		for _, s := range h.slices("ext") {
+			if s.Labels[discoveryv1.LabelManagedBy] != MirrorManagedBy || metav1.GetControllerOf(&s) == nil || metav1.GetControllerOf(&s).UID != "ext-uid" {
+				t.Errorf("slice %s: labels %v owner %v, want mirrored and owned by the service", s.Name, s.Labels, s.OwnerReferences)
+			}
+			var ps []string
+			for _, p := range s.Ports {
+				ps = append(ps, fmt.Sprintf("%s=%d/%s", *p.Name, *p.Port, *p.Protocol))
+			}
+			for _, e := range s.Endpoints {
+				out = append(out, fmt.Sprintf("%s %s ready=%v", e.Addresses[0], strings.Join(ps, ","), *e.Conditions.Ready))
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	want := []string{"192.0.2.1 a=80/TCP,b=81/UDP ready=true", "192.0.2.2 a=80/TCP,b=81/UDP ready=true", "192.0.2.3 a=80/TCP,b=81/UDP ready=false", "192.0.2.4 a=8080/TCP ready=true"}
+	if got := view(); !slices.Equal(got, want) {
+		t.Errorf("mirrored slices: got %q, want %q", got, want)
+	}
+
+	// The user edits the Endpoints: one slice follows.
+	cur := h.endpoints("ext")
+	cur.Subsets[0].Addresses = cur.Subsets[0].Addresses[:1]
+	if _, err := h.client.CoreV1().Endpoints("ns").Update(context.Background(), cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.sync("ns/ext")
+	if w := h.writes(); len(w) != 1 || w["update endpointslices"] != 1 {
+		t.Errorf("edit of the Endpoints wrote %v, want one slice update", w)
+	}
+	if got := view(); len(got) != 3 {
+		t.Errorf("after the edit: got %q, want 3 endpoints", got)
+	}
+
+	// Opting out of mirroring removes the slices.
+	cur = h.endpoints("ext")
+	cur.Labels = map[string]string{discoveryv1.LabelSkipMirror: "true"}
+	if _, err := h.client.CoreV1().Endpoints("ns").Update(context.Background(), cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.sync("ns/ext")
+	if n := len(h.slices("ext")); n != 0 {
+		t.Errorf("skip-mirror: %d slices left, want 0", n)
+	}
+	cur = h.endpoints("ext")
+	cur.Labels = nil
+	if _, err := h.client.CoreV1().Endpoints("ns").Update(context.Background(), cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.sync("ns/ext")
+
+	// The Service gets a selector: the controller takes over from the
+	// mirror.
+	h.createPod(newPod("p", "ext", "10.88.0.7", true))
+	s, _ := h.client.CoreV1().Services("ns").Get(context.Background(), "ext", metav1.GetOptions{})
+	s.Spec.Selector = map[string]string{"app": "ext"}
+	if _, err := h.client.CoreV1().Services("ns").Update(context.Background(), s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.sync("ns/ext")
+	sl := h.slices("ext")
+	if len(sl) != 1 || sl[0].Labels[discoveryv1.LabelManagedBy] != ManagedBy || sliceView(sl)[0] != "p:true/true/false" {
+		t.Errorf("after the selector was set: got slices %+v, want only the controller's with pod p", sl)
+	}
+	if e := h.endpoints("ext"); len(e.Subsets) != 1 || ips(e.Subsets[0].Addresses) != "10.88.0.7" {
+		t.Errorf("endpoints after the selector was set: %+v", e.Subsets)
+	}
 }

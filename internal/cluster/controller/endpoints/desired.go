@@ -319,7 +319,7 @@ func desiredSlices(svc *corev1.Service, pods []*corev1.Pod, zone func(node strin
 			g = &sliceGroup{ports: ports, eps: map[string]discoveryv1.Endpoint{}}
 			groups[k] = g
 		}
-		g.eps[p.Name] = ep
+		g.eps[endpointKey(&ep)] = ep
 	}
 	return groups
 }
@@ -334,12 +334,17 @@ func slicePortsKey(ps []discoveryv1.EndpointPort) string {
 	return strings.Join(keys, ",")
 }
 
-// endpointKey names the pod behind a slice endpoint ("" if it has none).
+// endpointKey identifies a slice endpoint within a Service: the name of
+// its pod, or "ip/" and its address for one without a pod (mirrored from
+// a user's Endpoints). Names cannot hold a "/", so the two never meet.
 func endpointKey(ep *discoveryv1.Endpoint) string {
-	if ep.TargetRef == nil || ep.TargetRef.Kind != "Pod" {
-		return ""
+	if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" && ep.TargetRef.Name != "" {
+		return ep.TargetRef.Name
 	}
-	return ep.TargetRef.Name
+	if len(ep.Addresses) > 0 {
+		return "ip/" + ep.Addresses[0]
+	}
+	return ""
 }
 
 func sortSliceEndpoints(eps []discoveryv1.Endpoint) {

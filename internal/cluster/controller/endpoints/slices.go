@@ -34,8 +34,8 @@ func ownedBy(s *discoveryv1.EndpointSlice, svc *corev1.Service) bool {
 	return ref != nil && ref.Kind == "Service" && ref.UID == svc.UID
 }
 
-func sliceLabels(svc *corev1.Service) map[string]string {
-	return ownLabels(svc, map[string]string{discoveryv1.LabelServiceName: svc.Name, discoveryv1.LabelManagedBy: ManagedBy})
+func sliceLabels(svc *corev1.Service, managedBy string) map[string]string {
+	return ownLabels(svc, map[string]string{discoveryv1.LabelServiceName: svc.Name, discoveryv1.LabelManagedBy: managedBy})
 }
 
 func newSlice(svc *corev1.Service) *discoveryv1.EndpointSlice {
@@ -65,12 +65,13 @@ type slot struct {
 // rewrites one slice, not all of them (Kubernetes' reconciler does the
 // same). A Service with no endpoints keeps one empty slice, as in
 // Kubernetes, so that consumers can tell "no endpoints" from "not yet
-// processed".
-func planSlices(svc *corev1.Service, groups map[string]*sliceGroup, existing []*discoveryv1.EndpointSlice, max int) slicePlan {
+// processed". Mirrored slices (managedBy MirrorManagedBy) have no such
+// placeholder, as in Kubernetes.
+func planSlices(svc *corev1.Service, groups map[string]*sliceGroup, existing []*discoveryv1.EndpointSlice, max int, managedBy string) slicePlan {
 	var plan slicePlan
 	existing = slices.Clone(existing)
 	slices.SortFunc(existing, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
-	labels := sliceLabels(svc)
+	labels := sliceLabels(svc, managedBy)
 
 	var spare []*discoveryv1.EndpointSlice // ours, but no longer fitting a port set
 	byKey := map[string][]*slot{}
@@ -158,7 +159,7 @@ func planSlices(svc *corev1.Service, groups map[string]*sliceGroup, existing []*
 		}
 		live = append(live, sl)
 	}
-	if len(live) == 0 {
+	if len(live) == 0 && managedBy == ManagedBy {
 		sl := &slot{changed: true}
 		if len(spare) > 0 {
 			slices.SortFunc(spare, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
