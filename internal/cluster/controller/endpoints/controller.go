@@ -128,6 +128,25 @@ func New(client kubernetes.Interface, f informers.SharedInformerFactory, rec rec
 		UpdateFunc: func(_, cur any) { c.sliceEvent(cur, false) },
 		DeleteFunc: func(obj any) { c.sliceEvent(obj, true) },
 	})
+	// A node's zone goes into its pods' slice endpoints. Zones change
+	// rarely; then every pod on the node is looked at.
+	_, _ = nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(oldObj, curObj any) {
+			old, cur := oldObj.(*corev1.Node), curObj.(*corev1.Node)
+			if old.Labels[corev1.LabelTopologyZone] == cur.Labels[corev1.LabelTopologyZone] {
+				return
+			}
+			pods, err := c.pods.List(labels.Everything())
+			if err != nil {
+				return
+			}
+			for _, p := range pods {
+				if p.Spec.NodeName == cur.Name {
+					c.enqueueFor(p)
+				}
+			}
+		},
+	})
 	return c
 }
 

@@ -614,6 +614,7 @@ func TestEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	mustNil(cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node1"}}, metav1.CreateOptions{}))
 	mustNil(cs.CoreV1().Pods("ns").Create(ctx, newPod("a", "web", "10.88.0.2", false), metav1.CreateOptions{}))
 	mustNil(cs.CoreV1().Services("ns").Create(ctx, newService("web"), metav1.CreateOptions{}))
 	wait("not-ready pod listed", func(ep *corev1.Endpoints, sl []discoveryv1.EndpointSlice) bool {
@@ -637,6 +638,13 @@ func TestEvents(t *testing.T) {
 	mustNil(cs.CoreV1().Pods("ns").Create(ctx, newPod("b", "web", "10.88.0.5", true), metav1.CreateOptions{}))
 	wait("endpoints re-created with the new pod", func(ep *corev1.Endpoints, sl []discoveryv1.EndpointSlice) bool {
 		return len(ep.Subsets) == 1 && ips(ep.Subsets[0].Addresses) == "10.88.0.5" && slices.Equal(sliceView(sl), []string{"b:true/true/false"})
+	})
+	// The pods' node is put in a zone: the slice says so.
+	n, _ := cs.CoreV1().Nodes().Get(ctx, "node1", metav1.GetOptions{})
+	n.Labels = map[string]string{corev1.LabelTopologyZone: "zone-b"}
+	mustNil(cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}))
+	wait("zone from the relabelled node", func(_ *corev1.Endpoints, sl []discoveryv1.EndpointSlice) bool {
+		return len(sl) == 1 && len(sl[0].Endpoints) == 1 && deref(sl[0].Endpoints[0].Zone) == "zone-b"
 	})
 }
 
