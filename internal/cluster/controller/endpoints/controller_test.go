@@ -608,6 +608,16 @@ func TestEvents(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// settle lets the queue drain (a sync waiting for the cache looks
+	// again after cacheWait), so that only the next event can bring the
+	// next change.
+	settle := func() {
+		t.Helper()
+		time.Sleep(cacheWait + 300*time.Millisecond)
+		if n := c.queue.Len(); n != 0 {
+			t.Fatalf("queue holds %d keys after settling, want 0", n)
+		}
+	}
 	mustNil := func(_ any, err error) {
 		t.Helper()
 		if err != nil {
@@ -627,6 +637,7 @@ func TestEvents(t *testing.T) {
 		return len(ep.Subsets) == 1 && ips(ep.Subsets[0].Addresses) == "10.88.0.2" && slices.Equal(sliceView(sl), []string{"a:true/true/false"})
 	})
 	// Relabelled out of the selector: the old labels find the service.
+	settle()
 	p, _ = cs.CoreV1().Pods("ns").Get(ctx, "a", metav1.GetOptions{})
 	p.Labels = map[string]string{"app": "other"}
 	mustNil(cs.CoreV1().Pods("ns").Update(ctx, p, metav1.UpdateOptions{}))
@@ -640,6 +651,7 @@ func TestEvents(t *testing.T) {
 		return len(ep.Subsets) == 1 && ips(ep.Subsets[0].Addresses) == "10.88.0.5" && slices.Equal(sliceView(sl), []string{"b:true/true/false"})
 	})
 	// The pods' node is put in a zone: the slice says so.
+	settle()
 	n, _ := cs.CoreV1().Nodes().Get(ctx, "node1", metav1.GetOptions{})
 	n.Labels = map[string]string{corev1.LabelTopologyZone: "zone-b"}
 	mustNil(cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}))
