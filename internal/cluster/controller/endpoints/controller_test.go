@@ -27,14 +27,14 @@ import (
 // harness is the controller on a fake clientset whose informer caches the
 // test fills by hand (refresh), so that it can also make them lag.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	client *fake.Clientset
 	f      informers.SharedInformerFactory
 	c      *Controller
 	seq    atomic.Int32
 }
 
-func newHarness(t *testing.T, objs ...runtime.Object) *harness {
+func newHarness(t testing.TB, objs ...runtime.Object) *harness {
 	h := &harness{t: t, client: fake.NewClientset(objs...)}
 	// The fake tracker implements neither generateName nor uids.
 	h.client.PrependReactor("create", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
@@ -749,5 +749,28 @@ func TestMirrorSelectorlessEndpoints(t *testing.T) {
 	}
 	if e := h.endpoints("ext"); len(e.Subsets) != 1 || ips(e.Subsets[0].Addresses) != "10.88.0.7" {
 		t.Errorf("endpoints after the selector was set: %+v", e.Subsets)
+	}
+}
+
+// BenchmarkResync measures a sync of a Service with 1000 pods whose
+// objects are up to date: what every pod event of a large Service costs.
+func BenchmarkResync(b *testing.B) {
+	objs := []runtime.Object{newService("web")}
+	for i := range 1000 {
+		objs = append(objs, newPod(fmt.Sprintf("p%04d", i), "web", fmt.Sprintf("10.88.%d.%d", i/250, 1+i%250), true))
+	}
+	h := newHarness(b, objs...)
+	h.sync("ns/web")
+	h.refresh()
+	h.client.ClearActions()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := h.c.Sync(context.Background(), "ns/web"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if w := h.writes(); len(w) != 0 {
+		b.Errorf("resyncs wrote %v", w)
 	}
 }
