@@ -676,7 +676,8 @@ func TestMirrorSelectorlessEndpoints(t *testing.T) {
 				NotReadyAddresses: []corev1.EndpointAddress{{IP: "192.0.2.3"}},
 				Ports:             []corev1.EndpointPort{{Name: "a", Port: 80, Protocol: corev1.ProtocolTCP}, {Name: "b", Port: 81, Protocol: udp}},
 			},
-			{Addresses: []corev1.EndpointAddress{{IP: "192.0.2.4"}}, Ports: []corev1.EndpointPort{{Name: "a", Port: 8080, Protocol: corev1.ProtocolTCP}}},
+			// 192.0.2.1 serves another port set too.
+			{Addresses: []corev1.EndpointAddress{{IP: "192.0.2.4"}, {IP: "192.0.2.1"}}, Ports: []corev1.EndpointPort{{Name: "a", Port: 8080, Protocol: corev1.ProtocolTCP}}},
 		},
 	}
 	h := newHarness(t, svc, ep)
@@ -698,9 +699,13 @@ func TestMirrorSelectorlessEndpoints(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	want := []string{"192.0.2.1 a=80/TCP,b=81/UDP ready=true", "192.0.2.2 a=80/TCP,b=81/UDP ready=true", "192.0.2.3 a=80/TCP,b=81/UDP ready=false", "192.0.2.4 a=8080/TCP ready=true"}
+	want := []string{"192.0.2.1 a=80/TCP,b=81/UDP ready=true", "192.0.2.1 a=8080/TCP ready=true", "192.0.2.2 a=80/TCP,b=81/UDP ready=true", "192.0.2.3 a=80/TCP,b=81/UDP ready=false", "192.0.2.4 a=8080/TCP ready=true"}
 	if got := view(); !slices.Equal(got, want) {
 		t.Errorf("mirrored slices: got %q, want %q", got, want)
+	}
+	h.sync("ns/ext")
+	if w := h.writes(); len(w) != 0 {
+		t.Errorf("second mirror sync wrote %v, want nothing", w)
 	}
 
 	// The user edits the Endpoints: one slice follows.
@@ -713,8 +718,8 @@ func TestMirrorSelectorlessEndpoints(t *testing.T) {
 	if w := h.writes(); len(w) != 1 || w["update endpointslices"] != 1 {
 		t.Errorf("edit of the Endpoints wrote %v, want one slice update", w)
 	}
-	if got := view(); len(got) != 3 {
-		t.Errorf("after the edit: got %q, want 3 endpoints", got)
+	if got := view(); len(got) != 4 {
+		t.Errorf("after the edit: got %q, want 4 endpoints", got)
 	}
 
 	// Opting out of mirroring removes the slices.

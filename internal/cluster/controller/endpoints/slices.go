@@ -75,7 +75,9 @@ func planSlices(svc *corev1.Service, groups map[string]*sliceGroup, existing []*
 
 	var spare []*discoveryv1.EndpointSlice // ours, but no longer fitting a port set
 	byKey := map[string][]*slot{}
-	placed := map[string]bool{}
+	// placed: endpoints already in a kept slice, by port set and key (a
+	// mirrored address may serve two port sets).
+	placed := map[[2]string]bool{}
 	for _, s := range existing {
 		if !ownedBy(s, svc) || s.AddressType != discoveryv1.AddressTypeIPv4 {
 			plan.delete = append(plan.delete, s)
@@ -91,11 +93,11 @@ func planSlices(svc *corev1.Service, groups map[string]*sliceGroup, existing []*
 		for i := range s.Endpoints {
 			name := endpointKey(&s.Endpoints[i])
 			want, ok := g.eps[name]
-			if !ok || placed[name] {
+			if !ok || placed[[2]string{k, name}] {
 				sl.changed = true // gone, or a duplicate of one in another slice
 				continue
 			}
-			placed[name] = true
+			placed[[2]string{k, name}] = true
 			if !apiequality.Semantic.DeepEqual(want, s.Endpoints[i]) {
 				sl.changed = true
 			}
@@ -110,7 +112,7 @@ func planSlices(svc *corev1.Service, groups map[string]*sliceGroup, existing []*
 		g := groups[k]
 		var todo []string
 		for name := range g.eps {
-			if !placed[name] {
+			if !placed[[2]string{k, name}] {
 				todo = append(todo, name)
 			}
 		}
