@@ -676,8 +676,8 @@ func TestMirrorSelectorlessEndpoints(t *testing.T) {
 				NotReadyAddresses: []corev1.EndpointAddress{{IP: "192.0.2.3"}},
 				Ports:             []corev1.EndpointPort{{Name: "a", Port: 80, Protocol: corev1.ProtocolTCP}, {Name: "b", Port: 81, Protocol: udp}},
 			},
-			// 192.0.2.1 serves another port set too.
-			{Addresses: []corev1.EndpointAddress{{IP: "192.0.2.4"}, {IP: "192.0.2.1"}}, Ports: []corev1.EndpointPort{{Name: "a", Port: 8080, Protocol: corev1.ProtocolTCP}}},
+			// 192.0.2.2 serves another port set too.
+			{Addresses: []corev1.EndpointAddress{{IP: "192.0.2.4"}, {IP: "192.0.2.2"}}, Ports: []corev1.EndpointPort{{Name: "a", Port: 8080, Protocol: corev1.ProtocolTCP}}},
 		},
 	}
 	h := newHarness(t, svc, ep)
@@ -699,7 +699,7 @@ func TestMirrorSelectorlessEndpoints(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	want := []string{"192.0.2.1 a=80/TCP,b=81/UDP ready=true", "192.0.2.1 a=8080/TCP ready=true", "192.0.2.2 a=80/TCP,b=81/UDP ready=true", "192.0.2.3 a=80/TCP,b=81/UDP ready=false", "192.0.2.4 a=8080/TCP ready=true"}
+	want := []string{"192.0.2.1 a=80/TCP,b=81/UDP ready=true", "192.0.2.2 a=80/TCP,b=81/UDP ready=true", "192.0.2.2 a=8080/TCP ready=true", "192.0.2.3 a=80/TCP,b=81/UDP ready=false", "192.0.2.4 a=8080/TCP ready=true"}
 	if got := view(); !slices.Equal(got, want) {
 		t.Errorf("mirrored slices: got %q, want %q", got, want)
 	}
