@@ -18,7 +18,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -346,7 +345,7 @@ func (c *Controller) syncEndpoints(ctx context.Context, key string, svc *corev1.
 	if err != nil {
 		return err
 	}
-	if apiequality.Semantic.DeepEqual(cur.Subsets, want.Subsets) && maps.Equal(cur.Labels, want.Labels) &&
+	if eqSubsets(cur.Subsets, want.Subsets) && maps.Equal(cur.Labels, want.Labels) &&
 		cur.Annotations[AnnotationOverCapacity] == want.Annotations[AnnotationOverCapacity] {
 		return nil
 	}

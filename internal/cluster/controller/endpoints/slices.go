@@ -7,7 +7,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -89,7 +88,7 @@ func planSlices(svc *corev1.Service, groups map[string]*sliceGroup, existing []*
 			spare = append(spare, s)
 			continue
 		}
-		sl := &slot{orig: s, ports: g.ports, changed: !apiequality.Semantic.DeepEqual(s.Ports, g.ports)}
+		sl := &slot{orig: s, ports: g.ports, changed: !eqSlicePorts(s.Ports, g.ports)}
 		for i := range s.Endpoints {
 			name := endpointKey(&s.Endpoints[i])
 			want, ok := g.eps[name]
@@ -98,7 +97,7 @@ func planSlices(svc *corev1.Service, groups map[string]*sliceGroup, existing []*
 				continue
 			}
 			placed[[2]string{k, name}] = true
-			if !apiequality.Semantic.DeepEqual(want, s.Endpoints[i]) {
+			if !eqSliceEndpoint(&want, &s.Endpoints[i]) {
 				sl.changed = true
 			}
 			sl.eps = append(sl.eps, want)
