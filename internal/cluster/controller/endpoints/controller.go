@@ -336,6 +336,12 @@ func (c *Controller) syncEndpoints(ctx context.Context, key string, svc *corev1.
 	cur, err := c.endpoints.Endpoints(svc.Namespace).Get(svc.Name)
 	if apierrors.IsNotFound(err) {
 		out, err := c.client.CoreV1().Endpoints(svc.Namespace).Create(ctx, want, metav1.CreateOptions{})
+		if apierrors.IsForbidden(err) {
+			// Mostly a namespace being deleted (nothing to do: its
+			// Services go too), as Kubernetes' controller reasons.
+			c.log.Debug("endpoints create forbidden", "service", key, "err", err)
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("create endpoints %s: %w", key, err)
 		}
@@ -374,6 +380,10 @@ func (c *Controller) applySlices(ctx context.Context, key string, plan slicePlan
 	var errs []error
 	for _, s := range plan.create {
 		out, err := api(s.Namespace).Create(ctx, s, metav1.CreateOptions{})
+		if apierrors.IsForbidden(err) {
+			c.log.Debug("endpointslice create forbidden", "service", key, "err", err)
+			continue // as for the Endpoints
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("create endpointslice for %s: %w", key, err))
 			continue

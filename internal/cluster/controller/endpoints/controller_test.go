@@ -779,3 +779,16 @@ func BenchmarkResync(b *testing.B) {
 		b.Errorf("resyncs wrote %v", w)
 	}
 }
+
+// TestNamespaceTerminating: creates refused because the namespace is being
+// deleted are not retried or reported (its Services go with it).
+func TestNamespaceTerminating(t *testing.T) {
+	h := newHarness(t, newService("web"), newPod("a", "web", "10.88.0.2", true))
+	h.client.PrependReactor("create", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(a.GetResource().GroupResource(), "", fmt.Errorf("unable to create new content in namespace ns because it is being terminated"))
+	})
+	h.sync("ns/web")
+	if ev := len(h.c.recorder.(*record.FakeRecorder).Events); ev != 0 {
+		t.Errorf("got %d warning events, want none", ev)
+	}
+}
