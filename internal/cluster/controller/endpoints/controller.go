@@ -244,6 +244,11 @@ func (c *Controller) Sync(ctx context.Context, key string) (time.Duration, error
 		svc = nil
 		c.writes.forget(key)
 	}
+	if svc != nil && svc.DeletionTimestamp != nil {
+		// Going (a foreground delete waits for its slices): writing now
+		// would only hold up the garbage collector.
+		return 0, nil
+	}
 	if svc == nil || svc.Spec.Type == corev1.ServiceTypeExternalName {
 		// Gone, or without endpoints.
 		return 0, c.cleanup(ctx, ns, name, true, ManagedBy, MirrorManagedBy)

@@ -526,6 +526,19 @@ func TestSelectorRemovedAndServiceDeleted(t *testing.T) {
 		t.Errorf("%d slices after the selector was removed, want 0", n)
 	}
 
+	// Being deleted in the foreground: nothing is written that would hold
+	// up the garbage collector.
+	g, _ := h.client.CoreV1().Services("ns").Get(context.Background(), "gone", metav1.GetOptions{})
+	now := metav1.Now()
+	g.DeletionTimestamp = &now
+	if _, err := h.client.CoreV1().Services("ns").Update(context.Background(), g, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.createPod(newPod("g2", "gone", "10.88.0.4", true))
+	h.sync("ns/gone")
+	if w := h.writes(); len(w) != 0 {
+		t.Errorf("sync of a service being deleted wrote %v, want nothing", w)
+	}
 	if err := h.client.CoreV1().Services("ns").Delete(context.Background(), "gone", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
