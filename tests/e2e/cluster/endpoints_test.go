@@ -113,8 +113,9 @@ func TestServiceEndpoints(t *testing.T) {
 		return strings.Contains(K("get", "endpoints", "web"), "10.88.5.11:8080,10.88.5.11:9100 ")
 	})
 
-	// Deleting the Service takes its Endpoints and slices along.
-	K("delete", "service", "web")
+	// Deleting the Service (in the foreground: kubectl waits until the
+	// slices it owns are gone) takes its Endpoints and slices along.
+	K("delete", "service", "web", "--cascade=foreground", "--timeout=20s")
 	waitUntil(t, 15*time.Second, "endpoints and slices gone with the service", func() bool {
 		out, _ := k.run(t, "", "-n", ns, "get", "endpoints,endpointslices", "-o", "name")
 		return !strings.Contains(out, "web")
