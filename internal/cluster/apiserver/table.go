@@ -3,7 +3,9 @@ package apiserver
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +35,22 @@ func age(t metav1.Time) string {
 		return "<unknown>"
 	}
 	return duration.HumanDuration(time.Since(t.Time))
+}
+
+// firstOfMany joins the first max items and counts the rest, as kubectl's
+// columns do ("a,b,c + 4 more...").
+func firstOfMany(items []string, max int) string {
+	if len(items) <= max {
+		return strings.Join(items, ",")
+	}
+	return fmt.Sprintf("%s + %d more...", strings.Join(items[:max], ","), len(items)-max)
+}
+
+func orUnset(s string) string {
+	if s == "" {
+		return "<unset>"
+	}
+	return s
 }
 
 func orNone(s string) string {
@@ -288,29 +306,42 @@ func columnsFor(r *resource) ([]col, func(runtime.Object) []any) {
 	case "Endpoints":
 		return []col{nameCol, {"Endpoints", "string", 0}, ageCol}, func(o runtime.Object) []any {
 			e := o.(*corev1.Endpoints)
+			// Ready addresses, port-major as kubectl prints them; a
+			// headless Service without ports lists bare addresses.
 			var eps []string
 			for _, s := range e.Subsets {
-				for _, a := range s.Addresses {
-					for _, p := range s.Ports {
-						eps = append(eps, fmt.Sprintf("%s:%d", a.IP, p.Port))
+				if len(s.Ports) == 0 {
+					for _, a := range s.Addresses {
+						eps = append(eps, a.IP)
+					}
+					continue
+				}
+				for _, p := range s.Ports {
+					for _, a := range s.Addresses {
+						eps = append(eps, net.JoinHostPort(a.IP, strconv.Itoa(int(p.Port))))
 					}
 				}
 			}
-			return []any{e.Name, orNone(strings.Join(eps, ",")), age(e.CreationTimestamp)}
+			return []any{e.Name, orNone(firstOfMany(eps, 3)), age(e.CreationTimestamp)}
 		}
 	case "EndpointSlice":
 		return []col{nameCol, {"AddressType", "string", 0}, {"Ports", "string", 0}, {"Endpoints", "string", 0}, ageCol}, func(o runtime.Object) []any {
 			e := o.(*discoveryv1.EndpointSlice)
 			var ports, eps []string
 			for _, p := range e.Ports {
-				if p.Port != nil {
-					ports = append(ports, fmt.Sprint(*p.Port))
+				switch {
+				case p.Port != nil:
+					ports = append(ports, strconv.Itoa(int(*p.Port)))
+				case p.Name != nil:
+					ports = append(ports, *p.Name)
+				default:
+					ports = append(ports, "*") // every port
 				}
 			}
 			for _, ep := range e.Endpoints {
 				eps = append(eps, ep.Addresses...)
 			}
-			return []any{e.Name, string(e.AddressType), orNone(strings.Join(ports, ",")), orNone(strings.Join(eps, ",")), age(e.CreationTimestamp)}
+			return []any{e.Name, string(e.AddressType), orUnset(firstOfMany(ports, 3)), orUnset(firstOfMany(eps, 3)), age(e.CreationTimestamp)}
 		}
 	case "ServiceAccount":
 		return []col{nameCol, {"Secrets", "integer", 0}, ageCol}, func(o runtime.Object) []any {

@@ -9,6 +9,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apiresource "k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,6 +25,7 @@ func ptr[T any](v T) *T { return &v }
 
 // applyDefaults fills the defaults Kubernetes applies to the common types.
 func applyDefaults(obj runtime.Object) {
+	defaultEndpoints(obj)
 	switch o := obj.(type) {
 	case *corev1.Pod:
 		defaultPodSpec(&o.Spec)
@@ -326,6 +328,10 @@ func validateObject(r *resource, obj runtime.Object) []fieldErr {
 		if size > 1024*1024 {
 			errs = append(errs, fieldErr{causeTooLong, "data", "Too long: must have at most 1048576 bytes"})
 		}
+	case *corev1.Endpoints:
+		errs = append(errs, validateEndpoints(o)...)
+	case *discoveryv1.EndpointSlice:
+		errs = append(errs, validateEndpointSlice(o)...)
 	case *corev1.Service:
 		if o.Spec.Type != corev1.ServiceTypeExternalName && len(o.Spec.Ports) == 0 && o.Spec.ClusterIP != corev1.ClusterIPNone {
 			errs = append(errs, required("spec.ports", ""))
