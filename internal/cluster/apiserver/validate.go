@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -120,6 +122,31 @@ func applyDefaults(obj runtime.Object) {
 			o.Spec.Suspend = ptr(false)
 		}
 		defaultPodSpec(&o.Spec.Template.Spec)
+	case *autoscalingv2.HorizontalPodAutoscaler:
+		if o.Spec.MinReplicas == nil {
+			o.Spec.MinReplicas = ptr(int32(1))
+		}
+	case *autoscalingv1.HorizontalPodAutoscaler:
+		if o.Spec.MinReplicas == nil {
+			o.Spec.MinReplicas = ptr(int32(1))
+		}
+	case *corev1.PersistentVolume:
+		if o.Spec.PersistentVolumeReclaimPolicy == "" {
+			o.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimRetain
+		}
+		if o.Spec.VolumeMode == nil {
+			o.Spec.VolumeMode = ptr(corev1.PersistentVolumeFilesystem)
+		}
+		if o.Status.Phase == "" {
+			o.Status.Phase = corev1.VolumePending
+		}
+	case *corev1.PersistentVolumeClaim:
+		if o.Spec.VolumeMode == nil {
+			o.Spec.VolumeMode = ptr(corev1.PersistentVolumeFilesystem)
+		}
+		if o.Status.Phase == "" {
+			o.Status.Phase = corev1.ClaimPending
+		}
 	case *batchv1.CronJob:
 		if o.Spec.ConcurrencyPolicy == "" {
 			o.Spec.ConcurrencyPolicy = batchv1.AllowConcurrent
