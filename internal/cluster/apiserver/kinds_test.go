@@ -303,3 +303,32 @@ func TestOversizedUpdates(t *testing.T) {
 		})
 	}
 }
+
+// TestSecretStringData: stringData is write-only, as in Kubernetes: it
+// is merged into data on create and on every update path, wins over a
+// data key of the same name, and is never returned.
+func TestSecretStringData(t *testing.T) {
+	ns := newNS(t)
+	base := "/api/v1/namespaces/" + ns + "/secrets"
+	check := func(r resp, want map[string]string) {
+		t.Helper()
+		if _, has := r.obj["stringData"]; has {
+			t.Errorf("stringData returned: %s", r.body)
+		}
+		for k, v := range want {
+			if got := r.str("data." + k); got != v {
+				t.Errorf("data.%s: got %q, want %q", k, got, v)
+			}
+		}
+	}
+	c := do(t, "POST", base, `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},"data":{"a":"eA=="},"stringData":{"a":"wins","b":"plain"}}`)
+	mustCode(t, c, 201)
+	check(c, map[string]string{"a": "d2lucw==", "b": "cGxhaW4="})
+	check(do(t, "GET", base+"/s", nil), map[string]string{"a": "d2lucw==", "b": "cGxhaW4="})
+	check(do(t, "PATCH", base+"/s", `{"stringData":{"c":"merged"}}`, withCT(mtMergePatch)), map[string]string{"c": "bWVyZ2Vk", "a": "d2lucw=="})
+	check(do(t, "PATCH", base+"/s", `{"stringData":{"d":"smp"}}`, withCT(mtSMP)), map[string]string{"d": "c21w"})
+	check(do(t, "PATCH", base+"/s?fieldManager=t&force=true", `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},"stringData":{"e":"ssa"}}`, withCT(mtApply)), map[string]string{"e": "c3Nh"})
+	cur := do(t, "GET", base+"/s", nil)
+	cur.obj["stringData"] = map[string]any{"f": "put"}
+	check(do(t, "PUT", base+"/s", cur.obj), map[string]string{"f": "cHV0", "a": "d2lucw=="})
+}

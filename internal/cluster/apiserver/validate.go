@@ -49,6 +49,15 @@ func applyDefaults(obj runtime.Object) {
 		if o.Type == "" {
 			o.Type = corev1.SecretTypeOpaque
 		}
+		// As Kubernetes' v1 conversion: stringData is write-only, merged
+		// into data (winning over it) and never stored or returned.
+		for k, v := range o.StringData {
+			if o.Data == nil {
+				o.Data = map[string][]byte{}
+			}
+			o.Data[k] = []byte(v)
+		}
+		o.StringData = nil
 	case *corev1.Namespace:
 		if o.Labels == nil {
 			o.Labels = map[string]string{}
