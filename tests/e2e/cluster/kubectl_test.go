@@ -372,6 +372,14 @@ func kubectlSuite(t *testing.T, bin, tag string) {
 		mustContain(t, K("get", "events"), "Tested", "pod/solo", "from e2e")
 		mustContain(t, K("describe", "pod", "solo"), "Tested")
 		mustContain(t, K("delete", "pod", "solo", "--grace-period=0", "--force"), "deleted")
+		// drain evicts through pods/eviction (a protobuf Eviction from
+		// 1.32's typed client); with no agent on the node the server
+		// finishes the 1 s graceful deletion itself.
+		Kin(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"on-node"},"spec":{"nodeName":"`+node+`","terminationGracePeriodSeconds":1,"containers":[{"name":"c","image":"busybox"}]}}`, "create", "-f", "-")
+		mustContain(t, k.ok(t, "drain", node, "--force", "--ignore-daemonsets", "--timeout=40s"), "evicting pod "+ns+"/on-node", "drained")
+		if out, err := k.run(t, "", append(n, "get", "pod", "on-node")...); err == nil || !strings.Contains(out, "NotFound") {
+			t.Errorf("pod after drain: want NotFound, got %v %s", err, out)
+		}
 		k.ok(t, "delete", "node", node)
 	})
 	t.Run("explain", func(t *testing.T) {
