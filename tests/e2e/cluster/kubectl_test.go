@@ -83,6 +83,9 @@ spec:
   template:
     metadata: {labels: {app: agent}}
     spec:
+      # No node matches: the versions' DaemonSets would otherwise put a
+      # pod on every other version's node and churn as those come and go.
+      nodeSelector: {e2e.berth.dev/none: "true"}
       containers: [{name: c, image: busybox}]
 ---
 apiVersion: autoscaling/v2
