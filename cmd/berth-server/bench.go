@@ -83,6 +83,7 @@ func runBench(args []string) error {
 	}
 	fmt.Printf("raw etcd (embedded, in-process client, sequential): put p50 %s p99 %s; get p50 %s p99 %s\n\n", ms(pct(floorPut, 50)), ms(pct(floorPut, 99)), ms(pct(floorGet, 50)), ms(pct(floorGet, 99)))
 
+	var phases []phaseResult
 	fmt.Println("| rate | verb | requests | errors | p50 | p99 |")
 	fmt.Println("|---|---|---|---|---|---|")
 	for _, rs := range strings.Split(*rates, ",") {
@@ -110,14 +111,15 @@ func runBench(args []string) error {
 		}
 		for _, v := range verbs {
 			lat, errs := openLoop(rate, n, v.do)
+			phases = append(phases, phaseResult{rate: rate, verb: v.name, mutating: v.name != "get" && !strings.HasPrefix(v.name, "list"), errors: errs, p99: pct(lat, 99)})
 			fmt.Printf("| %d/s | %s | %d | %d | %s | %s |\n", rate, v.name, len(lat), errs, ms(pct(lat, 50)), ms(pct(lat, 99)))
 		}
 	}
-	wl, err := watchLatency(c, base)
+	wl, missed, err := watchLatency(c, base)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\nwatch delivery (create sent → ADDED event received, 50 events/s): p50 %s p99 %s\n", ms(pct(wl, 50)), ms(pct(wl, 99)))
+	fmt.Printf("\nwatch delivery (create sent → ADDED event received, 50 events/s): p50 %s p99 %s; missed %d of %d (never delivered within 10 s: not in the latencies)\n", ms(pct(wl, 50)), ms(pct(wl, 99)), missed, watchEvents)
 
 	if err := post(c, base+"/api/v1/namespaces", `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"bench-load"}}`); err != nil {
 		return err
@@ -143,7 +145,60 @@ func runBench(args []string) error {
 	_ = get(c, base+"/api/v1/namespaces/bench-load/configmaps?limit=500")
 	loaded := rssMB(child.Process.Pid)
 	fmt.Printf("\nRSS idle: %.1f MB; with %d more objects (created in %s, %.0f creates/s with 32 clients): %.1f MB\n", idle, *objects, took.Round(time.Millisecond), float64(*objects)/took.Seconds(), loaded)
+	fmt.Printf("\ntargets:\n%s", verdicts(phases, idle, missed))
 	return nil
+}
+
+// watchEvents is how many creates the watch-delivery phase sends.
+const watchEvents = 200
+
+// Targets of the control plane (issue 6): Kubernetes' SLO for mutating
+// calls is 1 s; k3s' server idles at 768 MB or more.
+const (
+	targetMutatingP99 = 20 * time.Millisecond
+	targetRate        = 100
+	targetIdleRSSMB   = 100.0
+)
+
+type phaseResult struct {
+	rate     int
+	verb     string
+	mutating bool
+	errors   int
+	p99      time.Duration
+}
+
+// verdicts prints PASS or MISS per target. A mutating phase with errors
+// misses whatever its latency: failed requests are not in the sample.
+// Watch events that never arrived miss delivery for the same reason.
+func verdicts(phases []phaseResult, idleMB float64, missedEvents int) string {
+	var b strings.Builder
+	mark := func(ok bool) string {
+		if ok {
+			return "PASS"
+		}
+		return "MISS"
+	}
+	var worst time.Duration
+	var detail []string
+	errs, measured := 0, false
+	for _, p := range phases {
+		if p.rate != targetRate || !p.mutating {
+			continue
+		}
+		measured = true
+		errs += p.errors
+		worst = max(worst, p.p99)
+		detail = append(detail, fmt.Sprintf("%s %s", p.verb, ms(p.p99)))
+	}
+	if measured {
+		fmt.Fprintf(&b, "%s mutating p99 at %d req/s ≤ %s: %s (%s; %d errors)\n", mark(worst <= targetMutatingP99 && errs == 0), targetRate, ms(targetMutatingP99), ms(worst), strings.Join(detail, ", "), errs)
+	} else {
+		fmt.Fprintf(&b, "MISS mutating p99 at %d req/s ≤ %s: not measured (add %d to --rates)\n", targetRate, ms(targetMutatingP99), targetRate)
+	}
+	fmt.Fprintf(&b, "%s idle RSS ≤ %.0f MB: %.1f MB\n", mark(idleMB > 0 && idleMB <= targetIdleRSSMB), targetIdleRSSMB, idleMB)
+	fmt.Fprintf(&b, "%s every watch event delivered: %d of %d missed\n", mark(missedEvents == 0), missedEvents, watchEvents)
+	return b.String()
 }
 
 func numCPU() int {
@@ -296,16 +351,18 @@ func etcdFloor(dir string) (puts, gets []time.Duration, err error) {
 	return puts, gets, nil
 }
 
-func watchLatency(c *http.Client, base string) ([]time.Duration, error) {
+// watchLatency returns the delivery latencies of the events that
+// arrived and how many never did.
+func watchLatency(c *http.Client, base string) ([]time.Duration, int, error) {
 	if err := post(c, base+"/api/v1/namespaces", `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"bench-watch"}}`); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	coll := base + "/api/v1/namespaces/bench-watch/configmaps"
 	req, _ := http.NewRequest("GET", coll+"?watch=true&resourceVersion=0", nil)
 	wc := &http.Client{Transport: c.Transport}
 	resp, err := wc.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer resp.Body.Close()
 	var mu sync.Mutex
@@ -313,7 +370,7 @@ func watchLatency(c *http.Client, base string) ([]time.Duration, error) {
 	arrived := map[string]time.Time{}
 	var lat []time.Duration
 	done := make(chan struct{})
-	const n = 200
+	const n = watchEvents
 	go func() {
 		defer close(done)
 		dec := json.NewDecoder(resp.Body)
@@ -344,7 +401,7 @@ func watchLatency(c *http.Client, base string) ([]time.Duration, error) {
 		sent[name] = time.Now()
 		mu.Unlock()
 		if err := post(c, coll, cmBody(name, "v")); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -354,14 +411,18 @@ func watchLatency(c *http.Client, base string) ([]time.Duration, error) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	missed := 0
 	for name, t := range sent {
-		if a, ok := arrived[name]; ok {
-			d := a.Sub(t)
-			if d < 0 {
-				d = 0 // the event beat the HTTP response to the client
-			}
-			lat = append(lat, d)
+		a, ok := arrived[name]
+		if !ok {
+			missed++
+			continue
 		}
+		d := a.Sub(t)
+		if d < 0 {
+			d = 0 // the event beat the HTTP response to the client
+		}
+		lat = append(lat, d)
 	}
-	return lat, nil
+	return lat, missed, nil
 }

@@ -620,6 +620,8 @@ func TestAuthorization(t *testing.T) {
 	// Cluster-scoped leftovers of an earlier run (-count > 1).
 	do(t, "DELETE", "/api/v1/nodes/node1", nil)
 	do(t, "DELETE", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node1", nil)
+	// node2's lease exists, so a refusal to node1 is not a 404 in disguise.
+	do(t, "POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", `{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"node2"},"spec":{"holderIdentity":"node2"}}`)
 	cases := []struct {
 		name, token, method, path, body string
 		code                            int
@@ -634,6 +636,10 @@ func TestAuthorization(t *testing.T) {
 		{"node updates its node status", "node1-token", "PATCH", "/api/v1/nodes/node1/status", `{"status":{"phase":"Running"}}`, 200},
 		{"node cannot touch another node", "node1-token", "PATCH", "/api/v1/nodes/node2/status", `{"status":{}}`, 403},
 		{"node creates its lease", "node1-token", "POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", `{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"node1"}}`, 201},
+		{"node renews its lease", "node1-token", "PATCH", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node1", `{"spec":{"holderIdentity":"node1","leaseDurationSeconds":40}}`, 200},
+		{"node cannot create another node's lease", "node1-token", "POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", `{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"node2"}}`, 403},
+		{"node cannot renew another node's lease", "node1-token", "PATCH", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node2", `{"spec":{"holderIdentity":"node1"}}`, 403},
+		{"node cannot delete another node's lease", "node1-token", "DELETE", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node2", "", 403},
 		{"node cannot write configmaps", "node1-token", "POST", "/api/v1/namespaces/" + ns + "/configmaps", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"n"}}`, 403},
 	}
 	mustCode(t, do(t, "POST", "/api/v1/namespaces/"+ns+"/pods", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"mine"},"spec":{"nodeName":"node1","containers":[{"name":"c","image":"i"}]}}`), 201)

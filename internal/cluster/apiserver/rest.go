@@ -22,6 +22,7 @@ import (
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -427,8 +428,19 @@ func resetStatus(r *resource, obj runtime.Object) {
 		o.Status = corev1.PodStatus{Phase: corev1.PodPending}
 	case *corev1.Namespace:
 		o.Status = corev1.NamespaceStatus{Phase: corev1.NamespaceActive}
-	case *corev1.Node, *corev1.Service, *corev1.PersistentVolume, *corev1.PersistentVolumeClaim:
-		// Kept: nodes register with status; the others are harmless.
+	case *corev1.PersistentVolume:
+		// As kube-apiserver: a new volume is Pending since now. Its PV
+		// controller then makes a volume without a claimRef Available at
+		// once; berth runs no volume binder, so it does that step here.
+		now := metav1.Now()
+		o.Status = corev1.PersistentVolumeStatus{Phase: corev1.VolumePending, LastPhaseTransitionTime: &now}
+		if o.Spec.ClaimRef == nil {
+			o.Status.Phase = corev1.VolumeAvailable
+		}
+	case *corev1.PersistentVolumeClaim:
+		o.Status = corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimPending}
+	case *corev1.Node, *corev1.Service:
+		// Kept: nodes register with status; a Service's is harmless.
 	default:
 		setField(obj, "status", nil)
 	}
@@ -1132,19 +1144,63 @@ func setPodScheduled(p *corev1.Pod, now metav1.Time) {
 	p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now})
 }
 
+// evictPod implements pods/eviction: the pod is deleted with the
+// Eviction's DeleteOptions. berth serves no PodDisruptionBudgets, so no
+// eviction is refused with 429.
 func (s *Server) evictPod(w http.ResponseWriter, req *http.Request, ri *reqInfo) error {
-	opts := &metav1.DeleteOptions{}
-	if body, err := readBody(req); err == nil {
-		var ev struct {
-			DeleteOptions *metav1.DeleteOptions `json:"deleteOptions"`
-		}
-		if json.Unmarshal(body, &ev) == nil && ev.DeleteOptions != nil {
-			opts = ev.DeleteOptions
-		}
+	ev, err := decodeEviction(req)
+	if err != nil {
+		return err
+	}
+	if ev.Name != "" && ev.Name != ri.name {
+		return errBadRequest("name in URL does not match name in Eviction object: %q vs %q", ri.name, ev.Name)
+	}
+	opts := ev.DeleteOptions
+	if opts == nil {
+		opts = &metav1.DeleteOptions{}
 	}
 	if _, err := s.deleteObject(req.Context(), ri.r, ri.ns, ri.name, opts); err != nil {
 		return err
 	}
 	writeJSON(w, 201, metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusSuccess, Code: 201})
 	return nil
+}
+
+// decodeEviction reads a policy/v1 Eviction as JSON or, as client-go's
+// typed clients send it when they speak protobuf (kubectl drain from
+// 1.32), Kubernetes protobuf. An empty body evicts with default options.
+func decodeEviction(req *http.Request) (*policyv1.Eviction, error) {
+	ev := &policyv1.Eviction{}
+	b, err := io.ReadAll(io.LimitReader(req.Body, maxBodyBytes+1))
+	if err != nil {
+		return nil, errBadRequest("reading request body: %v", err)
+	}
+	if len(b) > maxBodyBytes {
+		return nil, errTooLarge("request body is larger than %d bytes", maxBodyBytes)
+	}
+	switch {
+	case len(bytes.TrimSpace(b)) == 0:
+	case bytes.HasPrefix(b, protoMagic):
+		var u runtime.Unknown
+		if err := u.Unmarshal(b[len(protoMagic):]); err != nil {
+			return nil, errBadRequest("decoding protobuf Eviction: %v", err)
+		}
+		if u.Kind != "" && u.Kind != "Eviction" {
+			return nil, errBadRequest("the protobuf body is a %s: want a policy/v1 Eviction", u.Kind)
+		}
+		if err := ev.Unmarshal(u.Raw); err != nil {
+			return nil, errBadRequest("decoding protobuf Eviction: %v", err)
+		}
+	default:
+		if mediaType(req) == "application/vnd.kubernetes.protobuf" {
+			return nil, errBadRequest("the protobuf Eviction body lacks the k8s protobuf magic")
+		}
+		if err := json.Unmarshal(b, ev); err != nil {
+			return nil, errBadRequest("decoding Eviction: %v: want a JSON policy/v1 Eviction", err)
+		}
+		if ev.Kind != "" && ev.Kind != "Eviction" {
+			return nil, errBadRequest("the body is of kind %q: want a policy/v1 Eviction", ev.Kind)
+		}
+	}
+	return ev, nil
 }

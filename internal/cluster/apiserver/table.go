@@ -87,6 +87,111 @@ func i32(p *int32) int32 {
 	return *p
 }
 
+func orUnset(p *string) string {
+	if p == nil {
+		return "<unset>"
+	}
+	return *p
+}
+
+func volumeMode(m *corev1.PersistentVolumeMode) string {
+	if m == nil {
+		return "<unset>"
+	}
+	return string(*m)
+}
+
+// accessModes abbreviates access modes in kubectl's fixed order.
+func accessModes(ms []corev1.PersistentVolumeAccessMode) string {
+	var out []string
+	for _, m := range []struct {
+		mode  corev1.PersistentVolumeAccessMode
+		short string
+	}{{corev1.ReadWriteOnce, "RWO"}, {corev1.ReadOnlyMany, "ROX"}, {corev1.ReadWriteMany, "RWX"}, {corev1.ReadWriteOncePod, "RWOP"}} {
+		for _, have := range ms {
+			if have == m.mode {
+				out = append(out, m.short)
+				break
+			}
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// storageClass is the class of a volume or claim: the beta annotation
+// wins over the field, as in Kubernetes.
+func storageClass(ann map[string]string, field *string) string {
+	if c, ok := ann[corev1.BetaStorageClassAnnotation]; ok {
+		return c
+	}
+	if field != nil {
+		return *field
+	}
+	return ""
+}
+
+// hpaTargets renders an HPA's metrics as "current/target" the way
+// kubectl does, at most two then "+ N more...".
+func hpaTargets(specs []autoscalingv2.MetricSpec, statuses []autoscalingv2.MetricStatus) string {
+	if len(specs) == 0 {
+		return "<none>"
+	}
+	var list []string
+	for i, m := range specs {
+		var st *autoscalingv2.MetricStatus
+		if i < len(statuses) {
+			st = &statuses[i]
+		}
+		cur := "<unknown>"
+		switch m.Type {
+		case autoscalingv2.ResourceMetricSourceType, autoscalingv2.ContainerResourceMetricSourceType:
+			name, target := "", autoscalingv2.MetricTarget{}
+			var current *autoscalingv2.MetricValueStatus
+			if m.Resource != nil {
+				name, target = string(m.Resource.Name), m.Resource.Target
+				if st != nil && st.Resource != nil {
+					current = &st.Resource.Current
+				}
+			} else if m.ContainerResource != nil {
+				name, target = string(m.ContainerResource.Name), m.ContainerResource.Target
+				if st != nil && st.ContainerResource != nil {
+					current = &st.ContainerResource.Current
+				}
+			}
+			if target.AverageValue != nil {
+				if current != nil && current.AverageValue != nil {
+					cur = current.AverageValue.String()
+				}
+				list = append(list, fmt.Sprintf("%s: %s/%s", name, cur, target.AverageValue.String()))
+				continue
+			}
+			if current != nil && current.AverageUtilization != nil {
+				cur = fmt.Sprintf("%d%%", *current.AverageUtilization)
+			}
+			t := "<auto>"
+			if target.AverageUtilization != nil {
+				t = fmt.Sprintf("%d%%", *target.AverageUtilization)
+			}
+			list = append(list, fmt.Sprintf("%s: %s/%s", name, cur, t))
+		case autoscalingv2.PodsMetricSourceType:
+			if st != nil && st.Pods != nil && st.Pods.Current.AverageValue != nil {
+				cur = st.Pods.Current.AverageValue.String()
+			}
+			t := ""
+			if m.Pods != nil && m.Pods.Target.AverageValue != nil {
+				t = m.Pods.Target.AverageValue.String()
+			}
+			list = append(list, cur+"/"+t)
+		default:
+			list = append(list, "<unknown type>")
+		}
+	}
+	if len(list) > 2 {
+		return fmt.Sprintf("%s + %d more...", strings.Join(list[:2], ", "), len(list)-2)
+	}
+	return strings.Join(list, ", ")
+}
+
 // columnsFor returns the column definitions and the row cells function of a kind.
 func columnsFor(r *resource) ([]col, func(runtime.Object) []any) {
 	switch r.kind {
@@ -348,31 +453,94 @@ func columnsFor(r *resource) ([]col, func(runtime.Object) []any) {
 			s := o.(*corev1.ServiceAccount)
 			return []any{s.Name, len(s.Secrets), age(s.CreationTimestamp)}
 		}
+	case "PersistentVolume":
+		return []col{nameCol, {"Capacity", "string", 0}, {"Access Modes", "string", 0}, {"Reclaim Policy", "string", 0}, {"Status", "string", 0}, {"Claim", "string", 0}, {"StorageClass", "string", 0}, {"VolumeAttributesClass", "string", 0}, {"Reason", "string", 0}, ageCol, {"VolumeMode", "string", 1}},
+			func(o runtime.Object) []any {
+				p := o.(*corev1.PersistentVolume)
+				claim := ""
+				if p.Spec.ClaimRef != nil {
+					claim = p.Spec.ClaimRef.Namespace + "/" + p.Spec.ClaimRef.Name
+				}
+				q := p.Spec.Capacity[corev1.ResourceStorage]
+				phase := string(p.Status.Phase)
+				if p.DeletionTimestamp != nil {
+					phase = "Terminating"
+				}
+				return []any{p.Name, q.String(), accessModes(p.Spec.AccessModes), string(p.Spec.PersistentVolumeReclaimPolicy), phase, claim,
+					storageClass(p.Annotations, &p.Spec.StorageClassName), orUnset(p.Spec.VolumeAttributesClassName), p.Status.Reason, age(p.CreationTimestamp), volumeMode(p.Spec.VolumeMode)}
+			}
 	case "PersistentVolumeClaim":
-		return []col{nameCol, {"Status", "string", 0}, {"Volume", "string", 0}, {"Capacity", "string", 0}, {"Access Modes", "string", 0}, {"StorageClass", "string", 0}, ageCol},
+		return []col{nameCol, {"Status", "string", 0}, {"Volume", "string", 0}, {"Capacity", "string", 0}, {"Access Modes", "string", 0}, {"StorageClass", "string", 0}, {"VolumeAttributesClass", "string", 0}, ageCol, {"VolumeMode", "string", 1}},
 			func(o runtime.Object) []any {
 				p := o.(*corev1.PersistentVolumeClaim)
-				capacity := ""
-				if q, ok := p.Status.Capacity[corev1.ResourceStorage]; ok {
-					capacity = q.String()
+				phase := string(p.Status.Phase)
+				if p.DeletionTimestamp != nil {
+					phase = "Terminating"
 				}
-				var am []string
-				for _, m := range p.Spec.AccessModes {
-					am = append(am, string(m))
+				// As kubectl: capacity and modes are the bound volume's.
+				capacity, modes := "", ""
+				if p.Spec.VolumeName != "" {
+					q := p.Status.Capacity[corev1.ResourceStorage]
+					capacity, modes = q.String(), accessModes(p.Status.AccessModes)
 				}
-				sc := "<unset>"
-				if p.Spec.StorageClassName != nil {
-					sc = *p.Spec.StorageClassName
-				}
-				return []any{p.Name, string(p.Status.Phase), p.Spec.VolumeName, capacity, strings.Join(am, ","), sc, age(p.CreationTimestamp)}
+				return []any{p.Name, phase, p.Spec.VolumeName, capacity, modes, storageClass(p.Annotations, p.Spec.StorageClassName), orUnset(p.Spec.VolumeAttributesClassName), age(p.CreationTimestamp), volumeMode(p.Spec.VolumeMode)}
 			}
+	case "ResourceQuota":
+		// As kubectl: "resource: used/hard" from status (the quota
+		// controller's view), limits.* in their own column.
+		return []col{nameCol, ageCol, {"Request", "string", 0}, {"Limit", "string", 0}}, func(o runtime.Object) []any {
+			q := o.(*corev1.ResourceQuota)
+			names := make([]string, 0, len(q.Status.Hard))
+			for n := range q.Status.Hard {
+				names = append(names, string(n))
+			}
+			sort.Strings(names)
+			var req, lim []string
+			for _, n := range names {
+				used, hard := q.Status.Used[corev1.ResourceName(n)], q.Status.Hard[corev1.ResourceName(n)]
+				cell := fmt.Sprintf("%s: %s/%s", n, used.String(), hard.String())
+				if strings.HasPrefix(n, "limits.") {
+					lim = append(lim, cell)
+				} else {
+					req = append(req, cell)
+				}
+			}
+			return []any{q.Name, age(q.CreationTimestamp), strings.Join(req, ", "), strings.Join(lim, ", ")}
+		}
+	case "ControllerRevision":
+		return []col{nameCol, {"Controller", "string", 0}, {"Revision", "integer", 0}, ageCol}, func(o runtime.Object) []any {
+			c := o.(*appsv1.ControllerRevision)
+			ctrl := "<none>"
+			if ref := metav1.GetControllerOf(c); ref != nil {
+				gk := ref.Kind
+				if g := strings.SplitN(ref.APIVersion, "/", 2); len(g) == 2 {
+					gk += "." + g[0]
+				}
+				ctrl = strings.ToLower(gk) + "/" + ref.Name
+			}
+			return []any{c.Name, ctrl, c.Revision, age(c.CreationTimestamp)}
+		}
 	case "HorizontalPodAutoscaler":
-		return []col{nameCol, {"Reference", "string", 0}, {"MinPods", "string", 0}, {"MaxPods", "integer", 0}, {"Replicas", "integer", 0}, ageCol}, func(o runtime.Object) []any {
+		return []col{nameCol, {"Reference", "string", 0}, {"Targets", "string", 0}, {"MinPods", "string", 0}, {"MaxPods", "integer", 0}, {"Replicas", "integer", 0}, ageCol}, func(o runtime.Object) []any {
+			minPods := func(p *int32) string {
+				if p == nil {
+					return "<unset>"
+				}
+				return fmt.Sprint(*p)
+			}
 			switch h := o.(type) {
 			case *autoscalingv2.HorizontalPodAutoscaler:
-				return []any{h.Name, h.Spec.ScaleTargetRef.Kind + "/" + h.Spec.ScaleTargetRef.Name, fmt.Sprint(i32(h.Spec.MinReplicas)), h.Spec.MaxReplicas, h.Status.CurrentReplicas, age(h.CreationTimestamp)}
+				return []any{h.Name, h.Spec.ScaleTargetRef.Kind + "/" + h.Spec.ScaleTargetRef.Name, hpaTargets(h.Spec.Metrics, h.Status.CurrentMetrics), minPods(h.Spec.MinReplicas), h.Spec.MaxReplicas, h.Status.CurrentReplicas, age(h.CreationTimestamp)}
 			case *autoscalingv1.HorizontalPodAutoscaler:
-				return []any{h.Name, h.Spec.ScaleTargetRef.Kind + "/" + h.Spec.ScaleTargetRef.Name, fmt.Sprint(i32(h.Spec.MinReplicas)), h.Spec.MaxReplicas, h.Status.CurrentReplicas, age(h.CreationTimestamp)}
+				targets := "<none>"
+				if t := h.Spec.TargetCPUUtilizationPercentage; t != nil {
+					cur := "<unknown>"
+					if c := h.Status.CurrentCPUUtilizationPercentage; c != nil {
+						cur = fmt.Sprintf("%d%%", *c)
+					}
+					targets = fmt.Sprintf("cpu: %s/%d%%", cur, *t)
+				}
+				return []any{h.Name, h.Spec.ScaleTargetRef.Kind + "/" + h.Spec.ScaleTargetRef.Name, targets, minPods(h.Spec.MinReplicas), h.Spec.MaxReplicas, h.Status.CurrentReplicas, age(h.CreationTimestamp)}
 			}
 			return nil
 		}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -52,6 +54,15 @@ func applyDefaults(obj runtime.Object) {
 		if o.Type == "" {
 			o.Type = corev1.SecretTypeOpaque
 		}
+		// As Kubernetes' v1 conversion: stringData is write-only, merged
+		// into data (winning over it) and never stored or returned.
+		for k, v := range o.StringData {
+			if o.Data == nil {
+				o.Data = map[string][]byte{}
+			}
+			o.Data[k] = []byte(v)
+		}
+		o.StringData = nil
 	case *corev1.Namespace:
 		if o.Labels == nil {
 			o.Labels = map[string]string{}
@@ -125,6 +136,31 @@ func applyDefaults(obj runtime.Object) {
 			o.Spec.Suspend = ptr(false)
 		}
 		defaultPodSpec(&o.Spec.Template.Spec)
+	case *autoscalingv2.HorizontalPodAutoscaler:
+		if o.Spec.MinReplicas == nil {
+			o.Spec.MinReplicas = ptr(int32(1))
+		}
+	case *autoscalingv1.HorizontalPodAutoscaler:
+		if o.Spec.MinReplicas == nil {
+			o.Spec.MinReplicas = ptr(int32(1))
+		}
+	case *corev1.PersistentVolume:
+		if o.Spec.PersistentVolumeReclaimPolicy == "" {
+			o.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimRetain
+		}
+		if o.Spec.VolumeMode == nil {
+			o.Spec.VolumeMode = ptr(corev1.PersistentVolumeFilesystem)
+		}
+		if o.Status.Phase == "" {
+			o.Status.Phase = corev1.VolumePending
+		}
+	case *corev1.PersistentVolumeClaim:
+		if o.Spec.VolumeMode == nil {
+			o.Spec.VolumeMode = ptr(corev1.PersistentVolumeFilesystem)
+		}
+		if o.Status.Phase == "" {
+			o.Status.Phase = corev1.ClaimPending
+		}
 	case *batchv1.CronJob:
 		if o.Spec.ConcurrencyPolicy == "" {
 			o.Spec.ConcurrencyPolicy = batchv1.AllowConcurrent

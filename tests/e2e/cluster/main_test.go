@@ -6,6 +6,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -157,6 +158,16 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	serverBin = bin
+	// TestKubectl runs every kubectl version side by side; they spend
+	// their time waiting on kubectl processes and the server, so go
+	// test's default of GOMAXPROCS at a time (2 on CI) doubles the wall
+	// time. An explicit -parallel wins.
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if p := flag.Lookup("test.parallel"); p != nil && !explicit && runtime.GOMAXPROCS(0) < 8 {
+		_ = p.Value.Set("8")
+	}
 	dir, _ := os.MkdirTemp("", "berth-e2e-cluster")
 	shared = newServer(filepath.Join(dir, "server"))
 	if err := shared.start(); err != nil {
