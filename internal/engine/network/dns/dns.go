@@ -243,7 +243,7 @@ func (s *Server) handle(req []byte, allowed bool, proto string) []byte {
 		ups = s.opts.Upstreams()
 	}
 	for _, up := range ups {
-		out, err := exchange(proto, up, req, s.opts.Timeout)
+		out, err := Exchange(proto, up, req, s.opts.Timeout)
 		if err == nil {
 			return out
 		}
@@ -404,11 +404,15 @@ func addResource(b *dnsmessage.Builder, rr dnsmessage.Resource) error {
 		return b.NSResource(rr.Header, *body)
 	case *dnsmessage.MXResource:
 		return b.MXResource(rr.Header, *body)
+	case *dnsmessage.UnknownResource:
+		return b.UnknownResource(rr.Header, *body)
 	}
 	return fmt.Errorf("dns: resource type %T not supported", rr.Body)
 }
 
-func exchange(proto, server string, req []byte, timeout time.Duration) ([]byte, error) {
+// Exchange sends req to server over proto ("udp" or "tcp") and returns the
+// reply whose ID matches.
+func Exchange(proto, server string, req []byte, timeout time.Duration) ([]byte, error) {
 	c, err := net.DialTimeout(proto, server, timeout)
 	if err != nil {
 		return nil, err
