@@ -144,7 +144,7 @@ func TestResolve(t *testing.T) {
 		{"db-3.db.default.svc.cluster.local.", A, nxdomain, nil, nil}, // not ready
 		{"10-88-0-7.db.default.svc.cluster.local.", A, noerror, []string{"A 10.88.0.7"}, nil},
 		{"db-0.web.default.svc.cluster.local.", A, nxdomain, nil, nil}, // not headless
-		{"empty.other.svc.cluster.local.", A, noerror, nil, nil},      // exists, no ready endpoint
+		{"empty.other.svc.cluster.local.", A, noerror, nil, nil},       // exists, no ready endpoint
 		// SRV: named ports only; headless ones name each endpoint and its port.
 		{"_https._tcp.kubernetes.default.svc.cluster.local.", SRV, noerror, []string{"SRV 0 100 443 kubernetes.default.svc.cluster.local."}, []string{"A 10.43.0.1"}},
 		{"_dns._udp.web.default.svc.cluster.local.", SRV, noerror, []string{"SRV 0 100 53 web.default.svc.cluster.local."}, []string{"A 10.43.0.20"}},

@@ -193,4 +193,3 @@ func TestServerRate(t *testing.T) {
 		t.Errorf("%d of %d queries failed", bad.Load(), n.Load()+bad.Load())
 	}
 }
-
