@@ -484,12 +484,12 @@ func TestContainerRequest(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", c.what, c.got, c.want)
 		}
 	}
-	sb := sandboxRequest(pod, 0)
+	sb, _ := sandboxRequest(pod, 0, dnsSettings{})
 	if sb.Image != PauseImage || sb.HostConfig.PortBindings["80/tcp"][0].HostPort != "8080" || sb.Labels[LabelContainer] != "POD" || sb.Labels[LabelKind] != "sandbox" {
 		t.Errorf("sandbox request: got %+v", sb)
 	}
 	host := testPod("h", func(p *corev1.Pod) { p.Spec.HostNetwork = true })
-	if r := sandboxRequest(host, 0); r.HostConfig.NetworkMode != "host" {
+	if r, _ := sandboxRequest(host, 0, dnsSettings{}); r.HostConfig.NetworkMode != "host" {
 		t.Errorf("hostNetwork sandbox: got network %q, want host", r.HostConfig.NetworkMode)
 	}
 
