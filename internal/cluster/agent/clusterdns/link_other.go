@@ -8,11 +8,11 @@ import (
 )
 
 // EnsureLink needs Linux.
-func EnsureLink(name string, _ netip.Addr) error {
-	return fmt.Errorf("cluster DNS link %q: %w", name, ErrNotSupported)
+func EnsureLink(name string, _ netip.Addr) (string, error) {
+	return "", fmt.Errorf("cluster DNS link %q: %w", name, ErrNotSupported)
 }
 
-// RemoveLink needs Linux.
-func RemoveLink(name string) error {
+// RemoveAddress needs Linux.
+func RemoveAddress(name string, _ netip.Addr) error {
 	return fmt.Errorf("cluster DNS link %q: %w", name, ErrNotSupported)
 }

@@ -108,14 +108,18 @@ func Run(ctx context.Context, cs kubernetes.Interface, o Options) error {
 		return chase(ups(), name, qtype)
 	}
 
+	link := ""
 	if o.Link != "" {
-		if err := EnsureLink(o.Link, ip); err != nil {
+		if link, err = EnsureLink(o.Link, ip); err != nil {
 			return err
+		}
+		if link != o.Link {
+			log.Warn("cluster DNS: the kernel has no dummy link driver; the address is on the loopback device instead", "addr", ip, "link", link)
 		}
 		if o.RemoveLink {
 			defer func() {
-				if err := RemoveLink(o.Link); err != nil {
-					log.Warn("cluster DNS: removing the link", "link", o.Link, "err", err)
+				if err := RemoveAddress(o.Link, ip); err != nil {
+					log.Warn("cluster DNS: removing the address", "link", link, "err", err)
 				}
 			}()
 		}
@@ -138,7 +142,7 @@ func Run(ctx context.Context, cs kubernetes.Interface, o Options) error {
 		}
 	}
 	defer srv.Close()
-	log.Info("cluster DNS serving", "addr", srv.Addr(), "domain", o.Domain, "link", o.Link)
+	log.Info("cluster DNS serving", "addr", srv.Addr(), "domain", o.Domain, "link", link)
 	if o.Ready != nil {
 		o.Ready(srv.Addr())
 	}
