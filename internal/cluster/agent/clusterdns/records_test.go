@@ -231,3 +231,32 @@ func TestCheckDomain(t *testing.T) {
 		}
 	}
 }
+
+// FuzzResolve: any question gets a reply that packs (no panic, no name
+// too long), or is left to the upstreams.
+func FuzzResolve(f *testing.F) {
+	r := fixture(f)
+	for _, n := range []string{"db.default.svc.cluster.local.", "_pg._tcp.db.default.svc.cluster.local.", "5.0.88.10.in-addr.arpa.", "1-2-3-4.x.pod.cluster.local.", "ext.default.svc.cluster.local."} {
+		f.Add(n, uint16(dnsmessage.TypeA))
+		f.Add(n, uint16(dnsmessage.TypeSRV))
+	}
+	f.Fuzz(func(t *testing.T, name string, qtype uint16) {
+		n, err := dnsmessage.NewName(name)
+		q := dnsmessage.Question{Name: n, Type: dnsmessage.Type(qtype), Class: dnsmessage.ClassINET}
+		if err != nil {
+			return
+		}
+		if _, err := (&dnsmessage.Message{Questions: []dnsmessage.Question{q}}).Pack(); err != nil {
+			return // no such question comes off the wire
+		}
+		rep, local := r.Resolve(q)
+		if !local {
+			return
+		}
+		m := dnsmessage.Message{Header: dnsmessage.Header{Response: true, RCode: rep.RCode}, Questions: []dnsmessage.Question{q},
+			Answers: rep.Answers, Authorities: rep.Authorities, Additionals: rep.Additionals}
+		if _, err := m.Pack(); err != nil {
+			t.Fatalf("reply to %s %v does not pack: %v", name, q.Type, err)
+		}
+	})
+}
