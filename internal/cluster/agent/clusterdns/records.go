@@ -389,9 +389,15 @@ type endpoint struct {
 // publishNotReadyAddresses), from every EndpointSlice of the service.
 func (r *Resolver) endpoints(svc *corev1.Service) []endpoint {
 	objs, _ := r.slices.ByIndex(indexService, svc.Namespace+"/"+svc.Name)
-	var out []endpoint
+	sls := make([]*discoveryv1.EndpointSlice, 0, len(objs))
 	for _, o := range objs {
-		es := o.(*discoveryv1.EndpointSlice)
+		sls = append(sls, o.(*discoveryv1.EndpointSlice))
+	}
+	// A stable order (the index's is a map's): answers do not shuffle
+	// between identical queries.
+	slices.SortFunc(sls, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
+	var out []endpoint
+	for _, es := range sls {
 		if es.AddressType != discoveryv1.AddressTypeIPv4 && es.AddressType != discoveryv1.AddressTypeIPv6 {
 			continue
 		}
