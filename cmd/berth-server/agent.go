@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/berth/berth/internal/cluster/agent"
+	"github.com/berth/berth/internal/cluster/agent/clusterdns"
 	"github.com/berth/berth/internal/cluster/agent/streaming"
 	"github.com/berth/berth/internal/engine/client"
 	"github.com/berth/berth/internal/errdefs"
@@ -36,6 +37,9 @@ func agentFlags(fs *flag.FlagSet, o *agent.Options) (labels, taints *string) {
 	fs.IntVar(&o.MaxPods, "max-pods", 110, "most pods this node runs")
 	fs.DurationVar(&o.LeaseDuration, "lease-duration", 4*time.Second, "node lease duration (renewed every quarter of it)")
 	fs.IntVar(&o.StreamingPort, "streaming-port", 10250, "port of the node's logs/exec/port-forward endpoint")
+	fs.StringVar(&o.ClusterDNS, "cluster-dns", clusterdns.DefaultAddress, "address of the node's cluster DNS (port 53, on the dummy link berth-dns) given to ClusterFirst pods; \"\" serves none (pods get the node's resolv.conf)")
+	fs.StringVar(&o.ClusterDomain, "cluster-domain", clusterdns.DefaultDomain, "the cluster's DNS domain")
+	fs.BoolVar(&o.RemoveClusterDNSLink, "cluster-dns-remove-link", false, "remove the berth-dns link when the agent stops (kept by default, so pods' resolv.conf stay valid across restarts)")
 	return labels, taints
 }
 

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -32,6 +33,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/berth/berth/internal/cluster/agent/clusterdns"
 	"github.com/berth/berth/internal/cluster/agent/envvars"
 	"github.com/berth/berth/internal/cluster/agent/volumes"
 	"github.com/berth/berth/internal/cluster/kube"
@@ -54,6 +56,21 @@ type Options struct {
 	MaxPods       int           // default 110
 	LeaseDuration time.Duration // default 4s, renewed every LeaseDuration/4
 	StreamingPort int           // default 10250 (kubeletEndpoint)
+	// ClusterDNS is the address the agent serves the cluster DNS on (port
+	// 53, on the dummy link ClusterDNSLink) and gives pods with dnsPolicy
+	// ClusterFirst as their nameserver; "" serves none (pods then get the
+	// node's resolv.conf). `berth agent` defaults it to 169.254.20.10.
+	ClusterDNS string
+	// ClusterDomain is the cluster's DNS domain (default cluster.local).
+	ClusterDomain string
+	// ClusterDNSLink is the dummy link holding ClusterDNS (default
+	// berth-dns); it outlives the agent unless RemoveClusterDNSLink.
+	ClusterDNSLink       string
+	RemoveClusterDNSLink bool
+	// ResolvConf is the node's resolver file (default /etc/resolv.conf):
+	// the cluster DNS forwards other names to its nameservers, and pods
+	// with dnsPolicy Default get it.
+	ResolvConf string
 	// Config, if set, is used instead of joining (the all-in-one server
 	// passes a node credential it issued itself).
 	Config *rest.Config
@@ -129,6 +146,24 @@ func (o *Options) defaults() error {
 	if o.resync == 0 {
 		o.resync = 3 * time.Second
 	}
+	if o.ClusterDNS != "" {
+		if ip, err := netip.ParseAddr(o.ClusterDNS); err != nil || !ip.Is4() {
+			return fmt.Errorf("--cluster-dns %q: want an IPv4 address such as %s, or \"\" to serve no cluster DNS: %w", o.ClusterDNS, clusterdns.DefaultAddress, errdefs.ErrInvalidArgument)
+		}
+	}
+	if o.ClusterDomain == "" {
+		o.ClusterDomain = clusterdns.DefaultDomain
+	}
+	if err := clusterdns.CheckDomain(o.ClusterDomain); err != nil {
+		return fmt.Errorf("--cluster-domain: %w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	o.ClusterDomain = strings.ToLower(strings.Trim(o.ClusterDomain, "."))
+	if o.ClusterDNSLink == "" {
+		o.ClusterDNSLink = clusterdns.DefaultLink
+	}
+	if o.ResolvConf == "" {
+		o.ResolvConf = "/etc/resolv.conf"
+	}
 	return nil
 }
 
@@ -175,6 +210,9 @@ type Agent struct {
 	// the pods' volume directories under DataDir/pods.
 	envSrc envvars.Source
 	vols   *volumes.Manager
+
+	// dns is how pods' resolv.conf are made (dnsconfig.go).
+	dns dnsSettings
 
 	// nodeKick asks for an immediate node status update.
 	nodeKick chan struct{}
@@ -226,7 +264,8 @@ func Run(ctx context.Context, o Options) error {
 		defer clients.Shutdown()
 		cs = clients.Client
 	}
-	a := &Agent{o: o, node: o.NodeName, eng: eng, cs: cs, log: log, hostIP: o.NodeIP, workers: map[types.UID]*podWorker{}, nodeKick: make(chan struct{}, 1)}
+	a := &Agent{o: o, node: o.NodeName, eng: eng, cs: cs, log: log, hostIP: o.NodeIP, workers: map[types.UID]*podWorker{}, nodeKick: make(chan struct{}, 1),
+		dns: dnsSettings{clusterDNS: o.ClusterDNS, domain: o.ClusterDomain, resolvConf: o.ResolvConf}}
 	a.setupPodInputs()
 	if clients != nil {
 		a.rec = clients.Recorder("kubelet", o.NodeName)
@@ -255,6 +294,21 @@ func Run(ctx context.Context, o Options) error {
 		}()
 	}
 
+	dnsDone := make(chan struct{})
+	if o.ClusterDNS != "" {
+		go func() {
+			defer close(dnsDone)
+			err := clusterdns.Run(ctx, cs, clusterdns.Options{Address: o.ClusterDNS, Domain: o.ClusterDomain, Link: o.ClusterDNSLink,
+				RemoveLink: o.RemoveClusterDNSLink, ResolvConf: o.ResolvConf, Logger: log.With("component", "cluster-dns")})
+			if err != nil && ctx.Err() == nil {
+				log.Error("cluster DNS stopped; pods with dnsPolicy ClusterFirst cannot resolve names", "addr", o.ClusterDNS, "err", err)
+			}
+		}()
+	} else {
+		close(dnsDone)
+	}
+	defer func() { <-dnsDone }() // its link is removed before Run returns
+
 	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
 		lo.FieldSelector = "spec.nodeName=" + o.NodeName
 	}))
@@ -277,7 +331,7 @@ func Run(ctx context.Context, o Options) error {
 	if !cache.WaitForCacheSync(ctx.Done(), a.synced) {
 		return ctx.Err()
 	}
-	log.Info("node agent ready", "engine", o.Engine, "node-ip", a.hostIP, "sandboxes", !a.flat)
+	log.Info("node agent ready", "engine", o.Engine, "node-ip", a.hostIP, "sandboxes", !a.flat, "cluster-dns", o.ClusterDNS, "cluster-domain", o.ClusterDomain)
 	go a.engineEvents(ctx)
 	a.housekeeping(ctx)
 	f.Shutdown()

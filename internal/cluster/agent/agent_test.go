@@ -484,12 +484,12 @@ func TestContainerRequest(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", c.what, c.got, c.want)
 		}
 	}
-	sb := sandboxRequest(pod, 0)
+	sb, _ := sandboxRequest(pod, 0, dnsSettings{})
 	if sb.Image != PauseImage || sb.HostConfig.PortBindings["80/tcp"][0].HostPort != "8080" || sb.Labels[LabelContainer] != "POD" || sb.Labels[LabelKind] != "sandbox" {
 		t.Errorf("sandbox request: got %+v", sb)
 	}
 	host := testPod("h", func(p *corev1.Pod) { p.Spec.HostNetwork = true })
-	if r := sandboxRequest(host, 0); r.HostConfig.NetworkMode != "host" {
+	if r, _ := sandboxRequest(host, 0, dnsSettings{}); r.HostConfig.NetworkMode != "host" {
 		t.Errorf("hostNetwork sandbox: got network %q, want host", r.HostConfig.NetworkMode)
 	}
 
@@ -712,6 +712,9 @@ func TestOptionsValidation(t *testing.T) {
 		{"bad cpus", func(o *Options) { o.CPUs = "lots" }, "--cpus"},
 		{"zero memory", func(o *Options) { o.Memory = "0" }, "--memory"},
 		{"negative max pods", func(o *Options) { o.MaxPods = -1 }, "--max-pods"},
+		{"cluster DNS not an address", func(o *Options) { o.ClusterDNS = "dns.local" }, "--cluster-dns"},
+		{"cluster DNS IPv6", func(o *Options) { o.ClusterDNS = "fd00::10" }, "--cluster-dns"},
+		{"bad cluster domain", func(o *Options) { o.ClusterDomain = "cluster..local" }, "--cluster-domain"},
 	}
 	for _, tc := range cases {
 		o := Options{Server: "https://a:1", NodeName: "n1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -721,7 +724,8 @@ func TestOptionsValidation(t *testing.T) {
 		}
 	}
 	o := Options{Server: "https://a:1", NodeName: "n1"}
-	if err := o.defaults(); err != nil || o.MaxPods != 110 || o.LeaseDuration != 4*time.Second || o.StreamingPort != 10250 || o.DataDir != "/var/lib/berth/agent" || o.NodeIP == "" {
+	if err := o.defaults(); err != nil || o.MaxPods != 110 || o.LeaseDuration != 4*time.Second || o.StreamingPort != 10250 || o.DataDir != "/var/lib/berth/agent" || o.NodeIP == "" ||
+		o.ClusterDNS != "" || o.ClusterDomain != "cluster.local" || o.ClusterDNSLink != "berth-dns" || o.ResolvConf != "/etc/resolv.conf" {
 		t.Errorf("defaults: got %v %+v", err, o)
 	}
 }

@@ -548,6 +548,13 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Contai
 		mounts = append(mounts, *tm)
 	}
 	req, err := containerRequest(pod, cc, kind, attempt, sandboxID, env, mounts)
+	if err == nil && sandboxID == "" && !pod.Spec.HostNetwork {
+		// Flat mode: each container has its own resolv.conf.
+		var d podDNS
+		if d, _, err = w.a.dns.forPod(pod); err == nil {
+			req.HostConfig.DNS, req.HostConfig.DNSSearch, req.HostConfig.DNSOptions = d.Nameservers, d.Searches, d.Options
+		}
+	}
 	if err != nil {
 		return false, fail("CreateContainerConfigError", err)
 	}
@@ -646,7 +653,10 @@ func defaultPullPolicy(image string) corev1.PullPolicy {
 
 func (w *podWorker) startSandbox(ctx context.Context, pod *corev1.Pod, attempt int) (string, error) {
 	name := containerName(pod, SandboxName, attempt)
-	req := sandboxRequest(pod, attempt)
+	req, err := sandboxRequest(pod, attempt, w.a.dns)
+	if err != nil {
+		return "", err
+	}
 	id, err := w.a.eng.Create(ctx, name, req)
 	if errors.Is(err, errdefs.ErrConflict) || errors.Is(err, errdefs.ErrAlreadyExists) {
 		_ = w.a.eng.Remove(ctx, name)

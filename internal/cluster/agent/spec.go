@@ -74,18 +74,30 @@ func podHostname(pod *corev1.Pod) string {
 }
 
 // sandboxRequest is the create request of a pod's sandbox: the pause
-// process holding the network and IPC namespaces, and the pod's host ports.
-func sandboxRequest(pod *corev1.Pod, attempt int) api.CreateRequest {
+// process holding the network and IPC namespaces, the pod's host ports,
+// hostname and resolver configuration (see dnsconfig.go; the pod's
+// containers share the sandbox's /etc/resolv.conf with its network).
+func sandboxRequest(pod *corev1.Pod, attempt int, d dnsSettings) (api.CreateRequest, error) {
 	hc := &api.HostConfig{IpcMode: "shareable"}
 	hc.LogConfig = api.LogConfig{Type: "json-file"}
 	req := api.CreateRequest{Config: api.Config{Image: PauseImage, Labels: podLabels(pod, SandboxName, KindSandbox, attempt)}, HostConfig: hc}
+	cfg, hostDefault, err := d.forPod(pod)
+	if err != nil {
+		return api.CreateRequest{}, err
+	}
 	if pod.Spec.HostNetwork {
 		hc.NetworkMode = "host"
+		if hostDefault {
+			return req, nil // the node's own /etc/resolv.conf
+		}
 	} else {
-		req.Hostname = podHostname(pod)
+		if req.Hostname, err = d.podHostnameFQDN(pod); err != nil {
+			return api.CreateRequest{}, err
+		}
 		hc.PortBindings = hostPorts(pod)
 	}
-	return req
+	hc.DNS, hc.DNSSearch, hc.DNSOptions = cfg.Nameservers, cfg.Searches, cfg.Options
+	return req, nil
 }
 
 // hostPorts maps the containers' hostPort declarations to engine port

@@ -228,7 +228,11 @@ func (d *Daemon) joinedNetFiles(t *container.Container) []specs.Mount {
 	t.Mu.Unlock()
 	switch {
 	case mode == "host":
-		return []specs.Mount{roBind("/etc/resolv.conf", "/etc/resolv.conf"), roBind("/etc/hosts", "/etc/hosts")}
+		resolv := roBind("/etc/resolv.conf", "/etc/resolv.conf")
+		if p := filepath.Join(t.Dir(), "resolv.conf"); len(t.HostConfig.DNS)+len(t.HostConfig.DNSSearch)+len(t.HostConfig.DNSOptions) > 0 && fileExists(p) {
+			resolv = rwBind(p, "/etc/resolv.conf") // t's own (hostModeResolvConf)
+		}
+		return []specs.Mount{resolv, roBind("/etc/hosts", "/etc/hosts")}
 	case mode == "none":
 		return nil
 	case strings.HasPrefix(mode, "container:"):
@@ -247,6 +251,11 @@ func (d *Daemon) joinedNetFiles(t *container.Container) []specs.Mount {
 		}
 	}
 	return out
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // netFilesDir is the directory whose hosts, resolv.conf and hostname a

@@ -14,6 +14,7 @@ import (
 	"github.com/berth/berth/internal/engine/api"
 	"github.com/berth/berth/internal/engine/container"
 	"github.com/berth/berth/internal/engine/network"
+	"github.com/berth/berth/internal/engine/network/dns"
 	"github.com/berth/berth/internal/errdefs"
 )
 
@@ -124,7 +125,11 @@ func (d *Daemon) setupNetwork(c *container.Container) (netns string, mounts []sp
 	if mode == "none" || mode == "host" {
 		if mode == "host" {
 			netns = "host"
-			mounts = append(mounts, roBind("/etc/resolv.conf", "/etc/resolv.conf"), roBind("/etc/hosts", "/etc/hosts"))
+			resolv, err := hostModeResolvConf(c)
+			if err != nil {
+				return "", nil, err
+			}
+			mounts = append(mounts, resolv, roBind("/etc/hosts", "/etc/hosts"))
 		}
 		return netns, mounts, nil
 	}
@@ -179,6 +184,28 @@ func (d *Daemon) setupNetwork(c *container.Container) (netns string, mounts []sp
 	}
 	mounts = append(mounts, rwBind(hostsPath, "/etc/hosts"), rwBind(resolvPath, "/etc/resolv.conf"), rwBind(hostnamePath, "/etc/hostname"))
 	return path, mounts, nil
+}
+
+// hostModeResolvConf is the /etc/resolv.conf of a container on the host's
+// network: the host's own, or, when the container sets DNS servers,
+// searches or options (as Docker allows with --network host), a file of
+// its own written from them.
+func hostModeResolvConf(c *container.Container) (specs.Mount, error) {
+	hc := c.HostConfig
+	if len(hc.DNS)+len(hc.DNSSearch)+len(hc.DNSOptions) == 0 {
+		return roBind("/etc/resolv.conf", "/etc/resolv.conf"), nil
+	}
+	servers := hc.DNS
+	if len(servers) == 0 {
+		if data, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+			servers = dns.ParseResolvConf(data).Nameservers
+		}
+	}
+	p := filepath.Join(c.Dir(), "resolv.conf")
+	if err := network.WriteResolvConf(p, servers, hc.DNSSearch, hc.DNSOptions); err != nil {
+		return specs.Mount{}, err
+	}
+	return rwBind(p, "/etc/resolv.conf"), nil
 }
 
 func roBind(src, dst string) specs.Mount {

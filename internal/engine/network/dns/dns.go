@@ -36,6 +36,10 @@ type Options struct {
 	// Lookup returns the addresses of a local name (lower case, no trailing
 	// dot), or nothing when the name is not local.
 	Lookup func(name string) []netip.Addr
+	// Handler, when set, replaces Lookup: it answers a question locally
+	// (local=true; the reply is sent authoritative) or leaves it to the
+	// upstreams. It must be safe for concurrent use.
+	Handler func(q dnsmessage.Question) (r Reply, local bool)
 	// Upstreams returns the "ip:port" resolvers to forward other queries to.
 	// Nil or empty: other queries get SERVFAIL (internal networks).
 	Upstreams func() []string
@@ -46,10 +50,11 @@ type Options struct {
 
 // Server is a running DNS server. Close stops it.
 type Server struct {
-	opts Options
-	udp  net.PacketConn
-	tcp  net.Listener
-	wg   sync.WaitGroup
+	opts    Options
+	handler func(dnsmessage.Question) (Reply, bool)
+	udp     net.PacketConn
+	tcp     net.Listener
+	wg      sync.WaitGroup
 
 	inflight chan struct{} // bounds concurrent UDP requests
 
@@ -83,7 +88,11 @@ func Listen(opts Options) (*Server, error) {
 		udp.Close()
 		return nil, fmt.Errorf("dns: listen tcp %s: %w", opts.Addr, err)
 	}
-	s := &Server{opts: opts, udp: udp, tcp: tcp, conns: map[net.Conn]struct{}{}, inflight: make(chan struct{}, maxInflight)}
+	handler := opts.Handler
+	if handler == nil {
+		handler = lookupHandler(opts.Lookup)
+	}
+	s := &Server{opts: opts, handler: handler, udp: udp, tcp: tcp, conns: map[net.Conn]struct{}{}, inflight: make(chan struct{}, maxInflight)}
 	s.wg.Add(2)
 	go s.serveUDP()
 	go s.serveTCP()
@@ -225,7 +234,7 @@ func writeTCPMsg(w io.Writer, msg []byte) error {
 
 // handle answers one request; nil means drop it (unparseable header).
 func (s *Server) handle(req []byte, allowed bool, proto string) []byte {
-	resp, forward := s.answer(req, allowed)
+	resp, forward := s.answer(req, allowed, proto)
 	if !forward {
 		return resp
 	}
@@ -234,7 +243,7 @@ func (s *Server) handle(req []byte, allowed bool, proto string) []byte {
 		ups = s.opts.Upstreams()
 	}
 	for _, up := range ups {
-		out, err := exchange(proto, up, req, s.opts.Timeout)
+		out, err := Exchange(proto, up, req, s.opts.Timeout)
 		if err == nil {
 			return out
 		}
@@ -246,68 +255,164 @@ func (s *Server) handle(req []byte, allowed bool, proto string) []byte {
 // answer builds the reply to req. forward=true means the query is not local
 // and should be forwarded; resp then holds the SERVFAIL to send if no
 // upstream answers. A nil resp with forward=false means: drop.
-func (s *Server) answer(req []byte, allowed bool) (resp []byte, forward bool) {
+func (s *Server) answer(req []byte, allowed bool, proto string) (resp []byte, forward bool) {
 	var p dnsmessage.Parser
 	h, err := p.Start(req)
 	if err != nil || h.Response {
 		return nil, false
 	}
-	reply := func(rcode dnsmessage.RCode, q *dnsmessage.Question, addrs []netip.Addr) []byte {
-		rh := dnsmessage.Header{ID: h.ID, Response: true, OpCode: h.OpCode, RecursionDesired: h.RecursionDesired, RecursionAvailable: true, RCode: rcode}
-		if addrs != nil {
-			rh.Authoritative = true
-		}
-		b := dnsmessage.NewBuilder(nil, rh)
-		b.EnableCompression()
-		if q != nil {
-			if b.StartQuestions() != nil || b.Question(*q) != nil {
-				return nil
-			}
-			if b.StartAnswers() != nil {
-				return nil
-			}
-			for _, a := range addrs {
-				if q.Type == dnsmessage.TypeA && a.Is4() {
-					if b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: TTL}, dnsmessage.AResource{A: a.As4()}) != nil {
-						return nil
-					}
-				}
-			}
-		}
-		out, err := b.Finish()
-		if err != nil {
-			return nil
-		}
-		return out
-	}
+	rh := dnsmessage.Header{ID: h.ID, Response: true, OpCode: h.OpCode, RecursionDesired: h.RecursionDesired, RecursionAvailable: true}
 	if !allowed {
-		return reply(dnsmessage.RCodeRefused, nil, nil), false
+		rh.RCode = dnsmessage.RCodeRefused
+		return build(rh, nil, nil, 0), false
 	}
 	if h.OpCode != 0 {
-		return reply(dnsmessage.RCodeNotImplemented, nil, nil), false
+		rh.RCode = dnsmessage.RCodeNotImplemented
+		return build(rh, nil, nil, 0), false
 	}
 	qs, err := p.AllQuestions()
 	if err != nil || len(qs) != 1 {
-		return reply(dnsmessage.RCodeFormatError, nil, nil), false
+		rh.RCode = dnsmessage.RCodeFormatError
+		return build(rh, nil, nil, 0), false
 	}
 	q := qs[0]
-	name := strings.ToLower(strings.TrimSuffix(q.Name.String(), "."))
-	if q.Class == dnsmessage.ClassINET || q.Class == dnsmessage.ClassANY {
-		if addrs := s.opts.Lookup(name); len(addrs) > 0 {
-			switch q.Type {
-			case dnsmessage.TypeA, dnsmessage.TypeALL:
-				q.Type = dnsmessage.TypeA
-				return reply(dnsmessage.RCodeSuccess, &q, addrs), false
-			default:
-				// The name exists but has no record of this type (AAAA…).
-				return reply(dnsmessage.RCodeSuccess, &q, []netip.Addr{}), false
+	if r, local := s.handler(q); local {
+		rh.RCode, rh.Authoritative = r.RCode, true
+		limit := 0
+		if proto == "udp" {
+			limit = udpLimit(&p)
+		}
+		return build(rh, &q, &r, limit), false
+	}
+	rh.RCode = dnsmessage.RCodeServerFailure
+	return build(rh, &q, nil, 0), true
+}
+
+// Reply is a local answer to one question.
+type Reply struct {
+	RCode       dnsmessage.RCode
+	Answers     []dnsmessage.Resource
+	Authorities []dnsmessage.Resource
+	Additionals []dnsmessage.Resource
+}
+
+// lookupHandler answers A queries for the names Lookup knows; a known name
+// asked for another type gets an empty answer (NODATA).
+func lookupHandler(lookup func(string) []netip.Addr) func(dnsmessage.Question) (Reply, bool) {
+	return func(q dnsmessage.Question) (Reply, bool) {
+		if q.Class != dnsmessage.ClassINET && q.Class != dnsmessage.ClassANY {
+			return Reply{}, false
+		}
+		name := strings.ToLower(strings.TrimSuffix(q.Name.String(), "."))
+		addrs := lookup(name)
+		if len(addrs) == 0 {
+			return Reply{}, false
+		}
+		var r Reply
+		if q.Type == dnsmessage.TypeA || q.Type == dnsmessage.TypeALL {
+			for _, a := range addrs {
+				if a.Is4() {
+					r.Answers = append(r.Answers, dnsmessage.Resource{
+						Header: dnsmessage.ResourceHeader{Name: q.Name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET, TTL: TTL},
+						Body:   &dnsmessage.AResource{A: a.As4()},
+					})
+				}
+			}
+		}
+		return r, true
+	}
+}
+
+// udpLimit is the largest UDP reply the client takes: 512 bytes, or the
+// size its EDNS0 OPT record announces. p has read the questions.
+func udpLimit(p *dnsmessage.Parser) int {
+	limit := 512
+	if p.SkipAllAnswers() != nil || p.SkipAllAuthorities() != nil {
+		return limit
+	}
+	for {
+		h, err := p.AdditionalHeader()
+		if err != nil {
+			return limit
+		}
+		if h.Type == dnsmessage.TypeOPT {
+			if n := int(h.Class); n > limit {
+				limit = min(n, 65535)
+			}
+			return limit
+		}
+		if p.SkipAdditional() != nil {
+			return limit
+		}
+	}
+}
+
+// build encodes a reply; with limit > 0 (UDP) one that would be larger is
+// sent truncated (TC set, no records) so the client retries over TCP.
+func build(rh dnsmessage.Header, q *dnsmessage.Question, r *Reply, limit int) []byte {
+	b := dnsmessage.NewBuilder(nil, rh)
+	b.EnableCompression()
+	if q != nil {
+		if b.StartQuestions() != nil || b.Question(*q) != nil {
+			return nil
+		}
+	}
+	if r != nil {
+		sections := []struct {
+			start func() error
+			rrs   []dnsmessage.Resource
+		}{{b.StartAnswers, r.Answers}, {b.StartAuthorities, r.Authorities}, {b.StartAdditionals, r.Additionals}}
+		for _, sec := range sections {
+			if sec.start() != nil {
+				return nil
+			}
+			for _, rr := range sec.rrs {
+				if err := addResource(&b, rr); err != nil {
+					return nil
+				}
 			}
 		}
 	}
-	return reply(dnsmessage.RCodeServerFailure, &q, nil), true
+	out, err := b.Finish()
+	if err != nil {
+		return nil
+	}
+	if limit > 0 && len(out) > limit {
+		rh.Truncated = true
+		return build(rh, q, nil, 0)
+	}
+	return out
 }
 
-func exchange(proto, server string, req []byte, timeout time.Duration) ([]byte, error) {
+func addResource(b *dnsmessage.Builder, rr dnsmessage.Resource) error {
+	switch body := rr.Body.(type) {
+	case *dnsmessage.AResource:
+		return b.AResource(rr.Header, *body)
+	case *dnsmessage.AAAAResource:
+		return b.AAAAResource(rr.Header, *body)
+	case *dnsmessage.CNAMEResource:
+		return b.CNAMEResource(rr.Header, *body)
+	case *dnsmessage.SRVResource:
+		return b.SRVResource(rr.Header, *body)
+	case *dnsmessage.PTRResource:
+		return b.PTRResource(rr.Header, *body)
+	case *dnsmessage.SOAResource:
+		return b.SOAResource(rr.Header, *body)
+	case *dnsmessage.TXTResource:
+		return b.TXTResource(rr.Header, *body)
+	case *dnsmessage.NSResource:
+		return b.NSResource(rr.Header, *body)
+	case *dnsmessage.MXResource:
+		return b.MXResource(rr.Header, *body)
+	case *dnsmessage.UnknownResource:
+		return b.UnknownResource(rr.Header, *body)
+	}
+	return fmt.Errorf("dns: resource type %T not supported", rr.Body)
+}
+
+// Exchange sends req to server over proto ("udp" or "tcp") and returns the
+// reply whose ID matches.
+func Exchange(proto, server string, req []byte, timeout time.Duration) ([]byte, error) {
 	c, err := net.DialTimeout(proto, server, timeout)
 	if err != nil {
 		return nil, err

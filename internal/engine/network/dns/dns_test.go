@@ -170,9 +170,9 @@ func FuzzAnswer(f *testing.F) {
 	f.Add([]byte{}, true)
 	f.Add([]byte{0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0}, true)
 	f.Add([]byte{0, 1, 0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, 'w', 'e', 'b', 0, 0, 1, 0, 1}, true)
-	s := &Server{opts: Options{Lookup: mapLookup(map[string]string{"web": "10.1.0.2"})}}
+	s := &Server{handler: lookupHandler(mapLookup(map[string]string{"web": "10.1.0.2"}))}
 	f.Fuzz(func(t *testing.T, req []byte, allowed bool) {
-		resp, _ := s.answer(req, allowed)
+		resp, _ := s.answer(req, allowed, "udp")
 		if resp == nil {
 			return
 		}
