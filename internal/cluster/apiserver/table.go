@@ -87,7 +87,7 @@ func i32(p *int32) int32 {
 	return *p
 }
 
-func orUnset(p *string) string {
+func orUnsetPtr(p *string) string {
 	if p == nil {
 		return "<unset>"
 	}
@@ -467,7 +467,7 @@ func columnsFor(r *resource) ([]col, func(runtime.Object) []any) {
 					phase = "Terminating"
 				}
 				return []any{p.Name, q.String(), accessModes(p.Spec.AccessModes), string(p.Spec.PersistentVolumeReclaimPolicy), phase, claim,
-					storageClass(p.Annotations, &p.Spec.StorageClassName), orUnset(p.Spec.VolumeAttributesClassName), p.Status.Reason, age(p.CreationTimestamp), volumeMode(p.Spec.VolumeMode)}
+					storageClass(p.Annotations, &p.Spec.StorageClassName), orUnsetPtr(p.Spec.VolumeAttributesClassName), p.Status.Reason, age(p.CreationTimestamp), volumeMode(p.Spec.VolumeMode)}
 			}
 	case "PersistentVolumeClaim":
 		return []col{nameCol, {"Status", "string", 0}, {"Volume", "string", 0}, {"Capacity", "string", 0}, {"Access Modes", "string", 0}, {"StorageClass", "string", 0}, {"VolumeAttributesClass", "string", 0}, ageCol, {"VolumeMode", "string", 1}},
@@ -483,7 +483,7 @@ func columnsFor(r *resource) ([]col, func(runtime.Object) []any) {
 					q := p.Status.Capacity[corev1.ResourceStorage]
 					capacity, modes = q.String(), accessModes(p.Status.AccessModes)
 				}
-				return []any{p.Name, phase, p.Spec.VolumeName, capacity, modes, storageClass(p.Annotations, p.Spec.StorageClassName), orUnset(p.Spec.VolumeAttributesClassName), age(p.CreationTimestamp), volumeMode(p.Spec.VolumeMode)}
+				return []any{p.Name, phase, p.Spec.VolumeName, capacity, modes, storageClass(p.Annotations, p.Spec.StorageClassName), orUnsetPtr(p.Spec.VolumeAttributesClassName), age(p.CreationTimestamp), volumeMode(p.Spec.VolumeMode)}
 			}
 	case "ResourceQuota":
 		// As kubectl: "resource: used/hard" from status (the quota
