@@ -18,7 +18,7 @@
 //     Labels berth.test=cfg and StopSignal SIGUSR1; running it prints
 //     "cfg bar uid=1000 pwd=/home/user";
 //   - progs.tar: progs:latest, busybox plus static Go programs in
-//     /usr/local/bin: alloc, spawn, spin, echoserver, tcpbench (see progs/*).
+//     /usr/local/bin: alloc, spawn, spin, echoserver, tcpbench, webname (see progs/*).
 //   - all.tar: every image above in one docker-save archive.
 package main
 
