@@ -1,0 +1,23 @@
+//go:build !linux
+
+package proxy
+
+import (
+	"errors"
+
+	"github.com/berth/berth/internal/errdefs"
+)
+
+var errUnsupported = errors.Join(errors.New("the service proxy needs Linux nftables"), errdefs.ErrUnavailable)
+
+// Apply needs Linux.
+func Apply(string, Ruleset) error { return errUnsupported }
+
+// Delete needs Linux.
+func Delete(string) error { return errUnsupported }
+
+// Exists needs Linux.
+func Exists(string) (bool, error) { return false, errUnsupported }
+
+// EnableForwarding needs Linux.
+func EnableForwarding() error { return errUnsupported }
