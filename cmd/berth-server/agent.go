@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/berth/berth/internal/cluster/agent"
+	"github.com/berth/berth/internal/cluster/agent/proxy"
 	"github.com/berth/berth/internal/cluster/agent/streaming"
 	"github.com/berth/berth/internal/engine/client"
 	"github.com/berth/berth/internal/errdefs"
@@ -36,12 +37,16 @@ func agentFlags(fs *flag.FlagSet, o *agent.Options) (labels, taints *string) {
 	fs.IntVar(&o.MaxPods, "max-pods", 110, "most pods this node runs")
 	fs.DurationVar(&o.LeaseDuration, "lease-duration", 4*time.Second, "node lease duration (renewed every quarter of it)")
 	fs.IntVar(&o.StreamingPort, "streaming-port", 10250, "port of the node's logs/exec/port-forward endpoint")
+	fs.StringVar(&o.ProxyMode, "proxy-mode", string(proxy.ModeNFTables), "how the node proxies Services: nftables (the "+proxy.DefaultTable+" table) or none")
 	return labels, taints
 }
 
 // parseNodeFlags completes o from the --node-labels and
 // --register-with-taints strings.
 func parseNodeFlags(o *agent.Options, labels, taints string) error {
+	if _, err := proxy.ParseMode(o.ProxyMode); err != nil {
+		return err
+	}
 	if labels != "" {
 		o.Labels = map[string]string{}
 		for _, kv := range strings.Split(labels, ",") {
@@ -74,11 +79,19 @@ func runAgent(args []string) error {
 	fs.StringVar(&o.DataDir, "data-dir", "/var/lib/berth/agent", "where the node keeps its credential")
 	labels, taints := agentFlags(fs, &o)
 	debug := fs.Bool("debug", false, "debug logging")
+	cleanupProxy := fs.Bool("cleanup-proxy", false, "remove the service proxy's nftables table ("+proxy.DefaultTable+") and exit; the agent leaves it when it stops so that Services keep working while it restarts")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (flags only): %w", fs.Arg(0), errdefs.ErrInvalidArgument)
+	}
+	if *cleanupProxy {
+		if err := proxy.Delete(proxy.DefaultTable); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "removed table ip %s\n", proxy.DefaultTable)
+		return nil
 	}
 	if err := parseNodeFlags(&o, *labels, *taints); err != nil {
 		return err

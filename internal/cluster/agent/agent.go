@@ -33,6 +33,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/berth/berth/internal/cluster/agent/envvars"
+	"github.com/berth/berth/internal/cluster/agent/proxy"
 	"github.com/berth/berth/internal/cluster/agent/volumes"
 	"github.com/berth/berth/internal/cluster/kube"
 	"github.com/berth/berth/internal/engine/api"
@@ -67,6 +68,9 @@ type Options struct {
 	// endpoint; Run calls it in a goroutine once the node is registered
 	// and cancels its context when Run returns.
 	Streaming func(ctx context.Context, s StreamingSetup) error
+	// ProxyMode is how the node proxies Services: "nftables" (the
+	// default: the berth-services table, see package proxy) or "none".
+	ProxyMode string
 
 	// engine replaces the engine client (tests).
 	engine Engine
@@ -125,6 +129,12 @@ func (o *Options) defaults() error {
 	}
 	if o.StreamingPort == 0 {
 		o.StreamingPort = 10250
+	}
+	if o.ProxyMode == "" {
+		o.ProxyMode = string(proxy.ModeNFTables)
+	}
+	if _, err := proxy.ParseMode(o.ProxyMode); err != nil {
+		return err
 	}
 	if o.resync == 0 {
 		o.resync = 3 * time.Second
@@ -255,6 +265,8 @@ func Run(ctx context.Context, o Options) error {
 		}()
 	}
 
+	a.startProxy(ctx)
+
 	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
 		lo.FieldSelector = "spec.nodeName=" + o.NodeName
 	}))
@@ -283,6 +295,21 @@ func Run(ctx context.Context, o Options) error {
 	f.Shutdown()
 	a.wg.Wait()
 	return nil
+}
+
+// startProxy runs the node's service proxy in a goroutine until ctx ends;
+// its table stays when the agent stops (Services keep working while it
+// restarts; `berth agent --cleanup-proxy` removes it).
+func (a *Agent) startProxy(ctx context.Context) {
+	if a.o.client != nil || proxy.Mode(a.o.ProxyMode) == proxy.ModeNone {
+		return // none, or a test's fake API: leave the host's rules alone
+	}
+	go func() {
+		err := proxy.Run(ctx, proxy.Options{Client: a.cs, NodeName: a.node, Logger: a.log.With("component", "proxy")})
+		if err != nil && ctx.Err() == nil {
+			a.log.Error("service proxy stopped; Services do not work on this node", "err", err)
+		}
+	}()
 }
 
 // waitEngine waits up to a minute for the engine to answer.
