@@ -36,6 +36,7 @@ const (
 var (
 	keyIPProtoPort = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
 	keyProtoPort   = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
+	dataAddrPort   = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
 )
 
 // Apply replaces table (family ip) in the calling thread's network
@@ -131,8 +132,7 @@ func EnableForwarding() error {
 //	nat-prerouting, nat-output (dstnat): jump services
 //	services: ip daddr . l4proto . th dport vmap @service-ips
 //	          fib daddr type local l4proto . th dport vmap @service-nodeports
-//	svc-<name>: set mark 0x4000; numgen random mod N vmap {i: goto ep-…}
-//	ep-<addr>/<proto>/<port>: dnat to addr:port
+//	svc-<name>: set mark 0x4000; dnat to numgen random mod N map {i: addr . port}
 //	nat-postrouting (srcnat): mark 0x4000 → masquerade
 //	filter-{input,forward,output}: ct state new → no-endpoints
 //	no-endpoints: the same keys in @no-endpoint-* → goto reject
@@ -166,7 +166,6 @@ func build(c *nftables.Conn, table string, rs Ruleset) error {
 	var svcElems, npElems, noEpElems, noEpNPElems []nftables.SetElement
 	gotoReject := &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainReject}
 
-	epChains := map[string]bool{}
 	for _, s := range rs.Services {
 		proto, err := protoNum(s.Proto)
 		if err != nil {
@@ -185,35 +184,36 @@ func build(c *nftables.Conn, table string, rs Ruleset) error {
 		if s.NodePort != 0 {
 			npElems = append(npElems, nftables.SetElement{Key: protoPortKey(proto, s.NodePort), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: svc.Name}})
 		}
-		var targets []string
-		for _, e := range s.Endpoints {
-			ep := chainName("ep-" + e.String() + "/" + s.Proto)
-			if !epChains[ep] {
-				epChains[ep] = true
-				ch := regular(ep)
-				add(ch, dnat(e.Addr().As4(), e.Port())...)
-			}
-			targets = append(targets, ep)
-		}
 		add(svc, setMark(MasqueradeMark)...)
-		if len(targets) == 1 {
-			add(svc, &expr.Verdict{Kind: expr.VerdictGoto, Chain: targets[0]})
+		if len(s.Endpoints) == 1 {
+			add(svc, dnat(s.Endpoints[0].Addr().As4(), s.Endpoints[0].Port())...)
 			continue
 		}
-		// One random number per new connection picks the endpoint; NAT
-		// chains only see a connection's first packet, conntrack keeps
-		// the choice for the rest.
-		pick := &nftables.Set{Table: t, Anonymous: true, Constant: true, IsMap: true, KeyType: nftables.TypeInteger, KeyByteOrder: binaryutil.NativeEndian, DataType: nftables.TypeVerdict}
+		// One random number per new connection picks the endpoint from
+		// a map of address . port (NAT chains only see a connection's
+		// first packet; conntrack keeps the choice for the rest). No
+		// chain per endpoint: fewer chains make the kernel's check of
+		// the table, and so every apply, much faster.
+		pick := &nftables.Set{Table: t, Anonymous: true, Constant: true, IsMap: true,
+			KeyType: nftables.TypeInteger, DataType: dataAddrPort}
 		var elems []nftables.SetElement
-		for i, ep := range targets {
-			elems = append(elems, nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: ep}})
+		for i, e := range s.Endpoints {
+			a := e.Addr().As4()
+			elems = append(elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint32(uint32(i)),
+				Val: []byte{a[0], a[1], a[2], a[3], byte(e.Port() >> 8), byte(e.Port()), 0, 0}})
 		}
 		if err := c.AddSet(pick, elems); err != nil {
 			return fmt.Errorf("nftables: endpoint map of %s: %w", s.Name, err)
 		}
 		add(svc,
-			&expr.Numgen{Register: 1, Modulus: uint32(len(targets)), Type: unix.NFT_NG_RANDOM},
-			&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: pick.Name, SetID: pick.ID})
+			&expr.Numgen{Register: 1, Modulus: uint32(len(s.Endpoints)), Type: unix.NFT_NG_RANDOM},
+			// Big-endian keys: an anonymous map's keys are listed as
+			// big-endian (nft list shows 0, 1, 2 rather than 16777216).
+			&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 4, Size: 4},
+			&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: pick.Name, SetID: pick.ID},
+			// The address lands in the first 32-bit register of
+			// register 1, the port in the second (reg32 9).
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: reg32 + 1, Specified: true})
 	}
 	for _, m := range []struct {
 		set   *nftables.Set
