@@ -301,8 +301,8 @@ func Run(ctx context.Context, o Options) error {
 // its table stays when the agent stops (Services keep working while it
 // restarts; `berth agent --cleanup-proxy` removes it).
 func (a *Agent) startProxy(ctx context.Context) {
-	if a.o.client != nil || proxy.Mode(a.o.ProxyMode) == proxy.ModeNone {
-		return // none, or a test's fake API: leave the host's rules alone
+	if a.o.client != nil || a.o.engine != nil || proxy.Mode(a.o.ProxyMode) == proxy.ModeNone {
+		return // none, or a test (fake API or engine): leave the host's rules alone
 	}
 	go func() {
 		err := proxy.Run(ctx, proxy.Options{Client: a.cs, NodeName: a.node, Logger: a.log.With("component", "proxy")})
