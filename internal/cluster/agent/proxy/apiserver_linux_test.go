@@ -74,6 +74,10 @@ func TestProxyAgainstAPIServer(t *testing.T) {
 		done <- Run(pctx, Options{Client: kubernetes.NewForConfigOrDie(jsonConfig(srv.URL, "node")), NodeName: "n1",
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			apply:  func(table string, rs Ruleset) error { return inNode(func() error { return Apply(table, rs) }) },
+			flush: func(fs []ConntrackFlush) (n uint, err error) {
+				err = inNode(func() (e error) { n, e = FlushConntrack(fs); return e })
+				return n, err
+			},
 			exists: func(table string) (ok bool, err error) {
 				err = inNode(func() (e error) { ok, e = Exists(table); return e })
 				return ok, err

@@ -304,3 +304,61 @@ func TestApplyScale(t *testing.T) {
 		t.Errorf("%d service chains, want 1000", got)
 	}
 }
+
+// TestKernelStaleUDP: a client that keeps its UDP socket (a resolver)
+// keeps its conntrack entry, and with it its endpoint while that lives;
+// FlushConntrack of StaleUDP's entries moves it to the new endpoint.
+func TestKernelStaleUDP(t *testing.T) {
+	l := newLab(t)
+	var c net.Conn
+	if err := inNetns(t, l.c, func() (err error) {
+		c, err = net.Dial("udp4", "10.43.0.20:53")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	askOn := func() string {
+		_ = c.SetDeadline(time.Now().Add(time.Second))
+		if _, err := c.Write([]byte("?")); err != nil {
+			return errName(err)
+		}
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		if err != nil {
+			return errName(err)
+		}
+		return string(buf[:n])
+	}
+	change := func(prev, next Ruleset) {
+		t.Helper()
+		l.apply(t, next)
+		if err := inNetns(t, l.node, func() error { _, err := FlushConntrack(StaleUDP(prev, next)); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	none := Ruleset{Services: []Service{svc("kube-system/dns:dns", "10.43.0.20", "udp", 53)}}
+	b1 := Ruleset{Services: []Service{svc("kube-system/dns:dns", "10.43.0.20", "udp", 53, "10.99.0.11:8080")}}
+	b2 := Ruleset{Services: []Service{svc("kube-system/dns:dns", "10.43.0.20", "udp", 53, "10.99.0.12:8080")}}
+
+	l.apply(t, none)
+	if got := askOn(); got != "refused" {
+		t.Fatalf("without endpoints: got %q, want refused", got)
+	}
+	// (A refused packet never confirms its conntrack entry, so nothing
+	// holds the refusal here; the flush is for rules that let the first
+	// packets through un-NATed.)
+	change(none, b1)
+	if got := askOn(); got != "b1" {
+		t.Fatalf("after the first endpoint came: got %q, want b1", got)
+	}
+	// b1 is still alive: only the flush moves the flow to b2.
+	l.apply(t, b2)
+	if got := askOn(); got != "b1" {
+		t.Errorf("without a flush the flow left its endpoint (got %q): the test proves nothing", got)
+	}
+	change(b1, b2)
+	if got := askOn(); got != "b2" {
+		t.Fatalf("after b1 left: got %q, want b2", got)
+	}
+}

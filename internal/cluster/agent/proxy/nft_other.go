@@ -21,3 +21,6 @@ func Exists(string) (bool, error) { return false, errUnsupported }
 
 // EnableForwarding needs Linux.
 func EnableForwarding() error { return errUnsupported }
+
+// FlushConntrack needs Linux.
+func FlushConntrack([]ConntrackFlush) (uint, error) { return 0, errUnsupported }

@@ -28,9 +28,10 @@ type Options struct {
 	CheckPeriod time.Duration
 	Logger      *slog.Logger
 
-	// apply and exists replace the kernel (tests).
+	// apply, exists and flush replace the kernel (tests).
 	apply  func(table string, rs Ruleset) error
 	exists func(table string) (bool, error)
+	flush  func([]ConntrackFlush) (uint, error)
 }
 
 // Run keeps the table in step with the cluster's Services and
@@ -52,7 +53,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Logger = slog.Default()
 	}
 	if o.apply == nil {
-		o.apply, o.exists = Apply, Exists
+		o.apply, o.exists, o.flush = Apply, Exists, FlushConntrack
 		if err := EnableForwarding(); err != nil {
 			return err
 		}
@@ -76,25 +77,41 @@ func Run(ctx context.Context, o Options) error {
 		return ctx.Err()
 	}
 
+	// applied is the ruleset in the kernel (nil: unknown, at start);
+	// failed forces the next sync to apply even if nothing changed.
 	var applied *Ruleset
+	failed := false
 	check := time.NewTicker(o.CheckPeriod)
 	defer check.Stop()
 	sync := func(force bool) {
 		sl, _ := svcs.Lister().List(labels.Everything())
 		el, _ := eps.Lister().List(labels.Everything())
 		rs := Build(sl, el, o.NodeName)
-		if !force && applied != nil && reflect.DeepEqual(*applied, rs) {
+		if !force && !failed && applied != nil && reflect.DeepEqual(*applied, rs) {
 			return
 		}
 		start := time.Now()
 		if err := o.apply(o.Table, rs); err != nil {
-			log.Error("applying service rules; retrying", "table", o.Table, "services", len(rs.Services), "err", err)
-			applied = nil
+			log.Error("applying service rules; retrying", "table", o.Table, "service-ports", len(rs.Services), "err", err)
+			failed = true
 			time.AfterFunc(time.Second, func() { notify(kick) })
 			return
 		}
+		took := time.Since(start)
+		failed = false
+		// The first apply after a start knows nothing of the table it
+		// replaced (the same rules, most likely): entries stay.
+		if applied != nil {
+			if stale := StaleUDP(*applied, rs); len(stale) > 0 {
+				n, err := o.flush(stale)
+				if err != nil {
+					log.Warn("deleting stale UDP conntrack entries", "err", err)
+				}
+				log.Debug("stale UDP conntrack entries deleted", "filters", len(stale), "entries", n)
+			}
+		}
 		applied = &rs
-		log.Debug("service rules applied", "table", o.Table, "service-ports", len(rs.Services), "took", time.Since(start))
+		log.Debug("service rules applied", "table", o.Table, "service-ports", len(rs.Services), "took", took)
 	}
 	notify(kick)
 	first := true

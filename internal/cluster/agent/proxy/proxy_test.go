@@ -17,9 +17,10 @@ import (
 
 // recorder stands in for the kernel: it keeps every applied ruleset.
 type recorder struct {
-	mu    sync.Mutex
-	sets  []Ruleset
-	fails int // the next fails applies fail
+	mu      sync.Mutex
+	sets    []Ruleset
+	fails   int // the next fails applies fail
+	flushed []ConntrackFlush
 }
 
 func (r *recorder) apply(_ string, rs Ruleset) error {
@@ -31,6 +32,13 @@ func (r *recorder) apply(_ string, rs Ruleset) error {
 	}
 	r.sets = append(r.sets, rs)
 	return nil
+}
+
+func (r *recorder) flush(fs []ConntrackFlush) (uint, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.flushed = append(r.flushed, fs...)
+	return uint(len(fs)), nil
 }
 
 func (r *recorder) last() (Ruleset, int) {
@@ -62,7 +70,7 @@ func startProxy(t *testing.T, cs *fake.Clientset, r *recorder) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, Options{Client: cs, NodeName: "n1", MinSyncPeriod: 100 * time.Millisecond, apply: r.apply,
-			exists: func(string) (bool, error) { return true, nil }})
+			exists: func(string) (bool, error) { return true, nil }, flush: r.flush})
 	}()
 	t.Cleanup(func() {
 		cancel()

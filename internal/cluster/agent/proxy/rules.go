@@ -212,3 +212,74 @@ func (rs Ruleset) String() string {
 	}
 	return b.String()
 }
+
+// ConntrackFlush names UDP conntrack entries to delete: those to Dst
+// (any local address when invalid) on Port, and, when Endpoint is valid,
+// only those DNATed to it.
+type ConntrackFlush struct {
+	Dst      netip.Addr
+	Port     uint16
+	Endpoint netip.Addr
+}
+
+// StaleUDP lists the UDP conntrack entries that a change from prev to next
+// leaves pointing the wrong way. UDP has no connection to end: a client
+// that keeps its socket (a DNS resolver) keeps its conntrack entry, and
+// with it the endpoint picked (or the refusal given) when it first sent,
+// for as long as it keeps sending. So, as kube-proxy does:
+//   - entries DNATed to an endpoint that is gone are deleted;
+//   - entries to a Service port that had no endpoint and now has some are
+//     deleted (they hold the refusal: NAT is decided at a flow's first
+//     packet only).
+func StaleUDP(prev, next Ruleset) []ConntrackFlush {
+	type key struct {
+		ip   netip.Addr
+		port uint16
+	}
+	old := map[key]Service{}
+	for _, s := range prev.Services {
+		if s.Proto == "udp" {
+			old[key{s.ClusterIP, s.Port}] = s
+		}
+	}
+	var out []ConntrackFlush
+	for _, s := range next.Services {
+		if s.Proto != "udp" {
+			continue
+		}
+		p, existed := old[key{s.ClusterIP, s.Port}]
+		if len(s.Endpoints) > 0 && (!existed || len(p.Endpoints) == 0) {
+			out = append(out, ConntrackFlush{Dst: s.ClusterIP, Port: s.Port})
+			if s.NodePort != 0 {
+				out = append(out, ConntrackFlush{Port: s.NodePort})
+			}
+			continue
+		}
+		delete(old, key{s.ClusterIP, s.Port})
+		out = append(out, goneEndpoints(p, s.Endpoints)...)
+	}
+	// Service ports that are gone: their endpoints are gone with them.
+	for _, p := range old {
+		if !slices.ContainsFunc(next.Services, func(s Service) bool { return s.Proto == "udp" && s.ClusterIP == p.ClusterIP && s.Port == p.Port }) {
+			out = append(out, goneEndpoints(p, nil)...)
+		}
+	}
+	slices.SortFunc(out, func(a, b ConntrackFlush) int {
+		return cmp.Or(a.Dst.Compare(b.Dst), cmp.Compare(a.Port, b.Port), a.Endpoint.Compare(b.Endpoint))
+	})
+	return slices.Compact(out)
+}
+
+func goneEndpoints(p Service, now []netip.AddrPort) []ConntrackFlush {
+	var out []ConntrackFlush
+	for _, e := range p.Endpoints {
+		if slices.ContainsFunc(now, func(n netip.AddrPort) bool { return n.Addr() == e.Addr() }) {
+			continue
+		}
+		out = append(out, ConntrackFlush{Dst: p.ClusterIP, Port: p.Port, Endpoint: e.Addr()})
+		if p.NodePort != 0 {
+			out = append(out, ConntrackFlush{Port: p.NodePort, Endpoint: e.Addr()})
+		}
+	}
+	return out
+}

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -152,5 +154,53 @@ func TestBuildDoesNotModify(t *testing.T) {
 	Build([]*corev1.Service{service("default", "web", "10.43.0.10", sport("http", "TCP", 80))}, []*discoveryv1.EndpointSlice{s}, "n1")
 	if s.Endpoints[0].Addresses[0] != before.Endpoints[0].Addresses[0] || !strings.HasPrefix(s.Endpoints[1].Addresses[0], "10.88.1.2") {
 		t.Errorf("Build reordered its input: %v", s.Endpoints)
+	}
+}
+
+func TestStaleUDP(t *testing.T) {
+	a, b := "10.88.1.2:53", "10.88.1.3:53"
+	dns := func(eps ...string) Service {
+		s := Service{Name: "kube-system/dns:dns", ClusterIP: netip.MustParseAddr("10.43.0.2"), Proto: "udp", Port: 53, NodePort: 30053}
+		for _, e := range eps {
+			s.Endpoints = append(s.Endpoints, netip.MustParseAddrPort(e))
+		}
+		return s
+	}
+	web := func(eps ...string) Service { // TCP: never flushed
+		s := dns(eps...)
+		s.Proto = "tcp"
+		return s
+	}
+	rs := func(s ...Service) Ruleset { return Ruleset{Services: s} }
+	for _, tc := range []struct {
+		name       string
+		prev, next Ruleset
+		want       string
+	}{
+		{"unchanged", rs(dns(a, b)), rs(dns(a, b)), ""},
+		{"endpoint added", rs(dns(a)), rs(dns(a, b)), ""},
+		{"endpoint removed", rs(dns(a, b)), rs(dns(b)), "invalid IP:30053 via 10.88.1.2; 10.43.0.2:53 via 10.88.1.2"},
+		{"first endpoint", rs(dns()), rs(dns(a)), "invalid IP:30053; 10.43.0.2:53"},
+		{"new service", rs(), rs(dns(a)), "invalid IP:30053; 10.43.0.2:53"},
+		{"service gone", rs(dns(a)), rs(), "invalid IP:30053 via 10.88.1.2; 10.43.0.2:53 via 10.88.1.2"},
+		{"last endpoint gone", rs(dns(a)), rs(dns()), "invalid IP:30053 via 10.88.1.2; 10.43.0.2:53 via 10.88.1.2"},
+		{"tcp", rs(web(a, b)), rs(web()), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, f := range StaleUDP(tc.prev, tc.next) {
+				s := netip.AddrPortFrom(f.Dst, f.Port).String()
+				if !f.Dst.IsValid() {
+					s = fmt.Sprintf("invalid IP:%d", f.Port)
+				}
+				if f.Endpoint.IsValid() {
+					s += " via " + f.Endpoint.String()
+				}
+				got = append(got, s)
+			}
+			if g := strings.Join(got, "; "); g != tc.want {
+				t.Errorf("got %q, want %q", g, tc.want)
+			}
+		})
 	}
 }
