@@ -31,6 +31,7 @@ const (
 	mapNodePorts     = "service-nodeports"
 	mapNoEndpointIPs = "no-endpoint-services"
 	mapNoEndpointNPs = "no-endpoint-nodeports"
+	setClusterIPs    = "cluster-ips"
 )
 
 var (
@@ -135,7 +136,8 @@ func EnableForwarding() error {
 //	svc-<name>: set mark 0x4000; dnat to numgen random mod N map {i: addr . port}
 //	nat-postrouting (srcnat): mark 0x4000 → masquerade
 //	filter-{input,forward,output}: ct state new → no-endpoints
-//	no-endpoints: the same keys in @no-endpoint-* → goto reject
+//	no-endpoints: the same keys in @no-endpoint-* → goto reject;
+//	              ip daddr @cluster-ips (any other port) → goto reject
 func build(c *nftables.Conn, table string, rs Ruleset) error {
 	t := &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}
 	c.AddTable(t)
@@ -163,13 +165,19 @@ func build(c *nftables.Conn, table string, rs Ruleset) error {
 	nodePorts := &nftables.Set{Table: t, Name: mapNodePorts, IsMap: true, KeyType: keyProtoPort, DataType: nftables.TypeVerdict, Concatenation: true}
 	noEpIPs := &nftables.Set{Table: t, Name: mapNoEndpointIPs, IsMap: true, KeyType: keyIPProtoPort, DataType: nftables.TypeVerdict, Concatenation: true}
 	noEpNPs := &nftables.Set{Table: t, Name: mapNoEndpointNPs, IsMap: true, KeyType: keyProtoPort, DataType: nftables.TypeVerdict, Concatenation: true}
-	var svcElems, npElems, noEpElems, noEpNPElems []nftables.SetElement
+	clusterIPs := &nftables.Set{Table: t, Name: setClusterIPs, KeyType: nftables.TypeIPAddr}
+	var svcElems, npElems, noEpElems, noEpNPElems, ipElems []nftables.SetElement
+	seenIP := map[[4]byte]bool{}
 	gotoReject := &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainReject}
 
 	for _, s := range rs.Services {
 		proto, err := protoNum(s.Proto)
 		if err != nil {
 			return fmt.Errorf("service %s: %w", s.Name, err)
+		}
+		if ip := s.ClusterIP.As4(); !seenIP[ip] {
+			seenIP[ip] = true
+			ipElems = append(ipElems, nftables.SetElement{Key: ip[:]})
 		}
 		if len(s.Endpoints) == 0 {
 			noEpElems = append(noEpElems, nftables.SetElement{Key: ipProtoPortKey(s.ClusterIP.As4(), proto, s.Port), VerdictData: gotoReject})
@@ -218,7 +226,7 @@ func build(c *nftables.Conn, table string, rs Ruleset) error {
 	for _, m := range []struct {
 		set   *nftables.Set
 		elems []nftables.SetElement
-	}{{svcIPs, svcElems}, {nodePorts, npElems}, {noEpIPs, noEpElems}, {noEpNPs, noEpNPElems}} {
+	}{{svcIPs, svcElems}, {nodePorts, npElems}, {noEpIPs, noEpElems}, {noEpNPs, noEpNPElems}, {clusterIPs, ipElems}} {
 		if err := c.AddSet(m.set, m.elems); err != nil {
 			return fmt.Errorf("nftables: map %s: %w", m.set.Name, err)
 		}
@@ -236,6 +244,11 @@ func build(c *nftables.Conn, table string, rs Ruleset) error {
 	}
 	add(noEp, cat(ipProtoPortLookup(), vmap(noEpIPs))...)
 	add(noEp, cat(fibDaddrLocal(), protoPortLookup(), vmap(noEpNPs))...)
+	// A cluster IP on a port no Service has: nothing will ever answer.
+	add(noEp,
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Lookup{SourceRegister: 1, SetName: clusterIPs.Name, SetID: clusterIPs.ID},
+		gotoReject)
 	// TCP clients get a reset, others an ICMP port unreachable: either
 	// way connect() or the next read fails at once (ECONNREFUSED).
 	add(reject, cat(l4proto(unix.IPPROTO_TCP), []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_TCP_RST}})...)

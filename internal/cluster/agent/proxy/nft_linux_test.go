@@ -230,6 +230,7 @@ func TestKernelServices(t *testing.T) {
 	wantSeen(t, "pod -> service without endpoints tcp", hit(t, l.c, "tcp4", "10.43.0.12:80", 5), "refused")
 	wantSeen(t, "pod -> service without endpoints udp", hit(t, l.c, "udp4", "10.43.0.12:53", 5), "refused")
 	wantSeen(t, "node -> service without endpoints", hit(t, l.node, "tcp4", "10.43.0.12:80", 5), "refused")
+	wantSeen(t, "pod -> ClusterIP on a port no Service has", hit(t, l.c, "tcp4", "10.43.0.10:81", 5), "refused")
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("15 refusals took %v, want fast failures", d)
 	}
