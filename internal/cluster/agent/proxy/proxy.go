@@ -81,6 +81,7 @@ func Run(ctx context.Context, o Options) error {
 	// failed forces the next sync to apply even if nothing changed.
 	var applied *Ruleset
 	failed := false
+	retry := time.Second // doubles per failure in a row, up to 30 s
 	check := time.NewTicker(o.CheckPeriod)
 	defer check.Stop()
 	sync := func(force bool) {
@@ -92,11 +93,13 @@ func Run(ctx context.Context, o Options) error {
 		}
 		start := time.Now()
 		if err := o.apply(o.Table, rs); err != nil {
-			log.Error("applying service rules; retrying", "table", o.Table, "service-ports", len(rs.Services), "err", err)
+			log.Error("applying service rules", "table", o.Table, "service-ports", len(rs.Services), "retry-in", retry, "err", err)
 			failed = true
-			time.AfterFunc(time.Second, func() { notify(kick) })
+			time.AfterFunc(retry, func() { notify(kick) })
+			retry = min(2*retry, 30*time.Second)
 			return
 		}
+		retry = time.Second
 		took := time.Since(start)
 		failed = false
 		// The first apply after a start knows nothing of the table it

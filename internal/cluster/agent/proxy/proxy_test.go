@@ -52,7 +52,7 @@ func (r *recorder) last() (Ruleset, int) {
 
 func (r *recorder) waitFor(t *testing.T, want string) int {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		rs, n := r.last()
 		if rs.String() == want {
