@@ -59,7 +59,8 @@ kind: Service
 metadata: {name: web}
 spec:
   type: NodePort
-  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+  # Explicit: the API server does not allocate node ports yet.
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP, nodePort: 30080}]
 ---
 apiVersion: v1
 kind: Service
@@ -110,15 +111,19 @@ spec:
 			t.Fatal(err)
 		}
 	}
-	// seen asks url n times from pod and returns the sorted distinct
-	// answers (failures as "ERR").
-	seen := func(pod, url string, n int) []string {
+	// seen asks http://addr/ n times from pod and returns the sorted
+	// distinct answers (failures as "ERR"). busybox nc, as the lab's
+	// busybox wget crashes in containers.
+	seen := func(pod, addr string, n int) []string {
 		t.Helper()
-		script := fmt.Sprintf(`for i in $(seq %d); do wget -qO- -T 2 %s || echo ERR; done`, n, url)
+		host, port, _ := strings.Cut(addr, ":")
+		script := fmt.Sprintf(`for i in $(seq %d); do r=$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 %s %s 2>/dev/null | tail -n 1); echo "R:${r:-ERR}"; done`, n, host, port)
 		out, _ := kubectl(t, "", "exec", "-n", ns, pod, "--", "sh", "-c", script)
 		set := map[string]bool{}
-		for _, l := range strings.Fields(out) {
-			set[l] = true
+		for _, l := range strings.Split(out, "\n") {
+			if r, ok := strings.CutPrefix(strings.TrimSpace(l), "R:"); ok {
+				set[strings.TrimSpace(r)] = true
+			}
 		}
 		var got []string
 		for s := range set {
@@ -137,15 +142,15 @@ spec:
 
 	start := time.Now()
 	writeSlice(web)
-	clusterURL := "http://" + svc.Spec.ClusterIP + "/"
+	clusterAddr := svc.Spec.ClusterIP + ":80"
 	waitFor(t, 30*time.Second, "the cluster IP answers", func() (bool, string) {
-		got := seen("client", clusterURL, 1)
-		return len(got) == 1 && got[0] != "ERR", fmt.Sprintf("%s answered %v", clusterURL, got)
+		got := seen("client", clusterAddr, 1)
+		return len(got) == 1 && got[0] != "ERR", fmt.Sprintf("%s answered %v", clusterAddr, got)
 	})
 	firstAnswer := time.Since(start)
-	expect("client -> cluster IP reaches every pod", "client", clusterURL, 30, names)
+	expect("client -> cluster IP reaches every pod", "client", clusterAddr, 30, names)
 	// Hairpin: a web pod through the Service, itself among the answers.
-	expect("web pod -> cluster IP (hairpin)", web[0].Name, clusterURL, 30, names)
+	expect("web pod -> cluster IP (hairpin)", web[0].Name, clusterAddr, 30, names)
 	// NodePort on another node's address.
 	nodeIP := ""
 	clientPod := pods(t, ns, "app=client")[0]
@@ -166,20 +171,20 @@ spec:
 	if nodeIP == "" {
 		t.Fatalf("no node other than the client's (%s) has a web pod: %s", clientPod.Spec.NodeName, describe(web))
 	}
-	npURL := fmt.Sprintf("http://%s:%d/", nodeIP, svc.Spec.Ports[0].NodePort)
-	expect("client -> NodePort of another node", "client", npURL, 30, names)
+	npAddr := fmt.Sprintf("%s:%d", nodeIP, svc.Spec.Ports[0].NodePort)
+	expect("client -> NodePort of another node", "client", npAddr, 30, names)
 
 	// The rules follow the slice.
 	writeSlice(web[:1])
-	follow := expect("after the slice shrank", "client", clusterURL, 10, []string{web[0].Name})
+	follow := expect("after the slice shrank", "client", clusterAddr, 10, []string{web[0].Name})
 
-	// No endpoints: refused at once (wget prints ERR quickly, no timeout).
+	// No endpoints: refused at once (nc fails quickly, no timeout).
 	t0 := time.Now()
-	if got := seen("client", "http://"+empty.Spec.ClusterIP+"/", 5); strings.Join(got, " ") != "ERR" {
+	if got := seen("client", empty.Spec.ClusterIP+":80", 5); strings.Join(got, " ") != "ERR" {
 		t.Errorf("Service without endpoints answered %v, want only failures", got)
 	}
 	refused := time.Since(t0)
-	if refused > 5*time.Second { // 5 tries of 2 s timeout each would take 10 s; kubectl exec itself ~0.3 s
+	if refused > 5*time.Second { // 5 timeouts of 2 s would take 10 s; kubectl exec itself ~0.3 s
 		t.Errorf("5 requests to a Service without endpoints took %v: refused slowly (timeouts?)", refused)
 	}
 	report(t, "x-service-proxy", "slice_to_first_answer", firstAnswer, "slice_change_followed", follow, "5_refusals", refused)
