@@ -12,6 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// affinitySeed seeds the client-address hash of ClientIP affinity; a
+// constant, so every node and every apply map a client alike.
+const affinitySeed = 0x62657274 // "bert"
+
 // MasqueradeMark is the packet mark bit that says "DNATed by a Service
 // rule, masquerade on the way out" (the bit kube-proxy uses).
 const MasqueradeMark = 0x4000
@@ -134,6 +138,7 @@ func EnableForwarding() error {
 //	services: ip daddr . l4proto . th dport vmap @service-ips
 //	          fib daddr type local l4proto . th dport vmap @service-nodeports
 //	svc-<name>: set mark 0x4000; dnat to numgen random mod N map {i: addr . port}
+//	            (jhash ip saddr mod N for sessionAffinity ClientIP)
 //	nat-postrouting (srcnat): mark 0x4000 → masquerade
 //	filter-{input,forward,output}: ct state new → no-endpoints
 //	no-endpoints: the same keys in @no-endpoint-* → goto reject;
@@ -213,15 +218,25 @@ func build(c *nftables.Conn, table string, rs Ruleset) error {
 		if err := c.AddSet(pick, elems); err != nil {
 			return fmt.Errorf("nftables: endpoint map of %s: %w", s.Name, err)
 		}
-		add(svc,
-			&expr.Numgen{Register: 1, Modulus: uint32(len(s.Endpoints)), Type: unix.NFT_NG_RANDOM},
+		pickExpr := []expr.Any{&expr.Numgen{Register: 1, Modulus: uint32(len(s.Endpoints)), Type: unix.NFT_NG_RANDOM}}
+		if s.ClientIP {
+			// Session affinity without state: a hash of the client's
+			// address picks the same endpoint for as long as the set
+			// of endpoints stays the same (and survives the table's
+			// replacement, which a set of recent clients would not).
+			pickExpr = []expr.Any{
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+				&expr.Hash{SourceRegister: 1, DestRegister: 1, Length: 4, Modulus: uint32(len(s.Endpoints)), Seed: affinitySeed, Type: expr.HashTypeJenkins},
+			}
+		}
+		add(svc, cat(pickExpr, []expr.Any{
 			// Big-endian keys: an anonymous map's keys are listed as
 			// big-endian (nft list shows 0, 1, 2 rather than 16777216).
 			&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 4, Size: 4},
 			&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: pick.Name, SetID: pick.ID},
 			// The address lands in the first 32-bit register of
 			// register 1, the port in the second (reg32 9).
-			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: reg32 + 1, Specified: true})
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: reg32 + 1, Specified: true}})...)
 	}
 	for _, m := range []struct {
 		set   *nftables.Set

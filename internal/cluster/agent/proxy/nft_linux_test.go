@@ -212,7 +212,9 @@ func TestKernelServices(t *testing.T) {
 	self := svc("default/self:80", "10.43.0.11", "tcp", 80, "10.99.0.11:8080")
 	empty := svc("default/empty:80", "10.43.0.12", "tcp", 80)
 	emptyUDP := svc("default/empty:53", "10.43.0.12", "udp", 53)
-	l.apply(t, Ruleset{Services: []Service{web, dns, self, empty, emptyUDP}})
+	sticky := svc("default/sticky:80", "10.43.0.13", "tcp", 80, "10.99.0.11:8080", "10.99.0.12:8080", "10.98.0.2:8080")
+	sticky.ClientIP = true
+	l.apply(t, Ruleset{Services: []Service{web, dns, self, empty, emptyUDP, sticky}})
 
 	wantSeen(t, "pod -> ClusterIP tcp", hit(t, l.c, "tcp4", "10.43.0.10:80", n), "b1", "b2", "remote")
 	wantSeen(t, "pod -> ClusterIP udp", hit(t, l.c, "udp4", "10.43.0.10:53", n), "b1", "b2", "remote")
@@ -224,6 +226,19 @@ func TestKernelServices(t *testing.T) {
 	// NodePort on the node's addresses, from a pod and from the other node.
 	wantSeen(t, "pod -> NodePort", hit(t, l.c, "tcp4", "10.99.0.1:30080", n), "b1", "b2", "remote")
 	wantSeen(t, "remote node -> NodePort", hit(t, l.ns["remote"], "tcp4", "10.98.0.1:30080", n), "b1", "b2", "remote")
+
+	// sessionAffinity ClientIP: one client, one endpoint; still one after
+	// the table is applied again.
+	for _, ns := range []string{l.c, l.ns["b1"], l.node} {
+		got := hit(t, ns, "tcp4", "10.43.0.13:80", 20)
+		l.apply(t, Ruleset{Services: []Service{web, dns, self, empty, emptyUDP, sticky}})
+		for k, v := range hit(t, ns, "tcp4", "10.43.0.13:80", 10) {
+			got[k] += v
+		}
+		if len(got) != 1 || got["refused"] > 0 || got["timeout"] > 0 {
+			t.Errorf("ClientIP affinity from %s: answers %v, want one backend every time", ns, got)
+		}
+	}
 
 	// No endpoints: refused at once, not a timeout.
 	start := time.Now()
@@ -238,11 +253,11 @@ func TestKernelServices(t *testing.T) {
 	// Endpoints change: the next connections follow.
 	web.Endpoints = []netip.AddrPort{ep("10.99.0.12:8080")}
 	empty.Endpoints = []netip.AddrPort{ep("10.99.0.11:8080")}
-	l.apply(t, Ruleset{Services: []Service{web, dns, self, empty, emptyUDP}})
+	l.apply(t, Ruleset{Services: []Service{web, dns, self, empty, emptyUDP, sticky}})
 	wantSeen(t, "after change, web", hit(t, l.c, "tcp4", "10.43.0.10:80", 20), "b2")
 	wantSeen(t, "after change, formerly empty", hit(t, l.c, "tcp4", "10.43.0.12:80", 5), "b1")
 	web.Endpoints = nil
-	l.apply(t, Ruleset{Services: []Service{web, dns, self, empty, emptyUDP}})
+	l.apply(t, Ruleset{Services: []Service{web, dns, self, empty, emptyUDP, sticky}})
 	wantSeen(t, "after all endpoints left", hit(t, l.c, "tcp4", "10.43.0.10:80", 5), "refused")
 
 	// Applying again replaces the table: one copy, same content.
@@ -253,13 +268,14 @@ func TestKernelServices(t *testing.T) {
 		"dnat ip to numgen random mod 3 map { 0 : 10.99.0.11 . 8080, 1 : 10.99.0.12 . 8080, 2 : 10.98.0.2 . 8080 }",
 		"tcp . 30080 : goto reject", // web has no endpoint left
 		"meta mark & 0x00004000 != 0x00000000 masquerade",
+		"dnat ip to jhash ip saddr mod 3 seed 0x62657274 map { 0 : 10.99.0.11 . 8080, 1 : 10.99.0.12 . 8080, 2 : 10.98.0.2 . 8080 }",
 		"10.43.0.10 . tcp . 80 : goto reject",
 	} {
 		if !strings.Contains(before, want) {
 			t.Errorf("nft list table lacks %q; got:\n%s", want, before)
 		}
 	}
-	l.apply(t, Ruleset{Services: []Service{web, dns, self, empty, emptyUDP}})
+	l.apply(t, Ruleset{Services: []Service{web, dns, self, empty, emptyUDP, sticky}})
 	if after := sh(t, "ip", "netns", "exec", l.node, "nft", "list", "table", "ip", DefaultTable); after != before {
 		t.Errorf("re-applying the same ruleset changed the table:\nbefore:\n%s\nafter:\n%s", before, after)
 	}

@@ -40,6 +40,9 @@ type Service struct {
 	Proto     string // "tcp" or "udp"
 	Port      uint16
 	NodePort  uint16 // 0: none
+	// ClientIP is sessionAffinity ClientIP: the endpoint is picked by a
+	// hash of the client address instead of at random.
+	ClientIP  bool
 	Endpoints []netip.AddrPort
 }
 
@@ -51,7 +54,9 @@ type Service struct {
 //     a Service port has no ready endpoint at all, its serving and
 //     terminating endpoints are used (graceful termination);
 //   - internalTrafficPolicy Local keeps only the endpoints on node;
-//   - a slice port matches a Service port by name and protocol.
+//   - a slice port matches a Service port by name and protocol;
+//   - sessionAffinity ClientIP sets ClientIP (timeoutSeconds is not kept:
+//     see the package's rules).
 func Build(svcs []*corev1.Service, eps []*discoveryv1.EndpointSlice, node string) Ruleset {
 	byService := map[string][]*discoveryv1.EndpointSlice{}
 	for _, s := range eps {
@@ -74,7 +79,8 @@ func Build(svcs []*corev1.Service, eps []*discoveryv1.EndpointSlice, node string
 			if proto == "" || sp.Port <= 0 || sp.Port > 65535 {
 				continue
 			}
-			s := Service{Name: svc.Namespace + "/" + svc.Name + ":" + portLabel(sp), ClusterIP: ip, Proto: proto, Port: uint16(sp.Port)}
+			s := Service{Name: svc.Namespace + "/" + svc.Name + ":" + portLabel(sp), ClusterIP: ip, Proto: proto, Port: uint16(sp.Port),
+				ClientIP: svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP}
 			if svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 				if sp.NodePort > 0 && sp.NodePort <= 65535 {
 					s.NodePort = uint16(sp.NodePort)
@@ -199,6 +205,9 @@ func (rs Ruleset) String() string {
 		fmt.Fprintf(&b, "%s %s:%d/%s", s.Name, s.ClusterIP, s.Port, s.Proto)
 		if s.NodePort != 0 {
 			fmt.Fprintf(&b, " nodePort %d", s.NodePort)
+		}
+		if s.ClientIP {
+			b.WriteString(" affinity ClientIP")
 		}
 		if len(s.Endpoints) == 0 {
 			b.WriteString(" -> reject\n")

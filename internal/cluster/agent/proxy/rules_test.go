@@ -58,6 +58,8 @@ func TestBuild(t *testing.T) {
 	nodePort.Spec.Type = corev1.ServiceTypeNodePort
 	local := service("default", "local", "10.43.0.6", sport("http", corev1.ProtocolTCP, 80))
 	local.Spec.InternalTrafficPolicy = ptr.To(corev1.ServiceInternalTrafficPolicyLocal)
+	sticky := service("default", "sticky", "10.43.0.7", sport("http", corev1.ProtocolTCP, 80))
+	sticky.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
 	ext := service("default", "ext", "", sport("", corev1.ProtocolTCP, 80))
 	ext.Spec.Type = corev1.ServiceTypeExternalName
 	ext.Spec.ExternalName = "example.org"
@@ -117,7 +119,7 @@ func TestBuild(t *testing.T) {
 		},
 		{
 			name: "unnamed single port; NodePort; internalTrafficPolicy Local keeps this node's endpoints",
-			svcs: []*corev1.Service{service("default", "one", "10.43.0.4", sport("", "", 80)), nodePort, local},
+			svcs: []*corev1.Service{service("default", "one", "10.43.0.4", sport("", "", 80)), nodePort, local, sticky},
 			slices: []*discoveryv1.EndpointSlice{
 				slice("default", "one", "one-a", unnamed, endpoint{ip: "10.88.1.2"}),
 				slice("default", "np", "np-a", httpPorts, endpoint{ip: "10.88.1.3"}),
@@ -125,7 +127,8 @@ func TestBuild(t *testing.T) {
 			},
 			want: "default/one:80 10.43.0.4:80/tcp -> 10.88.1.2:9090\n" +
 				"default/np:http 10.43.0.5:80/tcp nodePort 30080 -> 10.88.1.3:8080\n" +
-				"default/local:http 10.43.0.6:80/tcp -> 10.88.1.7:8080\n",
+				"default/local:http 10.43.0.6:80/tcp -> 10.88.1.7:8080\n" +
+				"default/sticky:http 10.43.0.7:80/tcp affinity ClientIP -> reject\n",
 		},
 		{
 			name: "IPv6 slices and addresses are ignored",
