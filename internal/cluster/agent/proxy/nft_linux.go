@@ -207,15 +207,22 @@ func build(c *nftables.Conn, table string, rs Ruleset) error {
 		// first packet; conntrack keeps the choice for the rest). No
 		// chain per endpoint: fewer chains make the kernel's check of
 		// the table, and so every apply, much faster.
-		pick := &nftables.Set{Table: t, Anonymous: true, Constant: true, IsMap: true,
+		// Anonymous (one object with the rule) unless too many
+		// endpoints for one netlink message: then a named map filled in
+		// chunks.
+		small := len(s.Endpoints) <= maxElemsPerMessage
+		pick := &nftables.Set{Table: t, Anonymous: small, Constant: small, IsMap: true,
 			KeyType: nftables.TypeInteger, DataType: dataAddrPort}
+		if !pick.Anonymous {
+			pick.Name = chainName("endpoints-" + s.Name + "/" + s.Proto)
+		}
 		var elems []nftables.SetElement
 		for i, e := range s.Endpoints {
 			a := e.Addr().As4()
 			elems = append(elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint32(uint32(i)),
 				Val: []byte{a[0], a[1], a[2], a[3], byte(e.Port() >> 8), byte(e.Port()), 0, 0}})
 		}
-		if err := c.AddSet(pick, elems); err != nil {
+		if err := addSet(c, pick, elems); err != nil {
 			return fmt.Errorf("nftables: endpoint map of %s: %w", s.Name, err)
 		}
 		pickExpr := []expr.Any{&expr.Numgen{Register: 1, Modulus: uint32(len(s.Endpoints)), Type: unix.NFT_NG_RANDOM}}
@@ -242,7 +249,7 @@ func build(c *nftables.Conn, table string, rs Ruleset) error {
 		set   *nftables.Set
 		elems []nftables.SetElement
 	}{{svcIPs, svcElems}, {nodePorts, npElems}, {noEpIPs, noEpElems}, {noEpNPs, noEpNPElems}, {clusterIPs, ipElems}} {
-		if err := c.AddSet(m.set, m.elems); err != nil {
+		if err := addSet(c, m.set, m.elems); err != nil {
 			return fmt.Errorf("nftables: map %s: %w", m.set.Name, err)
 		}
 	}
@@ -268,6 +275,34 @@ func build(c *nftables.Conn, table string, rs Ruleset) error {
 	// way connect() or the next read fails at once (ECONNREFUSED).
 	add(reject, cat(l4proto(unix.IPPROTO_TCP), []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_TCP_RST}})...)
 	add(reject, &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3}) // port unreachable
+	return nil
+}
+
+// maxElemsPerMessage keeps each message's element list well under the
+// 64 KiB that a netlink attribute's 16-bit length can say: past it the
+// length wraps and the kernel reads garbage (seen as ENOENT, or worse,
+// as fewer elements). Elements here take 30-70 bytes.
+const maxElemsPerMessage = 500
+
+// addSet queues a set and its elements, the elements of a named set in
+// chunks of maxElemsPerMessage (all in the same transaction).
+func addSet(c *nftables.Conn, set *nftables.Set, elems []nftables.SetElement) error {
+	if set.Anonymous {
+		if len(elems) > maxElemsPerMessage {
+			return fmt.Errorf("anonymous set of %d elements: at most %d fit in one message", len(elems), maxElemsPerMessage)
+		}
+		return c.AddSet(set, elems)
+	}
+	if err := c.AddSet(set, nil); err != nil {
+		return err
+	}
+	for len(elems) > 0 {
+		n := min(len(elems), maxElemsPerMessage)
+		if err := c.SetAddElements(set, elems[:n]); err != nil {
+			return err
+		}
+		elems = elems[n:]
+	}
 	return nil
 }
 

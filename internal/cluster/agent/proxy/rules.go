@@ -56,7 +56,7 @@ type Service struct {
 //   - internalTrafficPolicy Local keeps only the endpoints on node;
 //   - a slice port matches a Service port by name and protocol;
 //   - sessionAffinity ClientIP sets ClientIP (timeoutSeconds is not kept:
-//     see the package's rules).
+//     see nft_linux.go).
 func Build(svcs []*corev1.Service, eps []*discoveryv1.EndpointSlice, node string) Ruleset {
 	byService := map[string][]*discoveryv1.EndpointSlice{}
 	for _, s := range eps {
