@@ -41,7 +41,6 @@ const (
 var (
 	keyIPProtoPort = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
 	keyProtoPort   = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
-	dataAddrPort   = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
 )
 
 // Apply replaces table (family ip) in the calling thread's network
@@ -137,8 +136,9 @@ func EnableForwarding() error {
 //	nat-prerouting, nat-output (dstnat): jump services
 //	services: ip daddr . l4proto . th dport vmap @service-ips
 //	          fib daddr type local l4proto . th dport vmap @service-nodeports
-//	svc-<name>: set mark 0x4000; dnat to numgen random mod N map {i: addr . port}
-//	            (jhash ip saddr mod N for sessionAffinity ClientIP)
+//	svc-<name>: set mark 0x4000;
+//	            numgen random mod N == 0 dnat to ep0; numgen random mod N-1 == 0 dnat to ep1; … dnat to epN-1
+//	            (jhash ip saddr mod N == i dnat to epi for sessionAffinity ClientIP)
 //	nat-postrouting (srcnat): mark 0x4000 → masquerade
 //	filter-{input,forward,output}: ct state new → no-endpoints
 //	no-endpoints: the same keys in @no-endpoint-* → goto reject;
@@ -202,48 +202,40 @@ func build(c *nftables.Conn, table string, rs Ruleset) error {
 			add(svc, dnat(s.Endpoints[0].Addr().As4(), s.Endpoints[0].Port())...)
 			continue
 		}
-		// One random number per new connection picks the endpoint from
-		// a map of address . port (NAT chains only see a connection's
-		// first packet; conntrack keeps the choice for the rest). No
-		// chain per endpoint: fewer chains make the kernel's check of
-		// the table, and so every apply, much faster.
-		// Anonymous (one object with the rule) unless too many
-		// endpoints for one netlink message: then a named map filled in
-		// chunks.
-		small := len(s.Endpoints) <= maxElemsPerMessage
-		pick := &nftables.Set{Table: t, Anonymous: small, Constant: small, IsMap: true,
-			KeyType: nftables.TypeInteger, DataType: dataAddrPort}
-		if !pick.Anonymous {
-			pick.Name = chainName("endpoints-" + s.Name + "/" + s.Proto)
-		}
-		var elems []nftables.SetElement
+		// One rule per endpoint, each taking the connection with the
+		// probability that makes the choice uniform: 1/N, then 1/(N-1)
+		// of the rest, ..., the last one always (iptables' statistic
+		// mode). NAT chains only see a connection's first packet;
+		// conntrack keeps the choice. No sets and no chains per
+		// endpoint: the kernel checks the whole table at every commit,
+		// and looks sets up by a walk of the transaction, so objects
+		// per Service make an apply grow with the square of their
+		// number.
+		n := len(s.Endpoints)
 		for i, e := range s.Endpoints {
-			a := e.Addr().As4()
-			elems = append(elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint32(uint32(i)),
-				Val: []byte{a[0], a[1], a[2], a[3], byte(e.Port() >> 8), byte(e.Port()), 0, 0}})
-		}
-		if err := addSet(c, pick, elems); err != nil {
-			return fmt.Errorf("nftables: endpoint map of %s: %w", s.Name, err)
-		}
-		pickExpr := []expr.Any{&expr.Numgen{Register: 1, Modulus: uint32(len(s.Endpoints)), Type: unix.NFT_NG_RANDOM}}
-		if s.ClientIP {
-			// Session affinity without state: a hash of the client's
-			// address picks the same endpoint for as long as the set
-			// of endpoints stays the same (and survives the table's
-			// replacement, which a set of recent clients would not).
-			pickExpr = []expr.Any{
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
-				&expr.Hash{SourceRegister: 1, DestRegister: 1, Length: 4, Modulus: uint32(len(s.Endpoints)), Seed: affinitySeed, Type: expr.HashTypeJenkins},
+			var pick []expr.Any
+			switch {
+			case s.ClientIP:
+				// Session affinity without state: a hash of the
+				// client's address picks the same endpoint for as long
+				// as the endpoints stay the same (and survives the
+				// table's replacement, which a set of recent clients
+				// would not).
+				if i < n-1 {
+					pick = []expr.Any{
+						&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+						&expr.Hash{SourceRegister: 1, DestRegister: 1, Length: 4, Modulus: uint32(n), Seed: affinitySeed, Type: expr.HashTypeJenkins},
+						&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(uint32(i))},
+					}
+				}
+			case i < n-1:
+				pick = []expr.Any{
+					&expr.Numgen{Register: 1, Modulus: uint32(n - i), Type: unix.NFT_NG_RANDOM},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+				}
 			}
+			add(svc, cat(pick, dnat(e.Addr().As4(), e.Port()))...)
 		}
-		add(svc, cat(pickExpr, []expr.Any{
-			// Big-endian keys: an anonymous map's keys are listed as
-			// big-endian (nft list shows 0, 1, 2 rather than 16777216).
-			&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 4, Size: 4},
-			&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: pick.Name, SetID: pick.ID},
-			// The address lands in the first 32-bit register of
-			// register 1, the port in the second (reg32 9).
-			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: reg32 + 1, Specified: true}})...)
 	}
 	for _, m := range []struct {
 		set   *nftables.Set

@@ -218,8 +218,8 @@ func TestKernelServices(t *testing.T) {
 	sticky.ClientIP = true
 	l.apply(t, Ruleset{Services: []Service{web, dns, self, empty, emptyUDP, sticky}})
 
-	// A Service with more endpoints than one netlink message holds (its
-	// map is filled in chunks): 600 entries over the three backends.
+	// A Service with many endpoints (600 entries over the three
+	// backends): the choice stays uniform enough to reach all three.
 	big := svc("default/big:80", "10.43.0.14", "tcp", 80)
 	for i := 0; i < 600; i++ {
 		big.Endpoints = append(big.Endpoints, ep([]string{"10.99.0.11:8080", "10.99.0.12:8080", "10.98.0.2:8080"}[i%3]))
@@ -228,7 +228,17 @@ func TestKernelServices(t *testing.T) {
 	wantSeen(t, "pod -> Service with 600 endpoints", hit(t, l.c, "tcp4", "10.43.0.14:80", n), "b1", "b2", "remote")
 	l.apply(t, Ruleset{Services: []Service{web, dns, self, empty, emptyUDP, sticky}})
 
-	wantSeen(t, "pod -> ClusterIP tcp", hit(t, l.c, "tcp4", "10.43.0.10:80", n), "b1", "b2", "remote")
+	// Uniform: 300 connections over 3 endpoints, 100 ± 40 each (more
+	// than 4 standard deviations).
+	spread := hit(t, l.c, "tcp4", "10.43.0.10:80", 300)
+	wantSeen(t, "pod -> ClusterIP tcp", spread, "b1", "b2", "remote")
+	for _, b := range []string{"b1", "b2", "remote"} {
+		if spread[b] < 60 || spread[b] > 140 {
+			t.Errorf("300 connections spread %v, want about 100 each", spread)
+			break
+		}
+	}
+	t.Logf("300 connections: %v", spread)
 	wantSeen(t, "pod -> ClusterIP udp", hit(t, l.c, "udp4", "10.43.0.10:53", n), "b1", "b2", "remote")
 	wantSeen(t, "node -> ClusterIP tcp", hit(t, l.node, "tcp4", "10.43.0.10:80", n), "b1", "b2", "remote")
 	// Hairpin: a backend reaching a Service backed by itself, and by
@@ -277,10 +287,10 @@ func TestKernelServices(t *testing.T) {
 	for _, want := range []string{
 		"ip daddr . meta l4proto . th dport vmap @service-ips",
 		"10.43.0.10 . udp . 53 : goto svc-default/dns:dns/udp",
-		"dnat ip to numgen random mod 3 map { 0 : 10.99.0.11 . 8080, 1 : 10.99.0.12 . 8080, 2 : 10.98.0.2 . 8080 }",
+		"numgen random mod 3 0 dnat to 10.99.0.11:8080\n\t\tnumgen random mod 2 0 dnat to 10.99.0.12:8080\n\t\tdnat to 10.98.0.2:8080",
 		"tcp . 30080 : goto reject", // web has no endpoint left
 		"meta mark & 0x00004000 != 0x00000000 masquerade",
-		"dnat ip to jhash ip saddr mod 3 seed 0x62657274 map { 0 : 10.99.0.11 . 8080, 1 : 10.99.0.12 . 8080, 2 : 10.98.0.2 . 8080 }",
+		"jhash ip saddr mod 3 seed 0x62657274 0 dnat to 10.99.0.11:8080\n\t\tjhash ip saddr mod 3 seed 0x62657274 1 dnat to 10.99.0.12:8080\n\t\tdnat to 10.98.0.2:8080",
 		"10.43.0.10 . tcp . 80 : goto reject",
 	} {
 		if !strings.Contains(before, want) {
@@ -343,8 +353,8 @@ func TestApplyScale(t *testing.T) {
 	if got := strings.Count(out, ": goto svc-"); got != n {
 		t.Errorf("%d elements in @service-ips, want %d", got, n)
 	}
-	if got := strings.Count(out, ". 8080"); got != 3*n {
-		t.Errorf("%d endpoints in the endpoint maps, want %d", got, 3*n)
+	if got := strings.Count(out, ":8080"); got != 3*n {
+		t.Errorf("%d endpoints (dnat to …:8080), want %d", got, 3*n)
 	}
 }
 
