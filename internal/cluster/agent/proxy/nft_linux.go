@@ -276,15 +276,9 @@ func build(c *nftables.Conn, table string, rs Ruleset) error {
 // as fewer elements). Elements here take 30-70 bytes.
 const maxElemsPerMessage = 500
 
-// addSet queues a set and its elements, the elements of a named set in
-// chunks of maxElemsPerMessage (all in the same transaction).
+// addSet queues a named set and its elements in chunks of
+// maxElemsPerMessage (all in the same transaction).
 func addSet(c *nftables.Conn, set *nftables.Set, elems []nftables.SetElement) error {
-	if set.Anonymous {
-		if len(elems) > maxElemsPerMessage {
-			return fmt.Errorf("anonymous set of %d elements: at most %d fit in one message", len(elems), maxElemsPerMessage)
-		}
-		return c.AddSet(set, elems)
-	}
 	if err := c.AddSet(set, nil); err != nil {
 		return err
 	}

@@ -114,7 +114,11 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}
 		applied = &rs
-		log.Debug("service rules applied", "table", o.Table, "service-ports", len(rs.Services), "took", took)
+		level := slog.LevelDebug
+		if took > time.Second {
+			level = slog.LevelInfo // worth knowing: every change waits that long
+		}
+		log.Log(context.Background(), level, "service rules applied", "table", o.Table, "service-ports", len(rs.Services), "took", took)
 	}
 	notify(kick)
 	first := true
