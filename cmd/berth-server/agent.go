@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth/berth/internal/cluster/agent"
 	"github.com/berth/berth/internal/cluster/agent/clusterdns"
+	"github.com/berth/berth/internal/cluster/agent/proxy"
 	"github.com/berth/berth/internal/cluster/agent/streaming"
 	"github.com/berth/berth/internal/engine/client"
 	"github.com/berth/berth/internal/errdefs"
@@ -40,12 +41,16 @@ func agentFlags(fs *flag.FlagSet, o *agent.Options) (labels, taints *string) {
 	fs.StringVar(&o.ClusterDNS, "cluster-dns", clusterdns.DefaultAddress, "address of the node's cluster DNS (port 53, on the dummy link berth-dns) given to ClusterFirst pods; \"\" serves none (pods get the node's resolv.conf)")
 	fs.StringVar(&o.ClusterDomain, "cluster-domain", clusterdns.DefaultDomain, "the cluster's DNS domain")
 	fs.BoolVar(&o.RemoveClusterDNSLink, "cluster-dns-remove-link", false, "remove the berth-dns link when the agent stops (kept by default, so pods' resolv.conf stay valid across restarts)")
+	fs.StringVar(&o.ProxyMode, "proxy-mode", string(proxy.ModeNFTables), "how the node proxies Services: nftables (the "+proxy.DefaultTable+" table) or none")
 	return labels, taints
 }
 
 // parseNodeFlags completes o from the --node-labels and
 // --register-with-taints strings.
 func parseNodeFlags(o *agent.Options, labels, taints string) error {
+	if _, err := proxy.ParseMode(o.ProxyMode); err != nil {
+		return err
+	}
 	if labels != "" {
 		o.Labels = map[string]string{}
 		for _, kv := range strings.Split(labels, ",") {
@@ -78,11 +83,19 @@ func runAgent(args []string) error {
 	fs.StringVar(&o.DataDir, "data-dir", "/var/lib/berth/agent", "where the node keeps its credential")
 	labels, taints := agentFlags(fs, &o)
 	debug := fs.Bool("debug", false, "debug logging")
+	cleanupProxy := fs.Bool("cleanup-proxy", false, "remove the service proxy's nftables table ("+proxy.DefaultTable+") and exit; the agent leaves it when it stops so that Services keep working while it restarts")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (flags only): %w", fs.Arg(0), errdefs.ErrInvalidArgument)
+	}
+	if *cleanupProxy {
+		if err := proxy.Delete(proxy.DefaultTable); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "removed table ip %s\n", proxy.DefaultTable)
+		return nil
 	}
 	if err := parseNodeFlags(&o, *labels, *taints); err != nil {
 		return err

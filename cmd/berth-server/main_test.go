@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth/berth/internal/cluster/agent"
 )
 
 // --help prints a synopsis and the flags in their --name form, and is not
@@ -57,6 +59,23 @@ func TestBenchVerdicts(t *testing.T) {
 	} {
 		if got := verdicts(c.phases, c.rss, c.missed); !strings.Contains(got, c.want) {
 			t.Errorf("%s: verdicts lack %q:\n%s", name, c.want, got)
+		}
+	}
+}
+
+// A wrong --proxy-mode is refused before anything starts, naming the flag.
+func TestProxyModeFlag(t *testing.T) {
+	for _, tc := range []struct {
+		mode string
+		ok   bool
+	}{{"nftables", true}, {"none", true}, {"iptables", false}, {"", false}} {
+		o := agent.Options{ProxyMode: tc.mode}
+		err := parseNodeFlags(&o, "", "")
+		if (err == nil) != tc.ok {
+			t.Errorf("--proxy-mode %q: got error %v, want ok=%v", tc.mode, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "--proxy-mode") {
+			t.Errorf("--proxy-mode %q: error %q does not name the flag", tc.mode, err)
 		}
 	}
 }

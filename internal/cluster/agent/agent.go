@@ -35,6 +35,7 @@ import (
 
 	"github.com/berth/berth/internal/cluster/agent/clusterdns"
 	"github.com/berth/berth/internal/cluster/agent/envvars"
+	"github.com/berth/berth/internal/cluster/agent/proxy"
 	"github.com/berth/berth/internal/cluster/agent/volumes"
 	"github.com/berth/berth/internal/cluster/kube"
 	"github.com/berth/berth/internal/engine/api"
@@ -84,6 +85,9 @@ type Options struct {
 	// endpoint; Run calls it in a goroutine once the node is registered
 	// and cancels its context when Run returns.
 	Streaming func(ctx context.Context, s StreamingSetup) error
+	// ProxyMode is how the node proxies Services: "nftables" (the
+	// default: the berth-services table, see package proxy) or "none".
+	ProxyMode string
 
 	// engine replaces the engine client (tests).
 	engine Engine
@@ -142,6 +146,12 @@ func (o *Options) defaults() error {
 	}
 	if o.StreamingPort == 0 {
 		o.StreamingPort = 10250
+	}
+	if o.ProxyMode == "" {
+		o.ProxyMode = string(proxy.ModeNFTables)
+	}
+	if _, err := proxy.ParseMode(o.ProxyMode); err != nil {
+		return err
 	}
 	if o.resync == 0 {
 		o.resync = 3 * time.Second
@@ -308,6 +318,7 @@ func Run(ctx context.Context, o Options) error {
 		close(dnsDone)
 	}
 	defer func() { <-dnsDone }() // its link is removed before Run returns
+	a.startProxy(ctx)
 
 	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
 		lo.FieldSelector = "spec.nodeName=" + o.NodeName
@@ -337,6 +348,21 @@ func Run(ctx context.Context, o Options) error {
 	f.Shutdown()
 	a.wg.Wait()
 	return nil
+}
+
+// startProxy runs the node's service proxy in a goroutine until ctx ends;
+// its table stays when the agent stops (Services keep working while it
+// restarts; `berth agent --cleanup-proxy` removes it).
+func (a *Agent) startProxy(ctx context.Context) {
+	if a.o.client != nil || a.o.engine != nil || proxy.Mode(a.o.ProxyMode) == proxy.ModeNone {
+		return // none, or a test (fake API or engine): leave the host's rules alone
+	}
+	go func() {
+		err := proxy.Run(ctx, proxy.Options{Client: a.cs, NodeName: a.node, Logger: a.log.With("component", "proxy")})
+		if err != nil && ctx.Err() == nil {
+			a.log.Error("service proxy stopped; Services do not work on this node", "err", err)
+		}
+	}()
 }
 
 // waitEngine waits up to a minute for the engine to answer.

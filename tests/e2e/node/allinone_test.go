@@ -22,7 +22,9 @@ func TestAllInOne(t *testing.T) {
 	srv, err := start("berth-server", "server", "--data-dir", filepath.Join(dir, "server"), "--bind-address", "127.0.0.1",
 		"--port", fmt.Sprint(port), "--etcd-client-port", fmt.Sprint(freePort()), "--etcd-peer-port", fmt.Sprint(freePort()),
 		"--engine", "unix://"+env.sock, "--agent-data-dir", filepath.Join(dir, "agent"), "--node-name", node, "--streaming-port", fmt.Sprint(freePort()),
-		"--cluster-dns", "") // the joined agent serves the host's cluster DNS address
+		"--cluster-dns", "", // the joined agent serves the host's cluster DNS address
+		// The joined agent's proxy owns this host's service table.
+		"--proxy-mode", "none")
 	if err != nil {
 		t.Fatal(err)
 	}

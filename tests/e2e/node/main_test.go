@@ -254,6 +254,13 @@ func (c *cluster) down() {
 	}
 	c.server.signal(syscall.SIGTERM)
 	c.engine.signal(syscall.SIGTERM)
+	// The agent leaves its service rules behind on purpose (Services keep
+	// working while it restarts); the test removes them.
+	if c.agent != nil {
+		if out, err := exec.Command(filepath.Join(binDir, "berth-server"), "agent", "--cleanup-proxy").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "node e2e: berth-server agent --cleanup-proxy: %v: %s\n", err, out)
+		}
+	}
 	if c.engine != nil {
 		cl, err := start("berth", append(c.engineArgs(), "--cleanup")...)
 		if err == nil {
