@@ -55,7 +55,7 @@ spec:
 `
 
 // clientPod sleeps, to run webname get (Go's resolver reads the pod's
-// resolv.conf: cluster DNS, search path, ndots) and busybox nslookup from
+// resolv.conf: cluster DNS, search path, ndots) and webname lookup from
 // inside the cluster.
 const clientPod = `apiVersion: v1
 kind: Pod
@@ -89,12 +89,12 @@ func answers(lines []string) map[string]int {
 	return m
 }
 
-// Scenario 10: a Service in front of a 3-replica Deployment on 3 nodes.
+// Scenario 11: a Service in front of a 3-replica Deployment on 3 nodes.
 // A client pod reaches it by its DNS name (cluster DNS, search path),
 // the node proxy spreads the requests over every replica on every node,
 // a scale-down is followed, and a headless Service resolves to the pods.
-func TestScenario10Services(t *testing.T) {
-	ns := namespace(t, "s10")
+func TestScenario11Services(t *testing.T) {
+	ns := namespace(t, "s11")
 	apply(t, ns, webApp("web", 3))
 	apply(t, ns, clientPod)
 	k(t, "rollout", "status", "-n", ns, "deployment/web", "--timeout=90s")
@@ -141,18 +141,18 @@ func TestScenario10Services(t *testing.T) {
 		return len(got) == 1 && want[got[0]], strings.Join(got, " ")
 	})
 	first := time.Since(start)
-	got := answers(fetch(t, ns, "http://web.s10.svc.cluster.local/", 60))
+	got := answers(fetch(t, ns, "http://web.s11.svc.cluster.local/", 60))
 	for name := range want {
 		if got[name] == 0 {
-			t.Errorf("60 requests to web.s10.svc.cluster.local never reached %s: %v", name, got)
+			t.Errorf("60 requests to web.s11.svc.cluster.local never reached %s: %v", name, got)
 		}
 	}
 	if len(got) != 3 {
 		t.Errorf("answers %v: want only the 3 pods' names", got)
 	}
-	out, err := kubectl(t, "", "exec", "-n", ns, "client", "--", "nslookup", "web")
-	if err != nil || !strings.Contains(out, svc.Spec.ClusterIP) {
-		t.Errorf("nslookup web: want %s in:\n%s (%v)", svc.Spec.ClusterIP, out, err)
+	out, err := kubectl(t, "", "exec", "-n", ns, "client", "--", "webname", "lookup", "web")
+	if err != nil || strings.TrimSpace(out) != svc.Spec.ClusterIP {
+		t.Errorf("lookup web: want %s, got:\n%s (%v)", svc.Spec.ClusterIP, out, err)
 	}
 
 	// Scale down: the proxy follows the endpoints.
@@ -172,14 +172,14 @@ func TestScenario10Services(t *testing.T) {
 	var pod corev1.Pod
 	kjson(t, &pod, "-n", ns, "pod/"+left)
 	waitFor(t, 20*time.Second, "web-headless resolving to the remaining pod", func() (bool, string) {
-		out, err := kubectl(t, "", "exec", "-n", ns, "client", "--", "nslookup", "web-headless.s10.svc.cluster.local")
+		out, err := kubectl(t, "", "exec", "-n", ns, "client", "--", "webname", "lookup", "web-headless.s11.svc.cluster.local")
 		if err != nil {
 			return false, out
 		}
-		return strings.Contains(out, pod.Status.PodIP), out
+		return strings.TrimSpace(out) == pod.Status.PodIP, out
 	})
 
-	report(t, "10-services", "service_to_first_answer", first, "spread_over_60", fmt.Sprint(sortedCounts(got)), "scale_down_converged", converge)
+	report(t, "11-services", "service_to_first_answer", first, "spread_over_60", fmt.Sprint(sortedCounts(got)), "scale_down_converged", converge)
 }
 
 // sortedCounts renders answer counts in a stable order.

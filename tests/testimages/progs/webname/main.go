@@ -6,11 +6,13 @@
 //	webname serve [PORT]    answer every request with the host name (port 8080)
 //	webname get URL [N]     GET URL N times (default 1), a new connection each;
 //	                       print each answer's first line, or "ERR" and why
+//	webname lookup NAME     print NAME's addresses, one per line
 package main
 
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -50,6 +52,18 @@ func main() {
 		for i := 0; i < n; i++ {
 			fmt.Println(get(c, os.Args[2]))
 		}
+	case "lookup":
+		if len(os.Args) != 3 {
+			usage()
+		}
+		addrs, err := net.LookupHost(os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "webname:", err)
+			os.Exit(1)
+		}
+		for _, a := range addrs {
+			fmt.Println(a)
+		}
 	default:
 		usage()
 	}
@@ -69,6 +83,6 @@ func get(c *http.Client, url string) string {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: webname serve [PORT] | webname get URL [N]")
+	fmt.Fprintln(os.Stderr, "usage: webname serve [PORT] | webname get URL [N] | webname lookup NAME")
 	os.Exit(2)
 }
