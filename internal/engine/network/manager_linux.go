@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -302,6 +303,17 @@ func (m *Manager) ensureBridge(n *netState) (created bool, err error) {
 	if !have {
 		if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: want}); err != nil && !errors.Is(err, unix.EEXIST) {
 			return created, fmt.Errorf("bridge %s: add %s: %w", n.Bridge, want, err)
+		}
+	}
+	// A bridge without an address of its own takes the lowest MAC of its
+	// ports, so it changed whenever a container came or went: every other
+	// container's cached MAC for the gateway then pointed at a removed veth
+	// and its traffic through the gateway (DNS, services, the outside)
+	// vanished until the neighbour entry expired, several seconds. A set
+	// address stays (Docker sets one too).
+	if mac := macFor(gw); !bytes.Equal(link.Attrs().HardwareAddr, mac) {
+		if err := netlink.LinkSetHardwareAddr(link, mac); err != nil {
+			return created, fmt.Errorf("bridge %s: set address %s: %w", n.Bridge, mac, err)
 		}
 	}
 	if err := netlink.LinkSetUp(link); err != nil {

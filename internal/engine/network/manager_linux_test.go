@@ -904,3 +904,46 @@ func TestSecondNetworkAndPrune(t *testing.T) {
 		t.Errorf("List after prune has %d networks, want 4", len(e.m.List()))
 	}
 }
+
+// The bridge keeps one MAC address while containers come and go: a bridge
+// whose address follows its lowest port changed it when a container left,
+// and the others' cached gateway MAC then black-holed their traffic for
+// seconds (found by the services scenario: DNS and services stalled on a
+// node whenever one of its pods was deleted).
+func TestBridgeMACIsStable(t *testing.T) {
+	e := newEnv(t)
+	nw := "tm" + rnd(6)
+	n, err := e.m.Create(nw, freeSubnet(t), "", false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	macOf := func() string {
+		t.Helper()
+		l, err := netlink.LinkByName(n.Bridge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Attrs().HardwareAddr.String()
+	}
+	_, _, a := e.container(nw, EndpointOpts{Name: "a"})
+	want := macFor(netip.MustParseAddr(a.Gateway)).String()
+	if got := macOf(); got != want {
+		t.Fatalf("bridge MAC %s, want %s (derived from the gateway)", got, want)
+	}
+	ids := []string{}
+	for i := 0; i < 4; i++ {
+		id, _, _ := e.container(nw, EndpointOpts{Name: fmt.Sprintf("c%d", i)})
+		ids = append(ids, id)
+		if got := macOf(); got != want {
+			t.Fatalf("after container %d joined: bridge MAC %s, want %s", i, got, want)
+		}
+	}
+	for _, id := range ids {
+		if err := e.m.Disconnect(id, nw); err != nil {
+			t.Fatal(err)
+		}
+		if got := macOf(); got != want {
+			t.Fatalf("after a container left: bridge MAC %s, want %s", got, want)
+		}
+	}
+}
