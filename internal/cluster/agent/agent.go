@@ -85,6 +85,10 @@ type Options struct {
 	// endpoint; Run calls it in a goroutine once the node is registered
 	// and cancels its context when Run returns.
 	Streaming func(ctx context.Context, s StreamingSetup) error
+	// VolumesDir holds the node's local-path persistent volumes, one
+	// directory per volume (default /var/lib/berth/volumes); the node
+	// announces it in its berth.dev/volumes-dir annotation.
+	VolumesDir string
 	// ProxyMode is how the node proxies Services: "nftables" (the
 	// default: the berth-services table, see package proxy) or "none".
 	ProxyMode string
@@ -174,6 +178,13 @@ func (o *Options) defaults() error {
 	if o.ResolvConf == "" {
 		o.ResolvConf = "/etc/resolv.conf"
 	}
+	if o.VolumesDir == "" {
+		o.VolumesDir = kube.DefaultVolumesDir
+	}
+	if !filepath.IsAbs(o.VolumesDir) || filepath.Clean(o.VolumesDir) == "/" {
+		return fmt.Errorf("--volumes-dir %q: want an absolute directory other than /: %w", o.VolumesDir, errdefs.ErrInvalidArgument)
+	}
+	o.VolumesDir = filepath.Clean(o.VolumesDir)
 	return nil
 }
 
@@ -344,6 +355,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log.Info("node agent ready", "engine", o.Engine, "node-ip", a.hostIP, "sandboxes", !a.flat, "cluster-dns", o.ClusterDNS, "cluster-domain", o.ClusterDomain)
 	go a.engineEvents(ctx)
+	go a.reapVolumes(ctx)
 	a.housekeeping(ctx)
 	f.Shutdown()
 	a.wg.Wait()
@@ -584,7 +596,9 @@ var errBackoff = errors.New("in back-off")
 func (a *Agent) setupPodInputs() {
 	a.envSrc = envvars.ClientSource(a.cs)
 	capacity, _ := a.capacity()
-	a.vols = &volumes.Manager{Root: filepath.Join(a.o.DataDir, "pods"), Src: a.envSrc, Allocatable: capacity, Log: a.log}
+	a.vols = &volumes.Manager{Root: filepath.Join(a.o.DataDir, "pods"), Src: a.envSrc, Allocatable: capacity, Log: a.log,
+		Claims: clientClaims{a.cs}, VolumesDir: a.o.VolumesDir, RecordDir: filepath.Join(a.o.DataDir, "local-volumes"),
+		NodeName: a.node, NodeLabels: a.nodeLabels()}
 }
 
 var everything = labels.Everything()
