@@ -52,34 +52,41 @@ func (a *Agent) reapVolumes(ctx context.Context) {
 	}})
 	f.Start(ctx.Done())
 	defer f.Shutdown()
-	t := time.NewTicker(reapEvery)
-	defer t.Stop()
 	for {
-		a.reapOnce(ctx)
+		wait := reapEvery
+		if !a.reapOnce(ctx) {
+			// Typically the last pod of the volume is still being torn
+			// down: try again soon.
+			wait = 2 * time.Second
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		case <-kick:
 		}
 	}
 }
 
-func (a *Agent) reapOnce(ctx context.Context) {
+// reapOnce removes what it can; false when a removal must be retried.
+func (a *Agent) reapOnce(ctx context.Context) bool {
 	names, err := a.vols.LocalVolumes()
 	if err != nil {
 		a.log.Warn("listing local volumes", "err", err)
-		return
+		return false
 	}
+	done := true
 	for _, name := range names {
 		_, err := a.cs.CoreV1().PersistentVolumes().Get(ctx, name, metav1.GetOptions{})
 		if !apierrors.IsNotFound(err) {
 			continue // exists, or unknown: keep
 		}
 		if err := a.vols.RemoveLocalVolume(name); err != nil {
-			a.log.Warn("removing the directory of a deleted volume", "pv", name, "err", err)
+			a.log.Info("the directory of a deleted volume stays for now", "pv", name, "err", err)
+			done = false
 			continue
 		}
 		a.log.Info("removed the directory of a deleted volume", "pv", name, "dir", a.o.VolumesDir)
 	}
+	return done
 }
