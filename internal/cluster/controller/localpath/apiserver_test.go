@@ -74,8 +74,8 @@ func waitFor(t *testing.T, what string, f func() (bool, string)) {
 // without a class gets it; a pod using the claim is placed, the claim
 // gets the pod's node as selected node, a volume is provisioned on that
 // node (its volumes-dir annotation) and both are Bound; a second pod of
-// the same claim goes to the same node; deleting the claim deletes the
-// volume.
+// the same claim goes to the same node; the claim is kept while pods use
+// it; once they are gone, it and its volume are deleted.
 func TestWithSchedulerAndAPIServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd")
@@ -166,8 +166,23 @@ func TestWithSchedulerAndAPIServer(t *testing.T) {
 		return p.Spec.NodeName == node, "on " + p.Spec.NodeName
 	})
 
+	// The claim is protected while pods use it.
 	if err := cs.CoreV1().PersistentVolumeClaims("default").Delete(ctx, "data", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	got, err := cs.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data", metav1.GetOptions{})
+	if err != nil || got.DeletionTimestamp == nil || got.Finalizers[0] != localpath.ProtectionFinalizer {
+		t.Fatalf("claim deleted while pods use it: got %v, want it kept Terminating with %s", err, localpath.ProtectionFinalizer)
+	}
+	if _, err := cs.CoreV1().PersistentVolumes().Get(ctx, pvName, metav1.GetOptions{}); err != nil {
+		t.Fatalf("volume of a claim in use: %v", err)
+	}
+	zero := int64(0)
+	for _, p := range []string{"p1", "p2"} {
+		if err := cs.CoreV1().Pods("default").Delete(ctx, p, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	waitFor(t, "the volume deleted with its claim", func() (bool, string) {
 		_, err := cs.CoreV1().PersistentVolumes().Get(ctx, pvName, metav1.GetOptions{})

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -48,6 +49,10 @@ const (
 	annStorageProvisioner = "volume.kubernetes.io/storage-provisioner"
 	annDefaultClass       = "storageclass.kubernetes.io/is-default-class"
 )
+
+// ProtectionFinalizer keeps a claim that a pod uses from going away under
+// it (Kubernetes' pvc-protection).
+const ProtectionFinalizer = "kubernetes.io/pvc-protection"
 
 // Component runs the controller on the leading server.
 func Component() kube.Component {
@@ -113,10 +118,12 @@ func New(client kubernetes.Interface, f informers.SharedInformerFactory, rec rec
 		DeleteFunc: c.volumeEvent,
 	})
 	// A pod placed on a node (by the scheduler or by spec.nodeName)
-	// may be the first consumer an unbound claim waits for.
+	// may be the first consumer an unbound claim waits for; a pod that
+	// ends may be the last user of a claim being deleted.
 	_, _ = podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.podEvent,
 		UpdateFunc: func(_, cur any) { c.podEvent(cur) },
+		DeleteFunc: func(obj any) { c.podEvent(unwrap(obj)) },
 	})
 	// A class created late lets its waiting claims go on.
 	_, _ = classInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -158,7 +165,7 @@ func (c *Controller) volumeEvent(obj any) {
 
 func (c *Controller) podEvent(obj any) {
 	pod, ok := obj.(*corev1.Pod)
-	if !ok || pod.Spec.NodeName == "" {
+	if !ok {
 		return
 	}
 	for _, v := range pod.Spec.Volumes {
@@ -282,7 +289,16 @@ func (c *Controller) syncClaim(ctx context.Context, ns, name string) error {
 		return err
 	}
 	if pvc.DeletionTimestamp != nil {
-		return nil
+		return c.releaseProtection(ctx, pvc)
+	}
+	if !slices.Contains(pvc.Finalizers, ProtectionFinalizer) {
+		// Added here rather than at admission, so that the bare API
+		// server (without this controller) deletes claims at once.
+		pvc = pvc.DeepCopy()
+		pvc.Finalizers = append(pvc.Finalizers, ProtectionFinalizer)
+		if pvc, err = c.client.CoreV1().PersistentVolumeClaims(pvc.Namespace).Update(ctx, pvc, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
 	}
 	if pvc.Spec.VolumeName != "" {
 		pv, err := c.volumes.Get(pvc.Spec.VolumeName)
@@ -344,6 +360,56 @@ func (c *Controller) syncClaim(ctx context.Context, ns, name string) error {
 		return nil
 	}
 	return c.provision(ctx, pvc, class, node)
+}
+
+// releaseProtection lets a deleted claim go once no pod uses it: no pod
+// of its namespace that refers to it and has not finished. The cache
+// saying "unused" is checked with a live list, so that a pod just created
+// is not missed.
+func (c *Controller) releaseProtection(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error {
+	if !slices.Contains(pvc.Finalizers, ProtectionFinalizer) {
+		return nil
+	}
+	cached, err := c.pods.Pods(pvc.Namespace).List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	if user := podUsing(cached, pvc.Name); user != "" {
+		return nil // the pod's deletion brings the claim back
+	}
+	live, err := c.client.CoreV1().Pods(pvc.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	pods := make([]*corev1.Pod, len(live.Items))
+	for i := range live.Items {
+		pods[i] = &live.Items[i]
+	}
+	if user := podUsing(pods, pvc.Name); user != "" {
+		return nil
+	}
+	pvc = pvc.DeepCopy()
+	pvc.Finalizers = slices.DeleteFunc(pvc.Finalizers, func(f string) bool { return f == ProtectionFinalizer })
+	_, err = c.client.CoreV1().PersistentVolumeClaims(pvc.Namespace).Update(ctx, pvc, metav1.UpdateOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// podUsing names a pod that uses the claim and has not finished.
+func podUsing(pods []*corev1.Pod, claim string) string {
+	for _, p := range pods {
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		for _, v := range p.Spec.Volumes {
+			if v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == claim {
+				return p.Name
+			}
+		}
+	}
+	return ""
 }
 
 // selectedNode is the node the scheduler chose for the claim; failing

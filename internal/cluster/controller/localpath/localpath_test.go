@@ -302,3 +302,33 @@ func TestEnsureClass(t *testing.T) {
 		t.Errorf("EnsureClass overwrote the user's class")
 	}
 }
+
+// TestClaimProtection: new claims get the pvc-protection finalizer; a
+// deleted claim keeps it while a pod that has not finished uses it.
+func TestClaimProtection(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "p"}, Spec: corev1.PodSpec{
+		Volumes: []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}}}}
+	h := newHarness(t, newClaim("db", "data", "", "1Gi", nil), pod)
+	h.settle(claimPrefix + "db/data")
+	pvc := h.claim("db", "data")
+	if len(pvc.Finalizers) != 1 || pvc.Finalizers[0] != ProtectionFinalizer {
+		t.Fatalf("finalizers: got %v, want [%s]", pvc.Finalizers, ProtectionFinalizer)
+	}
+	now := metav1.Now()
+	pvc.DeletionTimestamp = &now // as the API server marks a claim with finalizers
+	if _, err := h.client.CoreV1().PersistentVolumeClaims("db").Update(context.Background(), pvc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.settle(claimPrefix + "db/data")
+	if got := h.claim("db", "data"); len(got.Finalizers) != 1 {
+		t.Fatalf("claim in use: finalizers %v, want kept", got.Finalizers)
+	}
+	pod.Status.Phase = corev1.PodSucceeded // a finished pod no longer uses it
+	if _, err := h.client.CoreV1().Pods("db").Update(context.Background(), pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.settle(claimPrefix + "db/data")
+	if got := h.claim("db", "data"); len(got.Finalizers) != 0 {
+		t.Errorf("claim no longer used: finalizers %v, want none", got.Finalizers)
+	}
+}
