@@ -232,6 +232,9 @@ type Agent struct {
 	envSrc envvars.Source
 	vols   *volumes.Manager
 
+	// reapKick wakes the reaper of deleted local-path volumes.
+	reapKick chan struct{}
+
 	// dns is how pods' resolv.conf are made (dnsconfig.go).
 	dns dnsSettings
 
@@ -285,7 +288,7 @@ func Run(ctx context.Context, o Options) error {
 		defer clients.Shutdown()
 		cs = clients.Client
 	}
-	a := &Agent{o: o, node: o.NodeName, eng: eng, cs: cs, log: log, hostIP: o.NodeIP, workers: map[types.UID]*podWorker{}, nodeKick: make(chan struct{}, 1),
+	a := &Agent{o: o, node: o.NodeName, eng: eng, cs: cs, log: log, hostIP: o.NodeIP, workers: map[types.UID]*podWorker{}, nodeKick: make(chan struct{}, 1), reapKick: make(chan struct{}, 1),
 		dns: dnsSettings{clusterDNS: o.ClusterDNS, domain: o.ClusterDomain, resolvConf: o.ResolvConf}}
 	a.setupPodInputs()
 	if clients != nil {
@@ -545,6 +548,7 @@ func (a *Agent) collectOrphans(ctx context.Context) {
 				if err := a.vols.Teardown(uid); err != nil {
 					a.log.Warn("removing the volumes of a pod no longer bound to this node", "uid", uid, "err", err)
 				}
+				a.kickReaper()
 			}
 		}()
 	}

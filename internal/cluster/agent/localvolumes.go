@@ -41,15 +41,9 @@ const reapEvery = 30 * time.Second
 // volumes manager refuses directories still used by a pod or with
 // anything mounted below.
 func (a *Agent) reapVolumes(ctx context.Context) {
-	kick := make(chan struct{}, 1)
 	f := informers.NewSharedInformerFactory(a.cs, 0)
 	pvInf := f.Core().V1().PersistentVolumes().Informer()
-	_, _ = pvInf.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: func(any) {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}})
+	_, _ = pvInf.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: func(any) { a.kickReaper() }})
 	f.Start(ctx.Done())
 	defer f.Shutdown()
 	for {
@@ -63,8 +57,17 @@ func (a *Agent) reapVolumes(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
-		case <-kick:
+		case <-a.reapKick:
 		}
+	}
+}
+
+// kickReaper asks for a look at the deleted volumes now (a volume was
+// deleted, or a pod that may have used one was torn down).
+func (a *Agent) kickReaper() {
+	select {
+	case a.reapKick <- struct{}{}:
+	default:
 	}
 }
 
