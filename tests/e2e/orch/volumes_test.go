@@ -34,13 +34,13 @@ spec:
 `, name, role, command)
 }
 
-// Scenario 12: persistent volumes. A claim of the default class
+// Scenario 13: persistent volumes. A claim of the default class
 // (local-path) is provisioned on the node its first pod is scheduled to;
 // once that pod is deleted, three new pods of the claim all land on that
 // node (the volume's node affinity) and read what the first one wrote;
 // deleting the claim deletes the volume and its directory on the node.
-func TestScenario12PersistentVolume(t *testing.T) {
-	ns := namespace(t, "s12")
+func TestScenario13PersistentVolume(t *testing.T) {
+	ns := namespace(t, "s13")
 	ctx := context.Background()
 	apply(t, ns, `apiVersion: v1
 kind: PersistentVolumeClaim
@@ -95,5 +95,5 @@ spec:
 		_, statErr := os.Stat(dir)
 		return apierrors.IsNotFound(err) && errors.Is(statErr, os.ErrNotExist), fmt.Sprintf("pv: %v, dir: %v", err, statErr)
 	})
-	report(t, "12-persistent-volume", "first_pod_ready", provisioned, "claim_delete_to_dir_gone", gone, "node", node)
+	report(t, "13-persistent-volume", "first_pod_ready", provisioned, "claim_delete_to_dir_gone", gone, "node", node)
 }
