@@ -7,10 +7,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	storagelisters "k8s.io/client-go/listers/storage/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 
 	"github.com/berth/berth/internal/cluster/kube"
@@ -152,28 +152,34 @@ func resolveVolumes(pod *corev1.Pod, claims corelisters.PersistentVolumeClaimLis
 // WaitForFirstConsumer claims, unless another node was selected meanwhile
 // (then the pod is tried again and goes there).
 func (s *Scheduler) selectNode(ctx context.Context, pod *corev1.Pod, claims []string, node string) error {
+	api := s.client.CoreV1().PersistentVolumeClaims(pod.Namespace)
 	for _, name := range claims {
-		api := s.client.CoreV1().PersistentVolumeClaims(pod.Namespace)
-		pvc, err := api.Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
+		// The provisioner writes the claim too (its finalizer): retry a
+		// conflict with a fresh copy rather than back off.
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			pvc, err := api.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if pvc.Spec.VolumeName != "" {
+				return nil // bound meanwhile
+			}
+			switch cur := pvc.Annotations[kube.AnnSelectedNode]; cur {
+			case node:
+				return nil
+			case "":
+			default:
+				return fmt.Errorf("claim %s: node %s was selected for it meanwhile", name, cur)
+			}
+			pvc = pvc.DeepCopy()
+			if pvc.Annotations == nil {
+				pvc.Annotations = map[string]string{}
+			}
+			pvc.Annotations[kube.AnnSelectedNode] = node
+			_, err = api.Update(ctx, pvc, metav1.UpdateOptions{})
 			return err
-		}
-		if pvc.Spec.VolumeName != "" {
-			continue // bound meanwhile
-		}
-		switch cur := pvc.Annotations[kube.AnnSelectedNode]; cur {
-		case node:
-			continue
-		case "":
-		default:
-			return apierrors.NewConflict(corev1.Resource("persistentvolumeclaims"), name, fmt.Errorf("node %s was selected for it meanwhile", cur))
-		}
-		pvc = pvc.DeepCopy()
-		if pvc.Annotations == nil {
-			pvc.Annotations = map[string]string{}
-		}
-		pvc.Annotations[kube.AnnSelectedNode] = node
-		if _, err := api.Update(ctx, pvc, metav1.UpdateOptions{}); err != nil {
+		})
+		if err != nil {
 			return err
 		}
 	}
