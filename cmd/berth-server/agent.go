@@ -22,6 +22,7 @@ import (
 	"github.com/berth/berth/internal/cluster/agent/clusterdns"
 	"github.com/berth/berth/internal/cluster/agent/proxy"
 	"github.com/berth/berth/internal/cluster/agent/streaming"
+	"github.com/berth/berth/internal/cluster/kube"
 	"github.com/berth/berth/internal/engine/client"
 	"github.com/berth/berth/internal/errdefs"
 )
@@ -41,6 +42,7 @@ func agentFlags(fs *flag.FlagSet, o *agent.Options) (labels, taints *string) {
 	fs.StringVar(&o.ClusterDNS, "cluster-dns", clusterdns.DefaultAddress, "address of the node's cluster DNS (port 53, on the dummy link berth-dns) given to ClusterFirst pods; \"\" serves none (pods get the node's resolv.conf)")
 	fs.StringVar(&o.ClusterDomain, "cluster-domain", clusterdns.DefaultDomain, "the cluster's DNS domain")
 	fs.BoolVar(&o.RemoveClusterDNSLink, "cluster-dns-remove-link", false, "remove the berth-dns link when the agent stops (kept by default, so pods' resolv.conf stay valid across restarts)")
+	fs.StringVar(&o.VolumesDir, "volumes-dir", kube.DefaultVolumesDir, "where the node keeps its local-path persistent volumes (one directory per volume)")
 	fs.StringVar(&o.ProxyMode, "proxy-mode", string(proxy.ModeNFTables), "how the node proxies Services: nftables (the "+proxy.DefaultTable+" table) or none")
 	return labels, taints
 }

@@ -85,6 +85,10 @@ type Options struct {
 	// endpoint; Run calls it in a goroutine once the node is registered
 	// and cancels its context when Run returns.
 	Streaming func(ctx context.Context, s StreamingSetup) error
+	// VolumesDir holds the node's local-path persistent volumes, one
+	// directory per volume (default /var/lib/berth/volumes); the node
+	// announces it in its berth.dev/volumes-dir annotation.
+	VolumesDir string
 	// ProxyMode is how the node proxies Services: "nftables" (the
 	// default: the berth-services table, see package proxy) or "none".
 	ProxyMode string
@@ -174,6 +178,13 @@ func (o *Options) defaults() error {
 	if o.ResolvConf == "" {
 		o.ResolvConf = "/etc/resolv.conf"
 	}
+	if o.VolumesDir == "" {
+		o.VolumesDir = kube.DefaultVolumesDir
+	}
+	if !filepath.IsAbs(o.VolumesDir) || filepath.Clean(o.VolumesDir) == "/" {
+		return fmt.Errorf("--volumes-dir %q: want an absolute directory other than /: %w", o.VolumesDir, errdefs.ErrInvalidArgument)
+	}
+	o.VolumesDir = filepath.Clean(o.VolumesDir)
 	return nil
 }
 
@@ -220,6 +231,9 @@ type Agent struct {
 	// the pods' volume directories under DataDir/pods.
 	envSrc envvars.Source
 	vols   *volumes.Manager
+
+	// reapKick wakes the reaper of deleted local-path volumes.
+	reapKick chan struct{}
 
 	// dns is how pods' resolv.conf are made (dnsconfig.go).
 	dns dnsSettings
@@ -274,7 +288,7 @@ func Run(ctx context.Context, o Options) error {
 		defer clients.Shutdown()
 		cs = clients.Client
 	}
-	a := &Agent{o: o, node: o.NodeName, eng: eng, cs: cs, log: log, hostIP: o.NodeIP, workers: map[types.UID]*podWorker{}, nodeKick: make(chan struct{}, 1),
+	a := &Agent{o: o, node: o.NodeName, eng: eng, cs: cs, log: log, hostIP: o.NodeIP, workers: map[types.UID]*podWorker{}, nodeKick: make(chan struct{}, 1), reapKick: make(chan struct{}, 1),
 		dns: dnsSettings{clusterDNS: o.ClusterDNS, domain: o.ClusterDomain, resolvConf: o.ResolvConf}}
 	a.setupPodInputs()
 	if clients != nil {
@@ -344,6 +358,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log.Info("node agent ready", "engine", o.Engine, "node-ip", a.hostIP, "sandboxes", !a.flat, "cluster-dns", o.ClusterDNS, "cluster-domain", o.ClusterDomain)
 	go a.engineEvents(ctx)
+	go a.reapVolumes(ctx)
 	a.housekeeping(ctx)
 	f.Shutdown()
 	a.wg.Wait()
@@ -533,6 +548,7 @@ func (a *Agent) collectOrphans(ctx context.Context) {
 				if err := a.vols.Teardown(uid); err != nil {
 					a.log.Warn("removing the volumes of a pod no longer bound to this node", "uid", uid, "err", err)
 				}
+				a.kickReaper()
 			}
 		}()
 	}
@@ -584,7 +600,9 @@ var errBackoff = errors.New("in back-off")
 func (a *Agent) setupPodInputs() {
 	a.envSrc = envvars.ClientSource(a.cs)
 	capacity, _ := a.capacity()
-	a.vols = &volumes.Manager{Root: filepath.Join(a.o.DataDir, "pods"), Src: a.envSrc, Allocatable: capacity, Log: a.log}
+	a.vols = &volumes.Manager{Root: filepath.Join(a.o.DataDir, "pods"), Src: a.envSrc, Allocatable: capacity, Log: a.log,
+		Claims: clientClaims{a.cs}, VolumesDir: a.o.VolumesDir, RecordDir: filepath.Join(a.o.DataDir, "local-volumes"),
+		NodeName: a.node, NodeLabels: a.nodeLabels()}
 }
 
 var everything = labels.Everything()

@@ -34,7 +34,7 @@ func testAgent(t *testing.T, eng *fakeEngine, objs ...*corev1.Pod) (*Agent, *fak
 		_ = idx.Add(p)
 	}
 	rec := record.NewFakeRecorder(1000)
-	o := Options{NodeName: "n1", resync: time.Second, MaxPods: 110, LeaseDuration: 4 * time.Second, StreamingPort: 10250, DataDir: t.TempDir()}
+	o := Options{NodeName: "n1", resync: time.Second, MaxPods: 110, LeaseDuration: 4 * time.Second, StreamingPort: 10250, DataDir: t.TempDir(), VolumesDir: t.TempDir()}
 	a := &Agent{o: o, node: "n1", eng: eng, cs: cs, rec: rec, log: slog.New(slog.NewTextHandler(io.Discard, nil)), hostIP: "192.0.2.10",
 		workers: map[types.UID]*podWorker{}, pods: corelisters.NewPodLister(idx)}
 	a.setupPodInputs()

@@ -305,6 +305,7 @@ func (w *podWorker) podRemoved(uid types.UID) {
 		if err := w.a.vols.Teardown(string(uid)); err != nil {
 			w.a.log.Warn("removing the pod's volumes", "uid", uid, "err", err)
 		}
+		w.a.kickReaper() // it may have been the last user of a deleted volume
 	}
 }
 

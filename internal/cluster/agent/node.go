@@ -16,6 +16,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/berth/berth/internal/cluster/kube"
 )
 
 // Version is what the node reports as its kubelet version.
@@ -167,6 +169,12 @@ func (a *Agent) nodeLabels() map[string]string {
 	return l
 }
 
+// nodeAnnotations tell the control plane what it needs of the node: where
+// the local-path provisioner puts the node's volumes.
+func (a *Agent) nodeAnnotations() map[string]string {
+	return map[string]string{kube.AnnVolumesDir: a.o.VolumesDir}
+}
+
 // fillStatus sets everything of the node's status the agent reports.
 func (a *Agent) fillStatus(n *corev1.Node, capacity corev1.ResourceList, engineVersion string, engineErr error) {
 	n.Status.Capacity = capacity
@@ -208,7 +216,7 @@ func (a *Agent) registerNode(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		n, err := nodes.Get(ctx, a.node, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			n = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: a.node, Labels: a.nodeLabels()}, Spec: corev1.NodeSpec{Taints: a.o.Taints}}
+			n = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: a.node, Labels: a.nodeLabels(), Annotations: a.nodeAnnotations()}, Spec: corev1.NodeSpec{Taints: a.o.Taints}}
 			created, err := nodes.Create(ctx, n, metav1.CreateOptions{})
 			if err == nil {
 				a.fillStatus(created, capacity, ver, verr)
@@ -241,6 +249,12 @@ func (a *Agent) registerNode(ctx context.Context) error {
 		}
 		for k, v := range a.nodeLabels() {
 			n.Labels[k] = v
+		}
+		if n.Annotations == nil {
+			n.Annotations = map[string]string{}
+		}
+		for k, v := range a.nodeAnnotations() {
+			n.Annotations[k] = v
 		}
 		if n, err = nodes.Update(ctx, n, metav1.UpdateOptions{}); apierrors.IsConflict(err) {
 			continue

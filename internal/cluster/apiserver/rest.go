@@ -386,7 +386,7 @@ func (s *Server) createObject(ctx context.Context, ri *reqInfo, obj runtime.Obje
 		a.SetGeneration(0)
 	}
 	applyDefaults(obj)
-	s.admitCreate(obj)
+	s.admitCreate(ctx, obj)
 	for attempt := 0; ; attempt++ {
 		if genName {
 			a.SetName(a.GetGenerateName() + randSuffix())

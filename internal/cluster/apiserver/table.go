@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/duration"
@@ -484,6 +485,26 @@ func columnsFor(r *resource) ([]col, func(runtime.Object) []any) {
 					capacity, modes = q.String(), accessModes(p.Status.AccessModes)
 				}
 				return []any{p.Name, phase, p.Spec.VolumeName, capacity, modes, storageClass(p.Annotations, p.Spec.StorageClassName), orUnsetPtr(p.Spec.VolumeAttributesClassName), age(p.CreationTimestamp), volumeMode(p.Spec.VolumeMode)}
+			}
+	case "StorageClass":
+		return []col{nameCol, {"Provisioner", "string", 0}, {"ReclaimPolicy", "string", 0}, {"VolumeBindingMode", "string", 0}, {"AllowVolumeExpansion", "string", 0}, ageCol},
+			func(o runtime.Object) []any {
+				sc := o.(*storagev1.StorageClass)
+				name := sc.Name
+				if isDefaultClass(sc) {
+					name += " (default)" // as kubectl prints the default class
+				}
+				reclaim, mode, expand := "Delete", "Immediate", false
+				if sc.ReclaimPolicy != nil {
+					reclaim = string(*sc.ReclaimPolicy)
+				}
+				if sc.VolumeBindingMode != nil {
+					mode = string(*sc.VolumeBindingMode)
+				}
+				if sc.AllowVolumeExpansion != nil {
+					expand = *sc.AllowVolumeExpansion
+				}
+				return []any{name, sc.Provisioner, reclaim, mode, strconv.FormatBool(expand), age(sc.CreationTimestamp)}
 			}
 	case "ResourceQuota":
 		// As kubectl: "resource: used/hard" from status (the quota

@@ -20,6 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	storagev1 "k8s.io/api/storage/v1"
+
 	"github.com/berth/berth/internal/cluster/cron"
 )
 
@@ -161,6 +163,13 @@ func applyDefaults(obj runtime.Object) {
 		if o.Status.Phase == "" {
 			o.Status.Phase = corev1.ClaimPending
 		}
+	case *storagev1.StorageClass:
+		if o.ReclaimPolicy == nil {
+			o.ReclaimPolicy = ptr(corev1.PersistentVolumeReclaimDelete)
+		}
+		if o.VolumeBindingMode == nil {
+			o.VolumeBindingMode = ptr(storagev1.VolumeBindingImmediate)
+		}
 	case *batchv1.CronJob:
 		if o.Spec.ConcurrencyPolicy == "" {
 			o.Spec.ConcurrencyPolicy = batchv1.AllowConcurrent
@@ -278,7 +287,7 @@ func validateObject(r *resource, obj runtime.Object) []fieldErr {
 		for _, m := range validation.IsDNS1123Label(name) {
 			errs = append(errs, invalid("metadata.name", name, m))
 		}
-	case "pods", "configmaps", "secrets", "deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "cronjobs", "nodes", "serviceaccounts", "endpoints", "leases", "endpointslices", "persistentvolumes", "persistentvolumeclaims", "resourcequotas", "limitranges", "controllerrevisions", "horizontalpodautoscalers":
+	case "pods", "configmaps", "secrets", "deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "cronjobs", "nodes", "serviceaccounts", "endpoints", "leases", "endpointslices", "persistentvolumes", "persistentvolumeclaims", "storageclasses", "resourcequotas", "limitranges", "controllerrevisions", "horizontalpodautoscalers":
 		for _, m := range validation.IsDNS1123Subdomain(name) {
 			errs = append(errs, invalid("metadata.name", name, m))
 		}
@@ -413,6 +422,8 @@ func validateObject(r *resource, obj runtime.Object) []fieldErr {
 		if d := o.Spec.LeaseDurationSeconds; d != nil && *d <= 0 {
 			errs = append(errs, invalid("spec.leaseDurationSeconds", *d, "must be greater than 0"))
 		}
+	case *storagev1.StorageClass:
+		errs = append(errs, validateStorageClass(o)...)
 	case *corev1.PersistentVolumeClaim:
 		if len(o.Spec.AccessModes) == 0 {
 			errs = append(errs, required("spec.accessModes", "at least 1 access mode is required"))
@@ -567,6 +578,8 @@ func validateUpdate(r *resource, old, next runtime.Object) []fieldErr {
 		if o.Spec.ClusterIP != "" && n.Spec.ClusterIP != o.Spec.ClusterIP {
 			return []fieldErr{invalid("spec.clusterIP", n.Spec.ClusterIP, "field is immutable")}
 		}
+	case *storagev1.StorageClass:
+		return validateStorageClassUpdate(o, next.(*storagev1.StorageClass))
 	case *corev1.Secret:
 		n := next.(*corev1.Secret)
 		if o.Type != n.Type {

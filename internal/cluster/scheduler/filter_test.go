@@ -14,7 +14,7 @@ import (
 func feasible(t *testing.T, c *Cluster, pod *corev1.Pod) []string {
 	t.Helper()
 	c.buildOrder()
-	st, err := c.prepare(pod)
+	st, err := c.prepare(pod, nil)
 	if err != nil {
 		t.Fatalf("prepare: %v", err)
 	}

@@ -73,23 +73,27 @@ const (
 	rExistingAnti
 	rPodAffinity
 	rPodAnti
+	rVolumeUnresolvable
+	rVolumeConflict
+	rLast = rVolumeConflict
 )
 
 var reasonText = map[uint32]string{
-	rUnschedulable: "node(s) were unschedulable",
-	rNotReady:      "node(s) had untolerated taint {" + TaintNotReady + ": }",
-	rNodeName:      "node(s) didn't match the requested node name",
-	rNodeAffinity:  "node(s) didn't match Pod's node affinity/selector",
-	rPorts:         "node(s) didn't have free ports for the requested pod ports",
-	rCPU:           "Insufficient cpu",
-	rMemory:        "Insufficient memory",
-	rEphemeral:     "Insufficient ephemeral-storage",
-	rPods:          "Too many pods",
-	rSpread:        "node(s) didn't match pod topology spread constraints",
-	rSpreadLabel:   "node(s) didn't match pod topology spread constraints (missing required label)",
-	rExistingAnti:  "node(s) didn't satisfy existing pods anti-affinity rules",
-	rPodAffinity:   "node(s) didn't match pod affinity rules",
-	rPodAnti:       "node(s) didn't match pod anti-affinity rules",
+	rUnschedulable:  "node(s) were unschedulable",
+	rNotReady:       "node(s) had untolerated taint {" + TaintNotReady + ": }",
+	rNodeName:       "node(s) didn't match the requested node name",
+	rNodeAffinity:   "node(s) didn't match Pod's node affinity/selector",
+	rPorts:          "node(s) didn't have free ports for the requested pod ports",
+	rCPU:            "Insufficient cpu",
+	rMemory:         "Insufficient memory",
+	rEphemeral:      "Insufficient ephemeral-storage",
+	rPods:           "Too many pods",
+	rSpread:         "node(s) didn't match pod topology spread constraints",
+	rSpreadLabel:    "node(s) didn't match pod topology spread constraints (missing required label)",
+	rExistingAnti:   "node(s) didn't satisfy existing pods anti-affinity rules",
+	rPodAffinity:    "node(s) didn't match pod affinity rules",
+	rPodAnti:        "node(s) didn't match pod anti-affinity rules",
+	rVolumeConflict: "node(s) had volume node affinity conflict",
 }
 
 // rejection is a node and why it was rejected; kept free of pointers (the
@@ -102,7 +106,7 @@ type rejection struct {
 
 func (st *podState) reasons(ni *nodeInfo, code uint32) []string {
 	var out []string
-	for bit := uint32(1); bit <= rPodAnti; bit <<= 1 {
+	for bit := uint32(1); bit <= rLast; bit <<= 1 {
 		if code&bit == 0 {
 			continue
 		}
@@ -117,6 +121,8 @@ func (st *podState) reasons(ni *nodeInfo, code uint32) []string {
 		case rScalar:
 			_, name := st.fits(ni)
 			out = append(out, "Insufficient "+string(name))
+		case rVolumeUnresolvable:
+			out = append(out, st.volumes.Unresolvable)
 		default:
 			out = append(out, reasonText[bit])
 		}
@@ -172,6 +178,8 @@ type podState struct {
 
 	hardSpread, softSpread []spreadConstraint
 
+	volumes *VolumeConstraints // nil: the pod uses no claims
+
 	affinity      []*tracker
 	skipAffinity  bool // no pod matches the affinity terms but the pod matches them itself
 	antiAffinity  []*tracker
@@ -211,13 +219,17 @@ func tolerates(tols []corev1.Toleration, t *corev1.Taint) bool {
 // placement starts (plus memoised counts). Placements are deterministic
 // for a given sequence of calls: each starts examining nodes where the
 // previous one stopped, so equally good nodes take turns.
-func (c *Cluster) Place(pod *corev1.Pod) Decision {
+func (c *Cluster) Place(pod *corev1.Pod) Decision { return c.PlaceWith(pod, nil) }
+
+// PlaceWith is Place for a pod whose claims constrain its node (see
+// VolumeConstraints); nil v is Place.
+func (c *Cluster) PlaceWith(pod *corev1.Pod, v *VolumeConstraints) Decision {
 	c.buildOrder()
 	d := Decision{NumNodes: len(c.order)}
 	if len(c.order) == 0 {
 		return d
 	}
-	st, err := c.prepare(pod)
+	st, err := c.prepare(pod, v)
 	if err != nil {
 		d.Err = err
 		return d
@@ -306,9 +318,10 @@ func (c *Cluster) feasibleToFind(n int) int {
 	return max(n*pct/100, minFeasible)
 }
 
-func (c *Cluster) prepare(pod *corev1.Pod) (*podState, error) {
+func (c *Cluster) prepare(pod *corev1.Pod, v *VolumeConstraints) (*podState, error) {
 	st := &podState{
 		pod:     pod,
+		volumes: v,
 		req:     podRequests(pod, false),
 		nonZero: podRequests(pod, true),
 		ports:   podPorts(pod),
@@ -579,6 +592,11 @@ func (st *podState) filter(c *Cluster, ni *nodeInfo) uint32 {
 	}
 	if st.pod.Spec.NodeName != "" && st.pod.Spec.NodeName != ni.name {
 		return rNodeName
+	}
+	if st.volumes != nil {
+		if code := st.volumes.filter(ni); code != 0 {
+			return code
+		}
 	}
 	if h.hardTaints {
 		for i := range ni.hardTaints {

@@ -16,7 +16,7 @@ func PodPriority(p *corev1.Pod) int32 {
 
 // What removing pods cannot fix: a node rejected for one of these is no
 // candidate for preemption.
-const codesPreemptionCannotFix = rUnschedulable | rNotReady | rNodeName | rTaint | rNodeAffinity | rSpreadLabel | rPodAffinity
+const codesPreemptionCannotFix = rUnschedulable | rNotReady | rNodeName | rTaint | rNodeAffinity | rSpreadLabel | rPodAffinity | rVolumeUnresolvable | rVolumeConflict
 
 // Preempt looks for a node where pod would fit if some placed pods of lower
 // priority were removed, as kube-scheduler's default preemption does: on
@@ -27,11 +27,16 @@ const codesPreemptionCannotFix = rUnschedulable | rNotReady | rNodeName | rTaint
 // node would do (or the pod's preemptionPolicy is Never). The view is left
 // as it was.
 func (c *Cluster) Preempt(pod *corev1.Pod) (node string, victims []*corev1.Pod) {
+	return c.PreemptWith(pod, nil)
+}
+
+// PreemptWith is Preempt for a pod whose claims constrain its node.
+func (c *Cluster) PreemptWith(pod *corev1.Pod, v *VolumeConstraints) (node string, victims []*corev1.Pod) {
 	if pod.Spec.PreemptionPolicy != nil && *pod.Spec.PreemptionPolicy == corev1.PreemptNever {
 		return "", nil
 	}
 	c.buildOrder()
-	st, err := c.prepare(pod)
+	st, err := c.prepare(pod, v)
 	if err != nil {
 		return "", nil
 	}
@@ -51,13 +56,13 @@ func (c *Cluster) Preempt(pod *corev1.Pod) (node string, victims []*corev1.Pod) 
 		if len(lower) == 0 {
 			continue
 		}
-		v := c.victimsOn(pod, ni, lower)
-		if v == nil {
+		vs := c.victimsOn(pod, v, ni, lower)
+		if vs == nil {
 			continue
 		}
-		top := PodPriority(v[0])
-		if node == "" || top < bestPrio || top == bestPrio && len(v) < len(victims) {
-			node, victims, bestPrio = ni.name, v, top
+		top := PodPriority(vs[0])
+		if node == "" || top < bestPrio || top == bestPrio && len(vs) < len(victims) {
+			node, victims, bestPrio = ni.name, vs, top
 		}
 	}
 	return node, victims
@@ -66,7 +71,7 @@ func (c *Cluster) Preempt(pod *corev1.Pod) (node string, victims []*corev1.Pod) 
 // victimsOn is the smallest set (by the reprieve rule) of lower whose
 // removal lets pod onto ni, most important first; nil if removing them all
 // is not enough. The view is restored before it returns.
-func (c *Cluster) victimsOn(pod *corev1.Pod, ni *nodeInfo, lower []*podInfo) []*corev1.Pod {
+func (c *Cluster) victimsOn(pod *corev1.Pod, v *VolumeConstraints, ni *nodeInfo, lower []*podInfo) []*corev1.Pod {
 	// Most important first, older first among equals, as reprieve order.
 	sort.Slice(lower, func(i, j int) bool {
 		pi, pj := PodPriority(lower[i].pod), PodPriority(lower[j].pod)
@@ -86,7 +91,7 @@ func (c *Cluster) victimsOn(pod *corev1.Pod, ni *nodeInfo, lower []*podInfo) []*
 		}
 	}()
 	fits := func() bool {
-		st, err := c.prepare(pod)
+		st, err := c.prepare(pod, v)
 		return err == nil && st.filter(c, ni) == 0
 	}
 	if !fits() {

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	storagelisters "k8s.io/client-go/listers/storage/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
@@ -83,6 +84,9 @@ type Scheduler struct {
 	client   kubernetes.Interface
 	recorder record.EventRecorder
 	pods     corelisters.PodLister
+	claims   corelisters.PersistentVolumeClaimLister
+	pvs      corelisters.PersistentVolumeLister
+	classes  storagelisters.StorageClassLister
 	synced   []cache.InformerSynced
 	queue    *queue
 	binders  chan struct{}
@@ -123,8 +127,22 @@ func New(c *kube.Clients, cfg Config) *Scheduler {
 	}
 	podInf := c.Informers.Core().V1().Pods()
 	nodeInf := c.Informers.Core().V1().Nodes()
+	claimInf := c.Informers.Core().V1().PersistentVolumeClaims()
+	pvInf := c.Informers.Core().V1().PersistentVolumes()
+	classInf := c.Informers.Storage().V1().StorageClasses()
 	s.pods = podInf.Lister()
-	s.synced = []cache.InformerSynced{podInf.Informer().HasSynced, nodeInf.Informer().HasSynced}
+	s.claims, s.pvs, s.classes = claimInf.Lister(), pvInf.Lister(), classInf.Lister()
+	s.synced = []cache.InformerSynced{podInf.Informer().HasSynced, nodeInf.Informer().HasSynced,
+		claimInf.Informer().HasSynced, pvInf.Informer().HasSynced, classInf.Informer().HasSynced}
+	// A claim, volume or class that appears or changes may let a pod
+	// rejected for its volumes in.
+	volumeChanged := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { s.retry(rVolumeUnresolvable | rVolumeConflict) },
+		UpdateFunc: func(any, any) { s.retry(rVolumeUnresolvable | rVolumeConflict) },
+	}
+	for _, inf := range []cache.SharedIndexInformer{claimInf.Informer(), pvInf.Informer(), classInf.Informer()} {
+		_, _ = inf.AddEventHandler(volumeChanged)
+	}
 	_, _ = nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.nodeChanged(nil, obj.(*corev1.Node)) },
 		UpdateFunc: func(old, obj any) { s.nodeChanged(old.(*corev1.Node), obj.(*corev1.Node)) },
@@ -205,7 +223,7 @@ func (s *Scheduler) retry(mask uint32) {
 // What may make a rejected pod fit when a placed pod appears (affinity to
 // it) or goes away (everything else).
 const (
-	codesFreedByPodRemoval = ^uint32(0) &^ (rUnschedulable | rNotReady | rNodeName | rTaint | rNodeAffinity | rPodAffinity)
+	codesFreedByPodRemoval = ^uint32(0) &^ (rUnschedulable | rNotReady | rNodeName | rTaint | rNodeAffinity | rPodAffinity | rVolumeUnresolvable | rVolumeConflict)
 	codesMetByPodPlacement = rPodAffinity
 )
 
@@ -303,13 +321,14 @@ func (s *Scheduler) scheduleNext(ctx context.Context) bool {
 		s.queue.Forget(key)
 		return true
 	}
+	vols := resolveVolumes(pod, s.claims, s.pvs, s.classes)
 	s.mu.Lock()
 	if _, ok := s.assumed[pod.UID]; ok {
 		s.mu.Unlock()
 		return true
 	}
 	start := time.Now()
-	d := s.cluster.Place(pod)
+	d := s.cluster.PlaceWith(pod, vols)
 	var assumed *corev1.Pod
 	var nominated string
 	var victims []*corev1.Pod
@@ -319,7 +338,7 @@ func (s *Scheduler) scheduleNext(ctx context.Context) bool {
 	} else {
 		s.unschedulable[key] = waiting{codes: d.codes, prio: PodPriority(pod)}
 		if d.Err == nil && s.mayPreempt(pod) {
-			nominated, victims = s.cluster.Preempt(pod)
+			nominated, victims = s.cluster.PreemptWith(pod, vols)
 		}
 	}
 	s.mu.Unlock()
@@ -338,8 +357,34 @@ func (s *Scheduler) scheduleNext(ctx context.Context) bool {
 		}
 		return true
 	}
-	s.async(ctx, func() { s.bind(ctx, key, pod, assumed, d.Node) })
+	s.async(ctx, func() {
+		if vols != nil && len(vols.ToSelect) > 0 {
+			if err := s.selectNode(ctx, pod, vols.ToSelect, d.Node); err != nil {
+				s.unassume(pod, assumed)
+				if ctx.Err() != nil {
+					return
+				}
+				s.log.Info("selecting the node of the pod's claims failed", "pod", key, "node", d.Node, "err", err)
+				s.recorder.Eventf(pod, corev1.EventTypeWarning, "FailedScheduling", "selecting node %s for the pod's claims: %v", d.Node, err)
+				s.queue.AddBackoff(key, PodPriority(pod))
+				return
+			}
+		}
+		s.bind(ctx, key, pod, assumed, d.Node)
+	})
 	return true
+}
+
+// unassume takes back a placement whose binding failed.
+func (s *Scheduler) unassume(pod, assumed *corev1.Pod) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.assumed[pod.UID] == assumed {
+		delete(s.assumed, pod.UID)
+		if pi := s.cluster.pods[pod.UID]; pi != nil && pi.pod == assumed {
+			s.cluster.RemovePod(assumed)
+		}
+	}
 }
 
 // async runs f with at most cfg.Binders at once.
@@ -362,14 +407,7 @@ func (s *Scheduler) bind(ctx context.Context, key string, pod, assumed *corev1.P
 		Target:     corev1.ObjectReference{Kind: "Node", Name: node},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		s.mu.Lock()
-		if s.assumed[pod.UID] == assumed {
-			delete(s.assumed, pod.UID)
-			if pi := s.cluster.pods[pod.UID]; pi != nil && pi.pod == assumed {
-				s.cluster.RemovePod(assumed)
-			}
-		}
-		s.mu.Unlock()
+		s.unassume(pod, assumed)
 		if ctx.Err() != nil {
 			return
 		}

@@ -117,7 +117,7 @@ func TestPlanSpreadsAndCountsFollowRemovals(t *testing.T) {
 	c.Place(zp) // builds the zone counts
 	c.SetNode(mkNode("n1", "4", "4Gi", zone("b")))
 	c.Place(zp)
-	st, err := c.prepare(zp)
+	st, err := c.prepare(zp, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

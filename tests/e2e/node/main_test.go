@@ -231,7 +231,7 @@ func (c *cluster) waitEngine() error {
 func (c *cluster) startAgent(withToken bool) error {
 	args := []string{"agent", "--server", fmt.Sprintf("https://127.0.0.1:%d", c.port), "--node-name", c.node,
 		"--engine", "unix://" + c.sock, "--data-dir", filepath.Join(c.dir, "agent"), "--node-labels", "e2e=yes",
-		"--streaming-port", fmt.Sprint(c.streamingPort),
+		"--streaming-port", fmt.Sprint(c.streamingPort), "--volumes-dir", filepath.Join(c.dir, "volumes"),
 		// The cluster DNS address lives on the host's network namespace
 		// here: take it away when the agent stops.
 		"--cluster-dns-remove-link"}

@@ -134,3 +134,6 @@ func unmountAll(dir string) error {
 	}
 	return nil
 }
+
+// mountedBelow lists the mount points at or below dir.
+func mountedBelow(dir string) ([]string, error) { return mountsUnder(dir) }

@@ -54,9 +54,23 @@ type Manager struct {
 	Allocatable corev1.ResourceList
 	// Log receives notes about skipped volume sources; nil means slog.Default.
 	Log *slog.Logger
+	// Claims resolves persistentVolumeClaim volumes; nil refuses them.
+	Claims Claims
+	// VolumesDir holds the node's local-path volumes, one directory per
+	// volume (--volumes-dir); nothing outside it is created or removed
+	// for them.
+	VolumesDir string
+	// RecordDir (in the agent's data dir) records the local-path volumes
+	// this agent created; LocalVolumes lists them. "" records none.
+	RecordDir string
+	// NodeName and NodeLabels are this node's, to check a volume's
+	// nodeAffinity.
+	NodeName   string
+	NodeLabels map[string]string
 
 	mu    sync.Mutex
-	locks map[string]*podLock // per pod uid: Setup, Refresh and Teardown of one pod never overlap
+	locks map[string]*podLock        // per pod uid: Setup, Refresh and Teardown of one pod never overlap
+	inUse map[string]map[string]bool // claim volume path → pod uids using it
 }
 
 type podLock struct {
@@ -143,6 +157,7 @@ func (m *Manager) Setup(ctx context.Context, pod *corev1.Pod, podIP, hostIP stri
 	}
 	pv := &PodVolumes{UID: uid, pod: pod.DeepCopy(), paths: map[string]string{}}
 	seen := map[string]bool{}
+	var claimPaths []string
 	for i := range pod.Spec.Volumes {
 		v := &pod.Spec.Volumes[i]
 		if err := checkName("volume name", v.Name); err != nil {
@@ -157,7 +172,11 @@ func (m *Manager) Setup(ctx context.Context, pod *corev1.Pod, podIP, hostIP stri
 			return nil, fmt.Errorf("volume %q: %w", v.Name, err)
 		}
 		pv.paths[v.Name] = path
+		if v.PersistentVolumeClaim != nil {
+			claimPaths = append(claimPaths, path)
+		}
 	}
+	m.track(uid, claimPaths)
 	return pv, nil
 }
 
@@ -170,8 +189,10 @@ func (m *Manager) setupVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Vo
 		return checkHostPath(v.HostPath)
 	case v.ConfigMap != nil, v.Secret != nil, v.DownwardAPI != nil, v.Projected != nil:
 		return dir, m.writeContent(ctx, pod, v, dir, podIP, hostIP)
+	case v.PersistentVolumeClaim != nil:
+		return m.setupClaim(ctx, pod, v.PersistentVolumeClaim)
 	}
-	return "", fmt.Errorf("%w %s (berth supports emptyDir, hostPath, configMap, secret, downwardAPI and projected)", ErrUnsupported, volumeType(v))
+	return "", fmt.Errorf("%w %s (berth supports emptyDir, hostPath, configMap, secret, downwardAPI, projected and persistentVolumeClaim)", ErrUnsupported, volumeType(v))
 }
 
 // volumeType names the volume source that is set, as in the pod's YAML.
@@ -270,8 +291,10 @@ func (v *PodVolumes) MountsWithEnv(c *corev1.Container, env []string) ([]Mount, 
 			return nil, fmt.Errorf("volumeMount %q: %w", vm.Name, err)
 		}
 		// The kubelet mounts content volumes read-only whatever the
-		// volumeMount says: the data belongs to the API object.
-		out = append(out, Mount{Source: src, Target: filepath.Clean(vm.MountPath), ReadOnly: vm.ReadOnly || content, Propagation: prop})
+		// volumeMount says: the data belongs to the API object. A claim
+		// volume with readOnly is read-only in every container.
+		ro := vm.ReadOnly || content || (vol.PersistentVolumeClaim != nil && vol.PersistentVolumeClaim.ReadOnly)
+		out = append(out, Mount{Source: src, Target: filepath.Clean(vm.MountPath), ReadOnly: ro, Propagation: prop})
 	}
 	return out, nil
 }
@@ -347,6 +370,9 @@ func (m *Manager) Refresh(ctx context.Context, pod *corev1.Pod, podIP, hostIP st
 // a bind mount into host data.
 func (m *Manager) Teardown(uid string) error {
 	defer m.lock(uid)()
+	m.mu.Lock()
+	m.untrackLocked(uid)
+	m.mu.Unlock()
 	dir, err := m.PodDir(uid)
 	if err != nil {
 		return err

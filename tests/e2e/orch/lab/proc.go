@@ -365,7 +365,9 @@ func (l *Lab) AgentArgs(name string) ([]string, error) {
 	}
 	args := []string{filepath.Join(l.cfg.BinDir, "berth"), "agent", "--server", l.URL(), "--token", tok,
 		"--node-name", name, "--engine", "unix://" + l.EngineSocket(name),
-		"--data-dir", filepath.Join(l.nodeDir(name), "agent"), "--node-ip", n.IP}
+		"--data-dir", filepath.Join(l.nodeDir(name), "agent"), "--node-ip", n.IP,
+		// The node's local-path volumes stay inside the lab's directory.
+		"--volumes-dir", filepath.Join(l.nodeDir(name), "volumes")}
 	if n.Spec.CPUs != "" {
 		args = append(args, "--cpus", n.Spec.CPUs)
 	}
