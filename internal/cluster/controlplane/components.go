@@ -8,6 +8,7 @@ import (
 	"github.com/berth/berth/internal/cluster/controller/job"
 	"github.com/berth/berth/internal/cluster/controller/nodelifecycle"
 	"github.com/berth/berth/internal/cluster/controller/replicaset"
+	"github.com/berth/berth/internal/cluster/controller/statefulset"
 	"github.com/berth/berth/internal/cluster/kube"
 	"github.com/berth/berth/internal/cluster/scheduler"
 )
@@ -20,6 +21,7 @@ func components(o Options) []kube.Component {
 	c = append(c, replicaset.Component())
 	c = append(c, deployment.Component())
 	c = append(c, daemonset.Component())
+	c = append(c, statefulset.Component())
 	c = append(c, job.Component())
 	c = append(c, cronjob.Component())
 	c = append(c, endpoints.Component())
