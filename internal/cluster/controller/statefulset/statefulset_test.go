@@ -43,6 +43,9 @@ func newCluster(t *testing.T, objs ...runtime.Object) *fakeCluster {
 		n := seq.Add(1)
 		p.UID = types.UID(fmt.Sprintf("pod-uid-%d", n))
 		p.CreationTimestamp = metav1.Now()
+		if _, err := f.Tracker().Get(corev1.SchemeGroupVersion.WithResource("pods"), p.Namespace, p.Name); err == nil {
+			return false, nil, nil // fails AlreadyExists (a create from a stale cache): not a create
+		}
 		f.note("create " + p.Name)
 		return false, nil, nil
 	})
