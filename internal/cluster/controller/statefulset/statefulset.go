@@ -432,7 +432,11 @@ func (c *Controller) createPod(ctx context.Context, set *appsv1.StatefulSet, ord
 			return 0, err
 		}
 		setClaimOwners(claim, set, nil, wantSetOwner(set, false), false)
-		if _, err := c.client.CoreV1().PersistentVolumeClaims(set.Namespace).Create(ctx, claim, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		_, err = c.client.CoreV1().PersistentVolumeClaims(set.Namespace).Create(ctx, claim, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			continue // the cache was behind: it is there
+		}
+		if err != nil {
 			c.recorder.Eventf(set, corev1.EventTypeWarning, "FailedCreate", "create Claim %s for Pod %s in StatefulSet %s failed error: %v", claim.Name, pod.Name, set.Name, err)
 			return 0, err
 		}
