@@ -579,3 +579,31 @@ func TestRevisionHistory(t *testing.T) {
 	updateSet(t, f, func(s *appsv1.StatefulSet) { s.Spec.Template.Spec.Containers[0].Image = "v3" })
 	eventually(t, "back to v3 as revision 6", func() bool { r := revs(); return r["v3"] == 6 && live(f)["web-0"] == "v3" })
 }
+
+// An orphan that matches the selector and carries one of the set's names
+// is adopted, not replaced (under OnDelete: a RollingUpdate would then
+// replace it, its revision being unknown); spec.ordinals.start shifts the
+// names.
+func TestAdoptionAndStartOrdinal(t *testing.T) {
+	s := statefulSet(2)
+	s.Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType}
+	s.Spec.Ordinals = &appsv1.StatefulSetOrdinals{Start: 5}
+	orphan := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-5", Namespace: "default", UID: "orphan-uid", Labels: map[string]string{"app": "web"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "v1"}}}}
+	f := newCluster(t, s, orphan)
+	var auto atomic.Bool
+	auto.Store(true)
+	f.kubelet(t, &auto)
+	start(t, f)
+	eventually(t, "web-5 and web-6 ready", func() bool { return getSet(f).Status.ReadyReplicas == 2 && live(f)["web-6"] != "" })
+	p, _ := f.CoreV1().Pods("default").Get(context.Background(), "web-5", metav1.GetOptions{})
+	if p.UID != "orphan-uid" {
+		t.Errorf("web-5 was replaced (uid %s), want the orphan adopted", p.UID)
+	}
+	if ref := metav1.GetControllerOf(p); ref == nil || ref.UID != "sts-uid" {
+		t.Errorf("web-5 controller %+v, want the set", ref)
+	}
+	if l := live(f); len(l) != 2 {
+		t.Errorf("pods %v, want web-5 and web-6", l)
+	}
+}
