@@ -294,7 +294,11 @@ func available(p *corev1.Pod, minReady time.Duration, now time.Time) (ok bool, w
 
 func terminating(p *corev1.Pod) bool { return p.DeletionTimestamp != nil }
 
-func failed(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed }
+// failed pods (and, as in Kubernetes, ones that exited Succeeded) are
+// deleted and recreated under their name.
+func failed(p *corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded
+}
 
 func revisionOf(p *corev1.Pod) string { return p.Labels[appsv1.ControllerRevisionHashLabelKey] }
 
@@ -317,6 +321,7 @@ func (c *Controller) reconcile(ctx context.Context, set *appsv1.StatefulSet, v *
 	for i, p := range v.slots {
 		ord := v.start + i
 		if p != nil && failed(p) && !terminating(p) {
+			c.recorder.Eventf(set, corev1.EventTypeWarning, "RecreatingFailedPod", "StatefulSet %s/%s is recreating failed Pod %s", set.Namespace, set.Name, p.Name)
 			c.deletePod(ctx, set, p, "failed")
 			if ordered {
 				return 0, nil
