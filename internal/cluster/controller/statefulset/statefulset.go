@@ -35,6 +35,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -371,6 +372,9 @@ func (c *Controller) reconcile(ctx context.Context, set *appsv1.StatefulSet, v *
 	if !rolling {
 		return 0, nil // OnDelete: pods change revision when users delete them
 	}
+	if ru := set.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.MaxUnavailable != nil {
+		return c.rollWithBudget(ctx, set, v, revs, partition, ru.MaxUnavailable, now), nil
+	}
 	// Roll the update from the highest ordinal down to the partition.
 	for i := len(v.slots) - 1; i >= partition && i >= 0; i-- {
 		p := v.slots[i]
@@ -386,6 +390,45 @@ func (c *Controller) reconcile(ctx context.Context, set *appsv1.StatefulSet, v *
 		}
 	}
 	return 0, nil
+}
+
+// rollWithBudget is the rolling update with maxUnavailable set (Kubernetes'
+// MaxUnavailableStatefulSet behaviour): while fewer than maxUnavailable
+// pods (of all ordinals) are unavailable, old-revision pods at or above
+// the partition are deleted from the highest ordinal down, up to the
+// remaining budget. It returns how soon a pod becomes available.
+func (c *Controller) rollWithBudget(ctx context.Context, set *appsv1.StatefulSet, v *view, revs *revisions, partition int, mu *intstr.IntOrString, now time.Time) time.Duration {
+	budget, err := intstr.GetScaledValueFromIntOrPercent(mu, len(v.slots), false)
+	if err != nil || budget < 1 {
+		budget = 1 // as Kubernetes: a percentage that rounds to 0 still moves
+	}
+	minReady := time.Duration(set.Spec.MinReadySeconds) * time.Second
+	var after time.Duration
+	unavailable := 0
+	for _, p := range v.slots {
+		if p == nil {
+			unavailable++
+			continue
+		}
+		if ok, wait := available(p, minReady, now); !ok {
+			unavailable++
+			if wait > 0 && (after == 0 || wait < after) {
+				after = wait
+			}
+		}
+	}
+	for i := len(v.slots) - 1; i >= partition && i >= 0 && unavailable < budget; i-- {
+		p := v.slots[i]
+		if p == nil || terminating(p) || revisionOf(p) == revs.update.Name {
+			continue
+		}
+		wasAvailable, _ := available(p, minReady, now)
+		c.deletePod(ctx, set, p, "update")
+		if wasAvailable {
+			unavailable++
+		}
+	}
+	return after
 }
 
 // firstUnhealthy is the lowest-ordinal pod that is not Running and Ready

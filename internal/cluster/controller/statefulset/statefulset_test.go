@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -605,5 +606,38 @@ func TestAdoptionAndStartOrdinal(t *testing.T) {
 	}
 	if l := live(f); len(l) != 2 {
 		t.Errorf("pods %v, want web-5 and web-6", l)
+	}
+}
+
+// With maxUnavailable 2, the update takes two pods at a time, from the
+// top, and never more.
+func TestRollingUpdateMaxUnavailable(t *testing.T) {
+	s := statefulSet(4)
+	two := intstr.FromInt32(2)
+	s.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{MaxUnavailable: &two}
+	f := newCluster(t, s)
+	var auto atomic.Bool
+	auto.Store(true)
+	f.kubelet(t, &auto)
+	start(t, f)
+	eventually(t, "4 ready", func() bool { return getSet(f).Status.ReadyReplicas == 4 })
+	f.mu.Lock()
+	f.maxTerm = 0
+	f.mu.Unlock()
+	n0 := len(f.log())
+	updateSet(t, f, func(s *appsv1.StatefulSet) { s.Spec.Template.Spec.Containers[0].Image = "v2" })
+	eventually(t, "all at v2", func() bool {
+		l := live(f)
+		s := getSet(f).Status
+		return len(l) == 4 && l["web-0"] == "v2" && l["web-1"] == "v2" && l["web-2"] == "v2" && l["web-3"] == "v2" && s.CurrentRevision == s.UpdateRevision
+	})
+	evs := f.log()[n0:]
+	if len(evs) < 2 || evs[0] != "delete web-3" || evs[1] != "delete web-2" {
+		t.Errorf("events %v: want web-3 and web-2 deleted together first", evs)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.maxTerm > 2 {
+		t.Errorf("%d pods terminating at once, want at most 2", f.maxTerm)
 	}
 }
