@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -321,4 +322,23 @@ func TestAgainstAPIServer(t *testing.T) {
 		t.Errorf("pods created while scaling down: %v", ag.order()[n0:])
 	}
 	waitFor("status 1 replica", func() bool { s := get(); return s.Status.Replicas == 1 && s.Status.ReadyReplicas == 1 })
+
+	// whenDeleted: Delete set later applies to the existing claim; deleting
+	// the set then takes its pod and claim with it.
+	if _, err := cs.AppsV1().StatefulSets("default").Patch(ctx, "web", types.MergePatchType,
+		[]byte(`{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenDeleted":"Delete"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("data-web-0 owned by the set", func() bool {
+		c, err := cs.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data-web-0", metav1.GetOptions{})
+		return err == nil && len(c.OwnerReferences) == 1 && c.OwnerReferences[0].Kind == "StatefulSet"
+	})
+	if err := cs.AppsV1().StatefulSets("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("pod and claim gone with the set", func() bool {
+		l, _ := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+		cl, _ := cs.CoreV1().PersistentVolumeClaims("default").List(ctx, metav1.ListOptions{})
+		return len(l.Items) == 0 && len(cl.Items) == 0
+	})
 }
