@@ -159,12 +159,14 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	}
 	v := newView(set, pods)
 	now := c.now()
-	after, err := c.reconcile(ctx, set, v, revs, now)
-	if err != nil {
-		return 0, err
-	}
+	after, rerr := c.reconcile(ctx, set, v, revs, now)
+	// The status reports what was observed even when an action failed
+	// (the key is retried for the error).
 	if wait := c.updateStatus(ctx, cached, v, revs, now); wait > 0 && (after == 0 || wait < after) {
 		after = wait
+	}
+	if rerr != nil {
+		return 0, rerr
 	}
 	if err := c.pruneRevisions(ctx, set, revs, pods); err != nil {
 		return 0, err
