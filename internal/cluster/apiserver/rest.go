@@ -494,7 +494,7 @@ func (s *Server) update(w http.ResponseWriter, req *http.Request, ri *reqInfo) e
 		return err
 	}
 	if ri.sub == "scale" {
-		return s.updateScale(w, req, ri, body, "")
+		return s.updateScale(w, req, ri, body, mediaType(req))
 	}
 	if ri.sub != "" && ri.sub != "status" && ri.sub != "finalize" {
 		return errMethodNotAllowed("PUT is not allowed on %s/%s", ri.r.name, ri.sub)
@@ -1046,9 +1046,14 @@ func toScale(r *resource, obj runtime.Object) (*autoscalingv1.Scale, error) {
 }
 
 // updateScale applies a Scale (from PUT, or the patched Scale from PATCH).
-func (s *Server) updateScale(w http.ResponseWriter, req *http.Request, ri *reqInfo, body []byte, _ string) error {
+// mt is the body's media type: client-go's typed clients send protobuf.
+func (s *Server) updateScale(w http.ResponseWriter, req *http.Request, ri *reqInfo, body []byte, mt string) error {
 	var sc autoscalingv1.Scale
-	if err := json.Unmarshal(body, &sc); err != nil {
+	if mt == "application/vnd.kubernetes.protobuf" {
+		if _, _, err := s.proto.Decode(body, nil, &sc); err != nil {
+			return errBadRequest("decoding protobuf body as Scale: %v", err)
+		}
+	} else if err := json.Unmarshal(body, &sc); err != nil {
 		return errBadRequest("decoding Scale: %v", err)
 	}
 	if sc.Kind != "" && sc.Kind != "Scale" {

@@ -103,8 +103,32 @@ func applyDefaults(obj runtime.Object) {
 		if o.Spec.UpdateStrategy.Type == "" {
 			o.Spec.UpdateStrategy.Type = appsv1.RollingUpdateStatefulSetStrategyType
 		}
+		if o.Spec.UpdateStrategy.Type == appsv1.RollingUpdateStatefulSetStrategyType {
+			if o.Spec.UpdateStrategy.RollingUpdate == nil {
+				o.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{}
+			}
+			if o.Spec.UpdateStrategy.RollingUpdate.Partition == nil {
+				o.Spec.UpdateStrategy.RollingUpdate.Partition = ptr(int32(0))
+			}
+		}
 		if o.Spec.RevisionHistoryLimit == nil {
 			o.Spec.RevisionHistoryLimit = ptr(int32(10))
+		}
+		if o.Spec.PersistentVolumeClaimRetentionPolicy == nil {
+			o.Spec.PersistentVolumeClaimRetentionPolicy = &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{}
+		}
+		if rp := o.Spec.PersistentVolumeClaimRetentionPolicy; rp != nil {
+			if rp.WhenDeleted == "" {
+				rp.WhenDeleted = appsv1.RetainPersistentVolumeClaimRetentionPolicyType
+			}
+			if rp.WhenScaled == "" {
+				rp.WhenScaled = appsv1.RetainPersistentVolumeClaimRetentionPolicyType
+			}
+		}
+		for i := range o.Spec.VolumeClaimTemplates {
+			if o.Spec.VolumeClaimTemplates[i].Spec.VolumeMode == nil {
+				o.Spec.VolumeClaimTemplates[i].Spec.VolumeMode = ptr(corev1.PersistentVolumeFilesystem)
+			}
 		}
 		defaultPodSpec(&o.Spec.Template.Spec)
 	case *appsv1.DaemonSet:
@@ -409,6 +433,7 @@ func validateObject(r *resource, obj runtime.Object) []fieldErr {
 		errs = append(errs, validateWorkload(o.Spec.Replicas, o.Spec.Selector, &o.Spec.Template)...)
 	case *appsv1.StatefulSet:
 		errs = append(errs, validateWorkload(o.Spec.Replicas, o.Spec.Selector, &o.Spec.Template)...)
+		errs = append(errs, validateStatefulSet(&o.Spec)...)
 	case *appsv1.DaemonSet:
 		errs = append(errs, validateWorkload(nil, o.Spec.Selector, &o.Spec.Template)...)
 	case *batchv1.Job:
@@ -493,6 +518,87 @@ func validateCronJob(s *batchv1.CronJobSpec) []fieldErr {
 	return errs
 }
 
+// validateStatefulSet checks what is particular to a StatefulSet, with
+// Kubernetes' field paths and messages.
+func validateStatefulSet(s *appsv1.StatefulSetSpec) []fieldErr {
+	var errs []fieldErr
+	if s.ServiceName != "" {
+		// It becomes the pods' spec.subdomain.
+		for _, m := range validation.IsDNS1123Label(s.ServiceName) {
+			errs = append(errs, invalid("spec.serviceName", s.ServiceName, m))
+		}
+	}
+	switch s.PodManagementPolicy {
+	case appsv1.OrderedReadyPodManagement, appsv1.ParallelPodManagement:
+	case "":
+		errs = append(errs, required("spec.podManagementPolicy", ""))
+	default:
+		errs = append(errs, invalid("spec.podManagementPolicy", s.PodManagementPolicy, fmt.Sprintf("must be '%s' or '%s'", appsv1.OrderedReadyPodManagement, appsv1.ParallelPodManagement)))
+	}
+	switch s.UpdateStrategy.Type {
+	case appsv1.OnDeleteStatefulSetStrategyType:
+		if s.UpdateStrategy.RollingUpdate != nil {
+			errs = append(errs, invalid("spec.updateStrategy.rollingUpdate", s.UpdateStrategy.RollingUpdate, fmt.Sprintf("only allowed for updateStrategy '%s'", appsv1.RollingUpdateStatefulSetStrategyType)))
+		}
+	case appsv1.RollingUpdateStatefulSetStrategyType:
+		if ru := s.UpdateStrategy.RollingUpdate; ru != nil {
+			if ru.Partition != nil && *ru.Partition < 0 {
+				errs = append(errs, invalid("spec.updateStrategy.rollingUpdate.partition", *ru.Partition, "must be greater than or equal to 0"))
+			}
+			if mu := ru.MaxUnavailable; mu != nil {
+				if v, err := intstr.GetScaledValueFromIntOrPercent(mu, 100, true); err != nil || v < 1 {
+					errs = append(errs, invalid("spec.updateStrategy.rollingUpdate.maxUnavailable", mu.String(), "must be an integer of at least 1 or a percentage above 0%"))
+				}
+			}
+		}
+	case "":
+		errs = append(errs, required("spec.updateStrategy", ""))
+	default:
+		errs = append(errs, invalid("spec.updateStrategy.type", s.UpdateStrategy.Type, fmt.Sprintf("must be '%s' or '%s'", appsv1.RollingUpdateStatefulSetStrategyType, appsv1.OnDeleteStatefulSetStrategyType)))
+	}
+	if s.RevisionHistoryLimit != nil && *s.RevisionHistoryLimit < 0 {
+		errs = append(errs, invalid("spec.revisionHistoryLimit", *s.RevisionHistoryLimit, "must be greater than or equal to 0"))
+	}
+	if s.MinReadySeconds < 0 {
+		errs = append(errs, invalid("spec.minReadySeconds", s.MinReadySeconds, "must be greater than or equal to 0"))
+	}
+	if s.Ordinals != nil && s.Ordinals.Start < 0 {
+		errs = append(errs, invalid("spec.ordinals.start", s.Ordinals.Start, "must be greater than or equal to 0"))
+	}
+	if rp := s.PersistentVolumeClaimRetentionPolicy; rp != nil {
+		for _, f := range []struct {
+			path string
+			v    appsv1.PersistentVolumeClaimRetentionPolicyType
+		}{{"spec.persistentVolumeClaimRetentionPolicy.whenDeleted", rp.WhenDeleted}, {"spec.persistentVolumeClaimRetentionPolicy.whenScaled", rp.WhenScaled}} {
+			if f.v != appsv1.RetainPersistentVolumeClaimRetentionPolicyType && f.v != appsv1.DeletePersistentVolumeClaimRetentionPolicyType {
+				errs = append(errs, fieldErr{causeNotSupported, f.path, fmt.Sprintf("Unsupported value: %q: supported values: \"Retain\", \"Delete\"", f.v)})
+			}
+		}
+	}
+	names := map[string]bool{}
+	for i, c := range s.VolumeClaimTemplates {
+		p := fmt.Sprintf("spec.volumeClaimTemplates[%d]", i)
+		if c.Name == "" {
+			errs = append(errs, required(p+".metadata.name", ""))
+		} else {
+			for _, m := range validation.IsDNS1123Label(c.Name) {
+				errs = append(errs, invalid(p+".metadata.name", c.Name, m))
+			}
+			if names[c.Name] {
+				errs = append(errs, duplicate(p+".metadata.name", c.Name))
+			}
+			names[c.Name] = true
+		}
+		if len(c.Spec.AccessModes) == 0 {
+			errs = append(errs, required(p+".spec.accessModes", "at least 1 access mode is required"))
+		}
+		if q, ok := c.Spec.Resources.Requests[corev1.ResourceStorage]; !ok || q.Cmp(apiresource.Quantity{}) <= 0 {
+			errs = append(errs, required(p+".spec.resources.requests[storage]", "a positive storage request is required"))
+		}
+	}
+	return errs
+}
+
 func validateWorkload(replicas *int32, sel *metav1.LabelSelector, tmpl *corev1.PodTemplateSpec) []fieldErr {
 	var errs []fieldErr
 	if replicas != nil && *replicas < 0 {
@@ -565,6 +671,18 @@ func validateUpdate(r *resource, old, next runtime.Object) []fieldErr {
 		n := next.(*appsv1.Deployment)
 		if o.Spec.Selector != nil && n.Spec.Selector != nil && !equalSelector(o.Spec.Selector, n.Spec.Selector) {
 			return []fieldErr{invalid("spec.selector", n.Spec.Selector, "field is immutable")}
+		}
+	case *appsv1.StatefulSet:
+		// As upstream: everything else in the spec is fixed at creation
+		// (serviceName, selector, volumeClaimTemplates, podManagementPolicy).
+		n := next.(*appsv1.StatefulSet)
+		a, b := o.Spec.DeepCopy(), n.Spec.DeepCopy()
+		for _, s := range []*appsv1.StatefulSetSpec{a, b} {
+			s.Replicas, s.Ordinals, s.Template, s.UpdateStrategy = nil, nil, corev1.PodTemplateSpec{}, appsv1.StatefulSetUpdateStrategy{}
+			s.RevisionHistoryLimit, s.PersistentVolumeClaimRetentionPolicy, s.MinReadySeconds = nil, nil, 0
+		}
+		if !apiequality.Semantic.DeepEqual(a, b) {
+			return []fieldErr{{metav1.CauseTypeForbidden, "spec", "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"}}
 		}
 	case *corev1.ConfigMap:
 		if o.Immutable != nil && *o.Immutable {

@@ -9,6 +9,7 @@ import (
 	"github.com/berth/berth/internal/cluster/controller/localpath"
 	"github.com/berth/berth/internal/cluster/controller/nodelifecycle"
 	"github.com/berth/berth/internal/cluster/controller/replicaset"
+	"github.com/berth/berth/internal/cluster/controller/statefulset"
 	"github.com/berth/berth/internal/cluster/kube"
 	"github.com/berth/berth/internal/cluster/scheduler"
 )
@@ -21,6 +22,7 @@ func components(o Options) []kube.Component {
 	c = append(c, replicaset.Component())
 	c = append(c, deployment.Component())
 	c = append(c, daemonset.Component())
+	c = append(c, statefulset.Component())
 	c = append(c, job.Component())
 	c = append(c, cronjob.Component())
 	c = append(c, endpoints.Component())

@@ -48,8 +48,16 @@ func labConfig() (lab.Config, error) {
 		img = filepath.Join(bin, "testimages")
 	}
 	level := slog.LevelInfo
+	// BERTH_LAB_PREFIX, _SUBNET and _PODNET let two runs share a host
+	// (e.g. several worktrees) without tearing down each other's lab.
+	env := func(k, def string) string {
+		if v := os.Getenv(k); v != "" {
+			return v
+		}
+		return def
+	}
 	return lab.Config{
-		Prefix: "blt", Subnet: "10.78.0", PodNet: "10.89", BinDir: bin,
+		Prefix: env("BERTH_LAB_PREFIX", "blt"), Subnet: env("BERTH_LAB_SUBNET", "10.78.0"), PodNet: env("BERTH_LAB_PODNET", "10.89"), BinDir: bin,
 		Images: []string{filepath.Join(img, "busybox-docker.tar"), filepath.Join(img, "progs.tar")},
 		Tags:   lab.DefaultTags,
 		Log:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
