@@ -97,3 +97,101 @@ spec:
 	})
 	report(t, "13-persistent-volume", "first_pod_ready", provisioned, "claim_delete_to_dir_gone", gone, "node", node)
 }
+
+// Scenario 14: a stateful app. A StatefulSet of 2 with a volume claim
+// template: each pod gets its own provisioned volume and writes its name
+// there once. A deleted pod comes back under its name, on its volume's
+// node, and finds what it wrote; scaling down keeps the claim (Retain) and
+// scaling up again gives the returning pod its old data.
+func TestScenario14StatefulVolumes(t *testing.T) {
+	ns := namespace(t, "s14")
+	start := time.Now()
+	apply(t, ns, `apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec: {clusterIP: None, selector: {app: db}, ports: [{port: 80}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: db
+        image: lab/app:v1
+        imagePullPolicy: IfNotPresent
+        command: [sh, -c, '[ -f /data/id ] || { hostname > /data/id; date +%s%N >> /data/id; }; exec sleep 100000']
+        volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 8Mi}}
+`)
+	k(t, "rollout", "status", "-n", ns, "statefulset/db", "--timeout=90s")
+	up := time.Since(start)
+	read := func(pod string) string {
+		t.Helper()
+		out, err := kubectl(t, "", "exec", "-n", ns, pod, "--", "cat", "/data/id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(out)
+	}
+	id0, id1 := read("db-0"), read("db-1")
+	if !strings.HasPrefix(id0, "db-0\n") || !strings.HasPrefix(id1, "db-1\n") {
+		t.Fatalf("each pod should have written its own name: db-0 has %q, db-1 has %q", id0, id1)
+	}
+	for _, c := range []string{"data-db-0", "data-db-1"} {
+		pvc, err := client.CoreV1().PersistentVolumeClaims(ns).Get(context.Background(), c, metav1.GetOptions{})
+		if err != nil || pvc.Spec.VolumeName == "" {
+			t.Fatalf("claim %s: %v, bound to %q", c, err, pvc.Spec.VolumeName)
+		}
+	}
+	var before struct {
+		Metadata struct{ UID string }
+		Spec     struct{ NodeName string }
+	}
+	kjson(t, &before, "-n", ns, "pod/db-0")
+
+	// A deleted pod returns under its name to its volume.
+	k(t, "delete", "-n", ns, "pod/db-0", "--wait=false")
+	back := waitFor(t, 60*time.Second, "db-0 back and ready", func() (bool, string) {
+		for _, p := range pods(t, ns, "app=db") {
+			if p.Name == "db-0" && string(p.UID) != before.Metadata.UID && podReady(&p) {
+				return true, ""
+			}
+		}
+		return false, describe(pods(t, ns, "app=db"))
+	})
+	var after struct{ Spec struct{ NodeName string } }
+	kjson(t, &after, "-n", ns, "pod/db-0")
+	if after.Spec.NodeName != before.Spec.NodeName {
+		t.Errorf("db-0 came back on %s, its volume is on %s", after.Spec.NodeName, before.Spec.NodeName)
+	}
+	if got := read("db-0"); got != id0 {
+		t.Errorf("db-0 after its restart reads %q, wrote %q", got, id0)
+	}
+
+	// Scale down keeps the claim; scale up gives it back.
+	k(t, "scale", "-n", ns, "statefulset/db", "--replicas=1")
+	waitFor(t, 60*time.Second, "db-1 gone", func() (bool, string) {
+		ps := pods(t, ns, "app=db")
+		return len(ps) == 1, describe(ps)
+	})
+	if _, err := client.CoreV1().PersistentVolumeClaims(ns).Get(context.Background(), "data-db-1", metav1.GetOptions{}); err != nil {
+		t.Fatalf("claim data-db-1 after scaling down: %v (the default policy retains it)", err)
+	}
+	k(t, "scale", "-n", ns, "statefulset/db", "--replicas=2")
+	k(t, "rollout", "status", "-n", ns, "statefulset/db", "--timeout=90s")
+	if got := read("db-1"); got != id1 {
+		t.Errorf("db-1 after scaling up again reads %q, wrote %q", got, id1)
+	}
+	report(t, "14-stateful-volumes", "two_pods_with_volumes", up, "deleted_pod_back_with_data", back, "node", after.Spec.NodeName)
+}
