@@ -61,6 +61,7 @@ A first Deployment (three web servers with a readiness probe):
   kubectl rollout status deploy/web      # ready in about 2 s
   kubectl get pods -o wide
   kubectl exec deploy/web -- wget -qO- localhost:8080/hostname
+  kubectl exec deploy/web -- wget -qO- web/hostname   # the Service by name, a random replica each time
   kubectl patch deploy web -p '{"spec":{"template":{"metadata":{"annotations":{"v":"2"}}}}}'   # a rolling update
   kubectl rollout history deploy/web; kubectl rollout undo deploy/web
   kubectl delete pod -l app=web --wait=false; kubectl get pods -w   # replaced at once
