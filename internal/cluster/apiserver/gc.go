@@ -169,13 +169,10 @@ func (s *Server) Run(ctx context.Context) {
 								enqueue(gcTask{r: r, ns: ns, name: name, uid: m.Metadata.UID})
 							}
 							if r.kind == "Service" && r.group == "" {
-								var svc struct {
-									Spec struct {
-										ClusterIP string `json:"clusterIP"`
-									} `json:"spec"`
-								}
+								var svc corev1.Service
 								if json.Unmarshal(ev.PrevKv.Value, &svc) == nil {
 									s.releaseClusterIP(ctx, ns, name, svc.Spec.ClusterIP)
+									s.releaseNodePorts(ctx, ns, name, nodePortsOf(&svc))
 								}
 							}
 						}

@@ -404,8 +404,15 @@ func (s *Server) createObject(ctx context.Context, ri *reqInfo, obj runtime.Obje
 			return obj, nil
 		}
 		svc, isSvc := obj.(*corev1.Service)
+		var nodePorts []int32
 		if isSvc {
 			if err := s.allocateClusterIP(ctx, svc); err != nil {
+				return nil, err
+			}
+			var err error
+			if nodePorts, err = s.allocateNodePorts(ctx, svc, nil); err != nil {
+				s.releaseClusterIP(ctx, svc.Namespace, svc.Name, svc.Spec.ClusterIP)
+				svc.Spec.ClusterIP, svc.Spec.ClusterIPs = "", nil
 				return nil, err
 			}
 		}
@@ -413,6 +420,14 @@ func (s *Server) createObject(ctx context.Context, ri *reqInfo, obj runtime.Obje
 		if err != nil && isSvc {
 			s.releaseClusterIP(ctx, svc.Namespace, svc.Name, svc.Spec.ClusterIP)
 			svc.Spec.ClusterIP, svc.Spec.ClusterIPs = "", nil
+			s.releaseNodePorts(ctx, svc.Namespace, svc.Name, nodePorts)
+			for i := range svc.Spec.Ports {
+				for _, p := range nodePorts {
+					if svc.Spec.Ports[i].NodePort == p {
+						svc.Spec.Ports[i].NodePort = 0 // a retry (generateName) allocates again
+					}
+				}
+			}
 		}
 		if err != nil && genName && attempt < 5 && toStatus(err).status.Reason == metav1.StatusReasonAlreadyExists {
 			continue
@@ -574,6 +589,10 @@ func (s *Server) updateObject(ctx context.Context, ri *reqInfo, cur, next runtim
 			}
 		}
 		applyDefaults(result)
+		if svc, ok := result.(*corev1.Service); ok {
+			// An update that omits an allocated node port keeps it.
+			carryNodePorts(cur.(*corev1.Service), svc)
+		}
 	}
 	ra := accessor(result)
 	ra.SetUID(ca.GetUID())
@@ -612,7 +631,40 @@ func (s *Server) updateObject(ctx context.Context, ri *reqInfo, cur, next runtim
 		}
 		return result, nil
 	}
+	if svc, ok := result.(*corev1.Service); ok && ri.sub == "" {
+		return s.updateService(ctx, r, cur.(*corev1.Service), svc)
+	}
 	return s.st.update(ctx, r, result, revOf(cur))
+}
+
+// updateService writes an updated Service, reserving the node ports it
+// gains first and releasing those it dropped after.
+func (s *Server) updateService(ctx context.Context, r *resource, old, svc *corev1.Service) (runtime.Object, error) {
+	owned := map[int32]bool{}
+	for _, p := range nodePortsOf(old) {
+		owned[p] = true
+	}
+	reserved, err := s.allocateNodePorts(ctx, svc, owned)
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.st.update(ctx, r, svc, revOf(old))
+	if err != nil {
+		s.releaseNodePorts(ctx, svc.Namespace, svc.Name, reserved)
+		return nil, err
+	}
+	kept := map[int32]bool{}
+	for _, p := range nodePortsOf(svc) {
+		kept[p] = true
+	}
+	var dropped []int32
+	for p := range owned {
+		if !kept[p] {
+			dropped = append(dropped, p)
+		}
+	}
+	s.releaseNodePorts(ctx, svc.Namespace, svc.Name, dropped)
+	return out, nil
 }
 
 func (s *Server) getItem(w http.ResponseWriter, req *http.Request, ri *reqInfo) error {

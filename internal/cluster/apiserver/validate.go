@@ -421,6 +421,9 @@ func validateObject(r *resource, obj runtime.Object) []fieldErr {
 			if p.Protocol != corev1.ProtocolTCP && p.Protocol != corev1.ProtocolUDP && p.Protocol != corev1.ProtocolSCTP {
 				errs = append(errs, fieldErr{causeNotSupported, fp + ".protocol", fmt.Sprintf("Unsupported value: %q: supported values: \"SCTP\", \"TCP\", \"UDP\"", p.Protocol)})
 			}
+			if p.NodePort != 0 && (o.Spec.Type == corev1.ServiceTypeClusterIP || o.Spec.Type == corev1.ServiceTypeExternalName) {
+				errs = append(errs, fieldErr{causeForbidden, fp + ".nodePort", fmt.Sprintf("Forbidden: may not be used when `type` is '%s'", o.Spec.Type)})
+			}
 		}
 		switch o.Spec.Type {
 		case corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer, corev1.ServiceTypeExternalName:
@@ -736,4 +739,5 @@ func equalSelector(a, b *metav1.LabelSelector) bool {
 const (
 	causeTooLong      metav1.CauseType = "FieldValueTooLong"
 	causeNotSupported metav1.CauseType = "FieldValueNotSupported"
+	causeForbidden    metav1.CauseType = "FieldValueForbidden"
 )
