@@ -11,6 +11,7 @@ import (
 
 	"github.com/berth/berth/internal/cluster/agent"
 	"github.com/berth/berth/internal/cluster/controller/nodelifecycle"
+	"github.com/berth/berth/internal/cluster/controller/podautoscaler"
 	"github.com/berth/berth/internal/cluster/controlplane"
 )
 
@@ -35,6 +36,7 @@ func runServer(args []string) error {
 	fs.DurationVar(&o.NodeMonitorGracePeriod, "node-monitor-grace-period", nodelifecycle.DefaultGracePeriod, "a node that has not renewed its Lease for this long goes Ready=Unknown and gets the unreachable taints (at least 2s)")
 	fs.DurationVar(&o.NodeStartupGracePeriod, "node-startup-grace-period", nodelifecycle.DefaultStartupGracePeriod, "grace for a node that has no Lease yet")
 	fs.DurationVar(&o.NodeMonitorPeriod, "node-monitor-period", nodelifecycle.DefaultMonitorPeriod, "how often node health is checked")
+	fs.DurationVar(&o.HPASyncPeriod, "horizontal-pod-autoscaler-sync-period", podautoscaler.DefaultSyncPeriod, "how often each HorizontalPodAutoscaler is evaluated")
 	notReadySecs := fs.Int64("default-not-ready-toleration-seconds", controlplane.DefaultNotReadyTolerationSeconds, "tolerationSeconds of the node.kubernetes.io/not-ready:NoExecute toleration added to new pods that have none")
 	unreachableSecs := fs.Int64("default-unreachable-toleration-seconds", controlplane.DefaultUnreachableTolerationSeconds, "tolerationSeconds of the node.kubernetes.io/unreachable:NoExecute toleration added to new pods that have none")
 	disableAgent := fs.Bool("disable-agent", false, "run a pure control plane: no node agent and no engine on this host")

@@ -8,6 +8,7 @@ import (
 	"github.com/berth/berth/internal/cluster/controller/job"
 	"github.com/berth/berth/internal/cluster/controller/localpath"
 	"github.com/berth/berth/internal/cluster/controller/nodelifecycle"
+	"github.com/berth/berth/internal/cluster/controller/podautoscaler"
 	"github.com/berth/berth/internal/cluster/controller/replicaset"
 	"github.com/berth/berth/internal/cluster/controller/statefulset"
 	"github.com/berth/berth/internal/cluster/kube"
@@ -27,6 +28,7 @@ func components(o Options) []kube.Component {
 	c = append(c, cronjob.Component())
 	c = append(c, endpoints.Component())
 	c = append(c, localpath.Component())
+	c = append(c, podautoscaler.Component(podautoscaler.Options{SyncPeriod: o.HPASyncPeriod}))
 	c = append(c, nodelifecycle.Component(nodelifecycle.Options{GracePeriod: o.NodeMonitorGracePeriod, StartupGracePeriod: o.NodeStartupGracePeriod, MonitorPeriod: o.NodeMonitorPeriod}))
 	c = append(c, scheduler.Component(scheduler.Config{}))
 	return c

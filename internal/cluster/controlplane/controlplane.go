@@ -54,6 +54,9 @@ type Options struct {
 	// NodeStartupGracePeriod if it has no Lease), checked every
 	// NodeMonitorPeriod. Zero: the nodelifecycle package defaults.
 	NodeMonitorGracePeriod, NodeStartupGracePeriod, NodeMonitorPeriod time.Duration
+	// HPASyncPeriod is how often each HorizontalPodAutoscaler is evaluated
+	// (0: podautoscaler.DefaultSyncPeriod, 15s).
+	HPASyncPeriod time.Duration
 	// DefaultNotReadyTolerationSeconds and DefaultUnreachableTolerationSeconds
 	// bound the tolerations new pods get for the not-ready and unreachable
 	// NoExecute taints. nil: DefaultNotReadyTolerationSeconds and
@@ -119,6 +122,9 @@ func (o *Options) defaults() error {
 	}
 	if o.NodeMonitorGracePeriod < 0 || o.NodeStartupGracePeriod < 0 || o.NodeMonitorPeriod < 0 {
 		return fmt.Errorf("--node-monitor-grace-period/--node-startup-grace-period/--node-monitor-period: want positive durations: %w", errdefs.ErrInvalidArgument)
+	}
+	if o.HPASyncPeriod < 0 {
+		return fmt.Errorf("--horizontal-pod-autoscaler-sync-period %v: want a positive duration: %w", o.HPASyncPeriod, errdefs.ErrInvalidArgument)
 	}
 	if o.NodeMonitorGracePeriod > 0 && o.NodeMonitorGracePeriod < 2*time.Second {
 		return fmt.Errorf("--node-monitor-grace-period %v: want at least 2s (agents renew their Lease every second): %w", o.NodeMonitorGracePeriod, errdefs.ErrInvalidArgument)
