@@ -313,6 +313,7 @@ func (c *Controller) computeReplicas(ctx context.Context, hpa *autoscalingv2.Hor
 			c.recorder.Event(hpa, corev1.EventTypeWarning, "FailedGetExternalMetric", err.Error())
 			setCondition(hpa, autoscalingv2.ScalingActive, corev1.ConditionFalse, "InvalidMetricSourceType", "%v", err)
 			firstErr = cmpErr(firstErr, err)
+			statuses = append(statuses, autoscalingv2.MetricStatus{Type: m.Type}) // keeps statuses aligned with spec.metrics
 			continue
 		}
 		res := m.Resource.Name
