@@ -30,6 +30,7 @@ func TestOptionsValidation(t *testing.T) {
 		{"join over http", func(o *Options) { o.Join, o.Token = "http://a:1", "K0123456789abcdef.x" }, errdefs.ErrInvalidArgument, "--join"},
 		{"grace shorter than renewals", func(o *Options) { o.NodeMonitorGracePeriod = time.Second }, errdefs.ErrInvalidArgument, "--node-monitor-grace-period"},
 		{"negative toleration", func(o *Options) { o.DefaultUnreachableTolerationSeconds = ptr(int64(-1)) }, errdefs.ErrInvalidArgument, "--default-unreachable-toleration-seconds"},
+		{"negative hpa sync period", func(o *Options) { o.HPASyncPeriod = -time.Second }, errdefs.ErrInvalidArgument, "--horizontal-pod-autoscaler-sync-period"},
 		{"zero toleration is fine", func(o *Options) { o.DefaultUnreachableTolerationSeconds = ptr(int64(0)) }, nil, ""},
 	}
 	for _, tc := range cases {
