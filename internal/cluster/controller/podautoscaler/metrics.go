@@ -49,7 +49,10 @@ type podMetricsList struct {
 // PodMetrics GETs /apis/metrics.k8s.io/v1beta1/namespaces/NS/pods?labelSelector=….
 func (m RESTMetrics) PodMetrics(ctx context.Context, namespace string, selector labels.Selector) (map[string]PodUsage, time.Time, error) {
 	raw, err := m.Client.Get().AbsPath("/apis/metrics.k8s.io/v1beta1", "namespaces", namespace, "pods").
-		Param("labelSelector", selector.String()).DoRaw(ctx)
+		Param("labelSelector", selector.String()).
+		// JSON, whatever the client's content type: there are no
+		// protobuf types for metrics.k8s.io here.
+		SetHeader("Accept", "application/json").DoRaw(ctx)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("unable to fetch metrics from resource metrics API: %w", err)
 	}

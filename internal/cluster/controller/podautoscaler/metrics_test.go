@@ -14,9 +14,9 @@ import (
 // TestRESTMetrics checks the URL RESTMetrics asks and how it sums the
 // containers of a metrics.k8s.io/v1beta1 PodMetricsList.
 func TestRESTMetrics(t *testing.T) {
-	var gotPath, gotSel string
+	var gotPath, gotSel, gotAccept string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gotPath, gotSel = r.URL.Path, r.URL.Query().Get("labelSelector")
+		gotPath, gotSel, gotAccept = r.URL.Path, r.URL.Query().Get("labelSelector"), r.Header.Get("Accept")
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"kind":"PodMetricsList","apiVersion":"metrics.k8s.io/v1beta1","metadata":{},"items":[
 {"metadata":{"name":"web-0","namespace":"shop"},"timestamp":"2026-01-01T00:00:10Z","window":"10s","containers":[
@@ -25,7 +25,9 @@ func TestRESTMetrics(t *testing.T) {
   {"name":"a","usage":{"cpu":"1","memory":"128Mi"}}]}]}`))
 	}))
 	defer srv.Close()
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
+	// A protobuf-preferring client (as some components are) must still
+	// ask for JSON.
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL, ContentConfig: rest.ContentConfig{ContentType: "application/vnd.kubernetes.protobuf"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,6 +38,9 @@ func TestRESTMetrics(t *testing.T) {
 	}
 	if gotPath != "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods" || gotSel != "app=web" {
 		t.Errorf("asked %s ?labelSelector=%s", gotPath, gotSel)
+	}
+	if gotAccept != "application/json" {
+		t.Errorf("Accept %q, want application/json", gotAccept)
 	}
 	cpu0, mem0, cpu1 := got["web-0"]["cpu"], got["web-0"]["memory"], got["web-1"]["cpu"]
 	if cpu0.MilliValue() != 300 || mem0.Value() != 65*1024*1024 || cpu1.MilliValue() != 1000 {
