@@ -307,7 +307,13 @@ func (c *Controller) computeReplicas(ctx context.Context, hpa *autoscalingv2.Hor
 		firstErr error
 		usage    map[string]PodUsage
 	)
-	for i, m := range hpa.Spec.Metrics {
+	specs := hpa.Spec.Metrics
+	if len(specs) == 0 {
+		// Kubernetes defaults an HPA without metrics to 80 % cpu.
+		specs = []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
+			Name: corev1.ResourceCPU, Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr(int32(80))}}}}
+	}
+	for i, m := range specs {
 		if m.Type != autoscalingv2.ResourceMetricSourceType || m.Resource == nil {
 			err := fmt.Errorf("metric %d: type %q is not supported by berth's HPA (only Resource metrics: cpu, memory)", i, m.Type)
 			c.recorder.Event(hpa, corev1.EventTypeWarning, "FailedGetExternalMetric", err.Error())

@@ -359,3 +359,14 @@ func TestBadTarget(t *testing.T) {
 		t.Errorf("AbleToScale %s/%s %q", c.Status, c.Reason, c.Message)
 	}
 }
+
+func TestNoMetricsMeansCPU80(t *testing.T) {
+	hpa := cpuHPA(50, 1, 10)
+	hpa.Spec.Metrics = nil
+	e := newEnv(t, hpa, 2)
+	e.pods(2, map[corev1.ResourceName]string{"cpu": "160m"}) // 160 %/80 % → 4
+	e.sync()
+	if e.replicas != 4 {
+		t.Errorf("replicas %d, want 4 (default target 80 %% cpu)", e.replicas)
+	}
+}
