@@ -1,11 +1,14 @@
 package node
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth/berth/internal/cluster/metricsapi"
 )
 
 // kubectl top reads metrics.k8s.io from the API server, which asks the
@@ -47,7 +50,10 @@ spec:
 	if best <= 500 {
 		t.Fatalf("kubectl top pod busy: best CPU %dm, want > 500m; last output:\n%s", best, last)
 	}
-	t.Logf("busy loop: %dm CPU", best)
+	t.Logf("busy loop: %dm CPU; last: %s", best, strings.TrimSpace(last))
+	start := time.Now()
+	env.kube(t, "top", "pod", "busy")
+	t.Logf("kubectl top pod (whole process): %v", time.Since(start))
 
 	// Containers, label selector, all namespaces.
 	if out := env.kube(t, "top", "pod", "-l", "app=busy", "--containers", "--no-headers"); !strings.Contains(out, "busy") || !strings.Contains(out, "spin") {
@@ -63,6 +69,15 @@ spec:
 			t.Errorf("PodMetrics: no %s in %s", want, raw)
 		}
 	}
+
+	var pm metricsapi.PodMetrics
+	if err := json.Unmarshal([]byte(raw), &pm); err != nil || len(pm.Containers) != 1 {
+		t.Fatalf("PodMetrics %s: %v", raw, err)
+	}
+	if mem := pm.Containers[0].Usage.Memory().Value(); mem <= 0 || mem > 32<<20 {
+		t.Errorf("busy working set: %d bytes, want some, under its 32Mi limit", mem)
+	}
+	t.Logf("PodMetrics: %s", raw)
 
 	out := env.kube(t, "top", "node", "--no-headers")
 	t.Logf("kubectl top node: %s", strings.TrimSpace(out))
