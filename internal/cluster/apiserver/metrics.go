@@ -59,7 +59,7 @@ func (s *Server) nodeSummaries(ctx context.Context) (map[string]*metricsapi.Node
 	var wg sync.WaitGroup
 	for _, obj := range page.items {
 		node, ok := obj.(*corev1.Node)
-		if !ok {
+		if !ok || notReady(node) {
 			continue
 		}
 		wg.Add(1)
@@ -80,6 +80,18 @@ func (s *Server) nodeSummaries(ctx context.Context) (map[string]*metricsapi.Node
 		c.at, c.byNode = time.Now(), out
 	}
 	return out, nil
+}
+
+// notReady reports a node whose Ready condition is False or Unknown: its
+// agent is most likely gone, and asking would only make every request
+// wait out the timeout.
+func notReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status != corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // fetchNodeSummary asks one node agent for its usage.

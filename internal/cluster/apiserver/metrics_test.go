@@ -86,6 +86,12 @@ func TestResourceMetrics(t *testing.T) {
 		{Namespace: ns, Name: "db", UID: podUID(t, ns, "db"), Containers: []metricsapi.ContainerSample{{Name: "c", Sample: smp(100_000_000, 32<<20)}}},
 	}}
 	slow.delay = metricsNodeTimeout + 500*time.Millisecond
+	// A node marked NotReady is not asked at all.
+	down := newMetricsAgent(t, p)
+	n4 := "m4-" + ns
+	createNode(t, n4, "127.0.0.1", down.port())
+	mustCode(t, do(t, "PATCH", "/api/v1/nodes/"+n4+"/status", map[string]any{"status": map[string]any{"conditions": []any{map[string]any{"type": "Ready", "status": "Unknown"}}}}, withCT("application/merge-patch+json")), 200)
+	down.sum = metricsapi.NodeSummary{NodeName: n4, Node: ptr(smp(1, 1))}
 	slow.sum = metricsapi.NodeSummary{NodeName: n3, Node: ptr(smp(1, 1))}
 
 	// Discovery, legacy and aggregated, names the group kubectl top looks for.
@@ -147,6 +153,9 @@ func TestResourceMetrics(t *testing.T) {
 	}
 	if _, ok := byName[n3]; ok {
 		t.Errorf("the node that did not answer in time is listed")
+	}
+	if _, ok := byName[n4]; ok || down.hits != 0 {
+		t.Errorf("the NotReady node was asked (%d times) or listed", down.hits)
 	}
 	m1 := byName[n1]
 	if cpu, mem := m1.Usage.Cpu(), m1.Usage.Memory(); cpu.MilliValue() != 1500 || mem.Value() != 2<<30 || m1.Labels["zone"] != "a" || m1.Window.Duration != 5*time.Second || !m1.Timestamp.Time.Equal(now) {
