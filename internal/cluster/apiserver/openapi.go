@@ -201,7 +201,7 @@ func buildDoc(rs []*resource, v2 bool) map[string]any {
 	paths := map[string]any{}
 	for _, r := range rs {
 		if r.newObj == nil {
-			continue // metrics.k8s.io: no Go object (not in metrics-server's documents either)
+			continue // metrics.k8s.io has no k8s.io/api Go type to reflect: no schema
 		}
 		t := reflect.TypeOf(r.newObj()).Elem()
 		g.schemaOf(t)
