@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth/berth/internal/cluster/agent"
 	"github.com/berth/berth/internal/cluster/agent/clusterdns"
+	"github.com/berth/berth/internal/cluster/agent/metrics"
 	"github.com/berth/berth/internal/cluster/agent/proxy"
 	"github.com/berth/berth/internal/cluster/agent/streaming"
 	"github.com/berth/berth/internal/cluster/kube"
@@ -194,5 +195,9 @@ func serveStreaming(ctx context.Context, s agent.StreamingSetup) error {
 		return fmt.Errorf("--streaming-port %d: %w", s.Port, err)
 	}
 	s.Logger.Info("streaming endpoint listening", "addr", ln.Addr().String())
-	return streaming.New(streaming.Options{Engine: eng, CertFile: s.CertFile, KeyFile: s.KeyFile, CAFile: s.CAFile, Logger: s.Logger}).Serve(ctx, ln)
+	// Resource metrics (kubectl top, autoscaling) are sampled here, next
+	// to the endpoint that serves them.
+	col := metrics.New(metrics.Options{NodeName: s.NodeName, Source: metrics.EngineSource(eng), Logger: s.Logger.With("component", "metrics")})
+	go col.Run(ctx)
+	return streaming.New(streaming.Options{Engine: eng, CertFile: s.CertFile, KeyFile: s.KeyFile, CAFile: s.CAFile, Logger: s.Logger, Metrics: col}).Serve(ctx, ln)
 }

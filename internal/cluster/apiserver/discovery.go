@@ -16,6 +16,9 @@ func verbsOf(r *resource) metav1.Verbs {
 	if r.virtual {
 		return metav1.Verbs{"create"}
 	}
+	if r.metrics {
+		return metav1.Verbs{"get", "list"}
+	}
 	return itemVerbs
 }
 

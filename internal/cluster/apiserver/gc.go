@@ -522,7 +522,7 @@ func (s *Server) emptyNamespace(ctx context.Context, ns string) bool {
 	empty := true
 	zero := int64(0)
 	for _, r := range resources {
-		if !r.namespaced {
+		if !r.namespaced || r.metrics || r.virtual {
 			continue
 		}
 		page, err := s.st.list(ctx, r, ns, 0, "", 0, nil)

@@ -95,6 +95,12 @@ func (s *Server) nodeAddress(ctx context.Context, name string) (string, error) {
 	if !ok {
 		return "", errInternal("stored node is not a Node")
 	}
+	return kubeletAddress(node)
+}
+
+// kubeletAddress returns host:port of a node's agent from its status.
+func kubeletAddress(node *corev1.Node) (string, error) {
+	name := node.Name
 	var host string
 	for _, want := range []corev1.NodeAddressType{corev1.NodeInternalIP, corev1.NodeExternalIP, corev1.NodeHostName} {
 		for _, a := range node.Status.Addresses {

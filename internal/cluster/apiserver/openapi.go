@@ -200,6 +200,9 @@ func buildDoc(rs []*resource, v2 bool) map[string]any {
 	g := newSchemaGen(v2)
 	paths := map[string]any{}
 	for _, r := range rs {
+		if r.newObj == nil {
+			continue // metrics.k8s.io has no k8s.io/api Go type to reflect: no schema
+		}
 		t := reflect.TypeOf(r.newObj()).Elem()
 		g.schemaOf(t)
 		name := defName(t)
@@ -280,7 +283,7 @@ func (s *Server) buildOpenAPI() {
 	seen := map[string]bool{}
 	for _, r := range resources {
 		p := gvPath(r.group, r.version)
-		if seen[p] {
+		if seen[p] || r.metrics {
 			continue
 		}
 		seen[p] = true

@@ -13,6 +13,8 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/berth/berth/internal/cluster/metricsapi"
 )
 
 // resource describes one served resource: its wire identity, its Go type and
@@ -32,6 +34,9 @@ type resource struct {
 	// virtual resources are not stored: only create, answered at once
 	// (access reviews).
 	virtual bool
+	// metrics resources (metrics.k8s.io) are not stored either: get and
+	// list are answered from the node agents' usage (metrics.go).
+	metrics bool
 }
 
 func (r *resource) apiVersion() string {
@@ -113,10 +118,14 @@ var resources = []*resource{
 	{group: "authorization.k8s.io", version: "v1", name: "selfsubjectaccessreviews", singular: "selfsubjectaccessreview", kind: "SelfSubjectAccessReview", newObj: func() runtime.Object { return &authorizationv1.SelfSubjectAccessReview{} }, virtual: true},
 	{group: "authentication.k8s.io", version: "v1", name: "selfsubjectreviews", singular: "selfsubjectreview", kind: "SelfSubjectReview", newObj: func() runtime.Object { return &authenticationv1.SelfSubjectReview{} }, virtual: true},
 	{group: "events.k8s.io", version: "v1", name: "events", singular: "event", kind: "Event", namespaced: true, shortNames: []string{"ev"}, newObj: func() runtime.Object { return &eventsv1.Event{} }},
+	// metrics.k8s.io, as metrics-server serves it (no singular name, no
+	// Go object: see metrics.go).
+	{group: metricsapi.Group, version: metricsapi.Version, name: "nodes", kind: "NodeMetrics", metrics: true},
+	{group: metricsapi.Group, version: metricsapi.Version, name: "pods", kind: "PodMetrics", namespaced: true, metrics: true},
 }
 
 // groupOrder is the order groups appear in discovery.
-var groupOrder = []string{"", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling", "batch", "coordination.k8s.io", "discovery.k8s.io", "storage.k8s.io"}
+var groupOrder = []string{"", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling", "batch", "coordination.k8s.io", "discovery.k8s.io", "storage.k8s.io", metricsapi.Group}
 
 // lookup finds a resource by group, version and plural name.
 func lookup(group, version, name string) *resource {

@@ -137,6 +137,12 @@ func (s *Server) serveResource(w http.ResponseWriter, req *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if ri.r.metrics {
+		if err := s.serveMetrics(w, req, ri); err != nil {
+			writeError(w, err)
+		}
+		return
+	}
 	var err error
 	switch ri.verb {
 	case "watch":

@@ -67,6 +67,7 @@ type Server struct {
 	owners      *ownerIndex // dependents by owner UID, kept by the collector
 	nodeTLS     *nodeTLS    // client side of the node agent proxy
 	serviceCIDR netip.Prefix
+	metrics     metricsCache // node agents' usage for metrics.k8s.io
 
 	openapiOnce sync.Once
 	openapiV3   map[string][]byte // "api/v1" -> document

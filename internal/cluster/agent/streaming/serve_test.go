@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,7 +61,8 @@ func TestServeClientIdentity(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	s := New(Options{CertFile: filepath.Join(dir, "node.crt"), KeyFile: filepath.Join(dir, "node.key"), CAFile: filepath.Join(dir, "ca.crt")})
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, `{"nodeName":"n1"}`) })
+	s := New(Options{CertFile: filepath.Join(dir, "node.crt"), KeyFile: filepath.Join(dir, "node.key"), CAFile: filepath.Join(dir, "ca.crt"), Metrics: metrics})
 	go func() { done <- s.Serve(ctx, ln) }()
 	defer func() {
 		cancel()
@@ -71,9 +73,9 @@ func TestServeClientIdentity(t *testing.T) {
 
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
-	get := func(certs []tls.Certificate) (int, string, error) {
+	getPath := func(path string, certs []tls.Certificate) (int, string, error) {
 		cl := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: certs}}}
-		resp, err := cl.Get("https://" + ln.Addr().String() + "/healthz")
+		resp, err := cl.Get("https://" + ln.Addr().String() + path)
 		if err != nil {
 			return 0, "", err
 		}
@@ -81,11 +83,24 @@ func TestServeClientIdentity(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b), nil
 	}
+	get := func(certs []tls.Certificate) (int, string, error) { return getPath("/healthz", certs) }
 	if code, body, err := get([]tls.Certificate{good}); err != nil || code != 200 {
 		t.Errorf("API server identity: got %d %q %v, want 200", code, body, err)
 	}
 	if code, body, err := get([]tls.Certificate{admin}); err != nil || code != 403 || !strings.Contains(body, "admin") {
 		t.Errorf("admin identity: got %d %q %v, want 403 naming the client", code, body, err)
+	}
+	// Resource metrics: the same identity check.
+	if code, body, err := getPath("/stats/metrics", []tls.Certificate{good}); err != nil || code != 200 || body != `{"nodeName":"n1"}` {
+		t.Errorf("metrics, API server identity: got %d %q %v, want 200 and the collector's answer", code, body, err)
+	}
+	if code, _, err := getPath("/stats/metrics", []tls.Certificate{admin}); err != nil || code != 403 {
+		t.Errorf("metrics, admin identity: got %d %v, want 403", code, err)
+	}
+	rec := httptest.NewRecorder()
+	New(Options{}).Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/stats/metrics", nil))
+	if rec.Code != 404 || !strings.Contains(rec.Body.String(), "no resource metrics") {
+		t.Errorf("metrics without a collector: got %d %s, want 404 saying so", rec.Code, rec.Body)
 	}
 	if _, _, err := get(nil); err == nil {
 		t.Error("no client certificate: got a response, want a TLS failure")

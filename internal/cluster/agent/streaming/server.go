@@ -14,6 +14,7 @@
 //	GET|POST /exec/{ns}/{pod}[/{uid}]/{container}?command=…&stdin&stdout&stderr&tty
 //	GET|POST /attach/{ns}/{pod}[/{uid}]/{container}?stdin&stdout&stderr&tty
 //	GET|POST /portForward/{ns}/{pod}[/{uid}]
+//	GET  /stats/metrics (berth's own: node and pod CPU/memory usage)
 //
 // exec and attach speak the remotecommand protocols over SPDY/3.1
 // (channel.k8s.io v1–v4) and WebSocket (v5.channel.k8s.io and v4 and
@@ -64,6 +65,10 @@ type Options struct {
 	AllowedClients []string
 	// Logger receives errors and one debug line per request.
 	Logger *slog.Logger
+	// Metrics, if set, answers GET /stats/metrics: the node's and its
+	// pods' resource usage (package metrics), which the API server turns
+	// into metrics.k8s.io NodeMetrics and PodMetrics.
+	Metrics http.Handler
 }
 
 // Server serves the streaming endpoints. Create it with New.
@@ -174,9 +179,16 @@ func (s *Server) Handler() http.Handler {
 		m.HandleFunc("GET "+p, s.servePortForward)
 		m.HandleFunc("POST "+p, s.servePortForward)
 	}
+	m.HandleFunc("GET /stats/metrics", func(w http.ResponseWriter, r *http.Request) {
+		if s.o.Metrics == nil {
+			writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, "this node agent collects no resource metrics")
+			return
+		}
+		s.o.Metrics.ServeHTTP(w, r)
+	})
 	m.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("no streaming endpoint %s %s: want /containerLogs, /exec, /attach or /portForward", r.Method, r.URL.Path))
+		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("no streaming endpoint %s %s: want /containerLogs, /exec, /attach, /portForward or /stats/metrics", r.Method, r.URL.Path))
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
