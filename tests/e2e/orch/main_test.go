@@ -60,7 +60,10 @@ func labConfig() (lab.Config, error) {
 		Prefix: env("BERTH_LAB_PREFIX", "blt"), Subnet: env("BERTH_LAB_SUBNET", "10.78.0"), PodNet: env("BERTH_LAB_PODNET", "10.89"), BinDir: bin,
 		Images: []string{filepath.Join(img, "busybox-docker.tar"), filepath.Join(img, "progs.tar")},
 		Tags:   lab.DefaultTags,
-		Log:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		// Kubernetes checks HPAs every 15 s; the autoscaling scenario
+		// would spend most of its time waiting for that.
+		ServerArgs: []string{"--horizontal-pod-autoscaler-sync-period", "2s"},
+		Log:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}, nil
 }
 
