@@ -10,6 +10,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// This file is named to sort after the other scenario files: go test runs
+// the files of a package in name order, and this scenario comes last.
+
 // Scenario 15: autoscaling. A Deployment whose pods burn CPU (each capped
 // at 200m by its limit, 100m requested) behind an HPA with a 50% CPU
 // target, 1 to 3 replicas: it grows to 3 on load, and once the load stops
