@@ -223,7 +223,9 @@ func metricsNotFound(ri *reqInfo, _ error) error {
 }
 
 // window rounds a sampling window to milliseconds, as it is printed.
-func window(d time.Duration) metav1.Duration { return metav1.Duration{Duration: d.Round(time.Millisecond)} }
+func window(d time.Duration) metav1.Duration {
+	return metav1.Duration{Duration: d.Round(time.Millisecond)}
+}
 
 func nodeMetrics(n *corev1.Node, sum *metricsapi.NodeSummary, now metav1.Time) (metricsapi.NodeMetrics, bool) {
 	if sum == nil || sum.Node == nil {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -17,48 +15,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 
-	"github.com/berth/berth/internal/cluster/apiserver"
+	"github.com/berth/berth/internal/cluster/apiserver/apiservertest"
 	"github.com/berth/berth/internal/cluster/controller/deployment"
 	"github.com/berth/berth/internal/cluster/controller/podautoscaler"
 	"github.com/berth/berth/internal/cluster/controller/replicaset"
 	"github.com/berth/berth/internal/cluster/kube"
-	"github.com/berth/berth/internal/cluster/pki"
-	"github.com/berth/berth/internal/cluster/store"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startAPIServer runs embedded etcd and berth's API server (no
-// controllers: the test runs its own) and returns an admin client config.
-func startAPIServer(t *testing.T, ctx context.Context) *rest.Config {
-	t.Helper()
-	st, err := store.Open(ctx, store.Config{DataDir: t.TempDir(), Name: "t",
-		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), PeerURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t))})
-	if err != nil {
-		t.Fatalf("start etcd: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	api := apiserver.New(apiserver.Config{Client: st.Client, Auth: &apiserver.CredentialAuth{Static: map[string]apiserver.User{
-		"admin-token": {Name: "admin", Role: pki.RoleAdmin},
-	}}})
-	if err := api.Bootstrap(ctx); err != nil {
-		t.Fatalf("bootstrap: %v", err)
-	}
-	go api.Run(ctx)
-	srv := httptest.NewServer(api.Handler())
-	t.Cleanup(srv.Close)
-	return &rest.Config{Host: srv.URL, BearerToken: "admin-token", QPS: 500, Burst: 1000}
-}
 
 // TestAgainstAPIServer autoscales a Deployment through the real API
 // server's /scale subresource, with the Deployment and ReplicaSet
@@ -73,7 +36,7 @@ func TestAgainstAPIServer(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cfg := startAPIServer(t, ctx)
+	cfg := apiservertest.Start(t, ctx, nil)
 	c, err := kube.NewClients(cfg, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

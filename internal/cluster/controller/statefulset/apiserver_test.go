@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,47 +20,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
-	"github.com/berth/berth/internal/cluster/apiserver"
+	"github.com/berth/berth/internal/cluster/apiserver/apiservertest"
 	"github.com/berth/berth/internal/cluster/controller/statefulset"
 	"github.com/berth/berth/internal/cluster/kube"
-	"github.com/berth/berth/internal/cluster/pki"
-	"github.com/berth/berth/internal/cluster/store"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startAPIServer runs embedded etcd and berth's API server (with its
-// garbage collector, without controllers) and returns an admin config.
-func startAPIServer(t *testing.T, ctx context.Context) *rest.Config {
-	t.Helper()
-	st, err := store.Open(ctx, store.Config{DataDir: t.TempDir(), Name: "t",
-		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), PeerURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t))})
-	if err != nil {
-		t.Fatalf("start etcd: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	api := apiserver.New(apiserver.Config{Client: st.Client, Auth: &apiserver.CredentialAuth{Static: map[string]apiserver.User{
-		"admin-token": {Name: "admin", Role: pki.RoleAdmin},
-	}}})
-	if err := api.Bootstrap(ctx); err != nil {
-		t.Fatalf("bootstrap: %v", err)
-	}
-	go api.Run(ctx)
-	// TLS, because kubectl sends a bearer token only over HTTPS.
-	srv := httptest.NewTLSServer(api.Handler())
-	t.Cleanup(srv.Close)
-	return &rest.Config{Host: srv.URL, BearerToken: "admin-token", QPS: 500, Burst: 1000, TLSClientConfig: rest.TLSClientConfig{Insecure: true}}
-}
 
 // agent stands in for a node agent: it binds new pods to node n1, reports
 // them Running and Ready through the status subresource a moment later,
@@ -146,7 +108,7 @@ func TestAgainstAPIServer(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cfg := startAPIServer(t, ctx)
+	cfg := apiservertest.Start(t, ctx, nil)
 	c, err := kube.NewClients(cfg, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -263,7 +225,7 @@ func TestAgainstAPIServer(t *testing.T) {
 		}
 		run := func(args ...string) string {
 			t.Helper()
-			out, err := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kc, "--server", cfg.Host, "--token", "admin-token", "--insecure-skip-tls-verify", "-n", "default"}, args...)...).CombinedOutput()
+			out, err := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kc, "--server", cfg.Host, "--token", apiservertest.AdminToken, "--insecure-skip-tls-verify", "-n", "default"}, args...)...).CombinedOutput()
 			if err != nil {
 				t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 			}
