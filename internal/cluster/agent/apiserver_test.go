@@ -2,11 +2,8 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -16,18 +13,9 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/berth/berth/internal/cluster/apiserver"
+	"github.com/berth/berth/internal/cluster/apiserver/apiservertest"
 	"github.com/berth/berth/internal/cluster/pki"
-	"github.com/berth/berth/internal/cluster/store"
 )
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // TestAgentAgainstAPIServer runs the agent (with the fake engine) against
 // the real API server with a node credential: registration, the lease,
@@ -35,29 +23,16 @@ func freePort(t *testing.T) int {
 func TestAgentAgainstAPIServer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := store.Open(ctx, store.Config{DataDir: t.TempDir(), Name: "t",
-		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), PeerURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	api := apiserver.New(apiserver.Config{Client: st.Client, Auth: &apiserver.CredentialAuth{Static: map[string]apiserver.User{
-		"admin": {Name: "admin", Role: pki.RoleAdmin},
-		"node":  {Name: "system:node:n1", Role: pki.RoleNode, Node: "n1"},
-	}}})
-	if err := api.Bootstrap(ctx); err != nil {
-		t.Fatal(err)
-	}
-	go api.Run(ctx)
-	srv := httptest.NewServer(api.Handler())
-	defer srv.Close()
-	admin := kubernetes.NewForConfigOrDie(jsonConfig(srv.URL, "admin"))
+	cfg := apiservertest.Start(t, ctx, map[string]apiserver.User{
+		"node": {Name: "system:node:n1", Role: pki.RoleNode, Node: "n1"},
+	})
+	admin := kubernetes.NewForConfigOrDie(jsonConfig(cfg, apiservertest.AdminToken))
 
 	eng := newFakeEngine()
 	actx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(actx, Options{NodeName: "n1", Config: &rest.Config{Host: srv.URL, BearerToken: "node"},
+		done <- Run(actx, Options{NodeName: "n1", Config: jsonConfig(cfg, "node"),
 			DataDir: t.TempDir(), NodeIP: "192.0.2.10", engine: eng, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	}()
 	defer func() {
@@ -137,8 +112,10 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 	}
 }
 
-func jsonConfig(host, token string) *rest.Config {
-	c := &rest.Config{Host: host, BearerToken: token}
+// jsonConfig is base with token, speaking JSON.
+func jsonConfig(base *rest.Config, token string) *rest.Config {
+	c := rest.CopyConfig(base)
+	c.BearerToken = token
 	c.ContentType = "application/json"
 	return c
 }

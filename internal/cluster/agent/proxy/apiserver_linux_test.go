@@ -2,11 +2,9 @@ package proxy
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -17,21 +15,14 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/berth/berth/internal/cluster/apiserver"
+	"github.com/berth/berth/internal/cluster/apiserver/apiservertest"
 	"github.com/berth/berth/internal/cluster/pki"
-	"github.com/berth/berth/internal/cluster/store"
 )
 
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func jsonConfig(host, token string) *rest.Config {
-	c := &rest.Config{Host: host, BearerToken: token}
+// jsonConfig is base with token, speaking JSON.
+func jsonConfig(base *rest.Config, token string) *rest.Config {
+	c := rest.CopyConfig(base)
+	c.BearerToken = token
 	c.ContentType = "application/json"
 	return c
 }
@@ -46,23 +37,10 @@ func TestProxyAgainstAPIServer(t *testing.T) {
 	l := newLab(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := store.Open(ctx, store.Config{DataDir: t.TempDir(), Name: "t",
-		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), PeerURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	api := apiserver.New(apiserver.Config{Client: st.Client, Auth: &apiserver.CredentialAuth{Static: map[string]apiserver.User{
-		"admin": {Name: "admin", Role: pki.RoleAdmin},
-		"node":  {Name: "system:node:n1", Role: pki.RoleNode, Node: "n1"},
-	}}})
-	if err := api.Bootstrap(ctx); err != nil {
-		t.Fatal(err)
-	}
-	go api.Run(ctx)
-	srv := httptest.NewServer(api.Handler())
-	defer srv.Close()
-	admin := kubernetes.NewForConfigOrDie(jsonConfig(srv.URL, "admin"))
+	cfg := apiservertest.Start(t, ctx, map[string]apiserver.User{
+		"node": {Name: "system:node:n1", Role: pki.RoleNode, Node: "n1"},
+	})
+	admin := kubernetes.NewForConfigOrDie(jsonConfig(cfg, apiservertest.AdminToken))
 
 	inNode := func(fn func() error) error { return inNetns(t, l.node, fn) }
 	if err := inNode(EnableForwarding); err != nil {
@@ -71,7 +49,7 @@ func TestProxyAgainstAPIServer(t *testing.T) {
 	pctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(pctx, Options{Client: kubernetes.NewForConfigOrDie(jsonConfig(srv.URL, "node")), NodeName: "n1",
+		done <- Run(pctx, Options{Client: kubernetes.NewForConfigOrDie(jsonConfig(cfg, "node")), NodeName: "n1",
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			apply:  func(table string, rs Ruleset) error { return inNode(func() error { return Apply(table, rs) }) },
 			flush: func(fs []ConntrackFlush) (n uint, err error) {
@@ -92,7 +70,7 @@ func TestProxyAgainstAPIServer(t *testing.T) {
 
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}}}
-	svc, err = admin.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{})
+	svc, err := admin.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth/berth/internal/engine/network/nft"
 )
 
 // affinitySeed seeds the client-address hash of ClientIP affinity; a
@@ -86,37 +88,10 @@ func bigBuffers(nc *netlink.Conn) error {
 }
 
 // Delete removes table; a missing table is not an error.
-func Delete(table string) error {
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
-	}
-	t := &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}
-	c.AddTable(t)
-	c.DelTable(t)
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables: delete table ip %s: %w", table, err)
-	}
-	return nil
-}
+func Delete(table string) error { return nft.Delete(table) }
 
 // Exists reports whether table is present.
-func Exists(table string) (bool, error) {
-	c, err := nftables.New()
-	if err != nil {
-		return false, fmt.Errorf("nftables: %w", err)
-	}
-	tabs, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
-	if err != nil {
-		return false, fmt.Errorf("nftables: list tables: %w", err)
-	}
-	for _, t := range tabs {
-		if t.Name == table {
-			return true, nil
-		}
-	}
-	return false, nil
-}
+func Exists(table string) (bool, error) { return nft.Exists(table) }
 
 // EnableForwarding turns on net.ipv4.ip_forward: pods' service traffic is
 // DNATed to other pods and nodes, i.e. routed through this namespace.
