@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/berth/berth/internal/engine/logs/crilog"
 )
 
 // fakeClock returns increasing times one millisecond apart from base.
@@ -102,12 +104,12 @@ func FuzzParseRecord(f *testing.F) {
 
 func TestStreamWriterPartialLines(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.log")
-	w, err := NewWriter(path, 0, 0)
+	w, err := crilog.NewWriter(path, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := w.Stream(Stdout)
-	long := strings.Repeat("a", MaxLineSize+10)
+	long := strings.Repeat("a", crilog.MaxLineSize+10)
 	for _, chunk := range []string{"he", "llo\nwor", "ld\n", long, "\n", "tail-no-newline"} {
 		out.Write([]byte(chunk))
 	}
@@ -118,8 +120,8 @@ func TestStreamWriterPartialLines(t *testing.T) {
 	want := []string{
 		"stdout F hello",
 		"stdout F world",
-		"stdout P " + long[:MaxLineSize],
-		"stdout F " + long[MaxLineSize:],
+		"stdout P " + long[:crilog.MaxLineSize],
+		"stdout F " + long[crilog.MaxLineSize:],
 		"stdout P tail-no-newline",
 		"stderr F err",
 	}
@@ -135,7 +137,7 @@ func TestStreamWriterPartialLines(t *testing.T) {
 func TestRotationUnderChattyWriter(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.log")
 	const maxSize, maxFiles = 4096, 3
-	w, err := NewWriter(path, maxSize, maxFiles)
+	w, err := crilog.NewWriter(path, maxSize, maxFiles)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +195,7 @@ func TestRotationUnderChattyWriter(t *testing.T) {
 
 func TestMaxFilesOne(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.log")
-	w, _ := NewWriter(path, 100, 1)
+	w, _ := crilog.NewWriter(path, 100, 1)
 	for i := 0; i < 50; i++ {
 		w.WriteRecord(Stdout, []byte(fmt.Sprint("line ", i)), false)
 	}
@@ -210,12 +212,15 @@ func TestMaxFilesOne(t *testing.T) {
 
 func writeN(t *testing.T, path string, n int, maxSize int64, clock func() time.Time) {
 	t.Helper()
-	w, err := NewWriter(path, maxSize, 5)
+	w, err := crilog.NewWriter(path, maxSize, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if clock != nil {
-		w.now = clock
+		w.Clock = func() (int64, int32) {
+			t := clock()
+			return t.Unix(), int32(t.Nanosecond())
+		}
 	}
 	for i := 0; i < n; i++ {
 		w.WriteRecord(Stdout, []byte(fmt.Sprint("line ", i)), false)
@@ -249,7 +254,7 @@ func TestTailOverRotatedFiles(t *testing.T) {
 
 func TestTailCountsPartialLinesAsOne(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.log")
-	w, _ := NewWriter(path, 0, 0)
+	w, _ := crilog.NewWriter(path, 0, 0)
 	w.WriteRecord(Stdout, []byte("one"), false)
 	w.WriteRecord(Stdout, []byte("tw"), true)
 	w.WriteRecord(Stdout, []byte("o"), false)
@@ -288,7 +293,7 @@ func TestSinceUntil(t *testing.T) {
 
 func TestFollowAcrossRotation(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.log")
-	w, err := NewWriter(path, 4000, 3)
+	w, err := crilog.NewWriter(path, 4000, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +364,7 @@ func TestFollowStopsOnContext(t *testing.T) {
 
 func benchLog(b *testing.B, n int) string {
 	path := filepath.Join(b.TempDir(), "c.log")
-	w, _ := NewWriter(path, 1<<30, 1)
+	w, _ := crilog.NewWriter(path, 1<<30, 1)
 	line := []byte(strings.Repeat("x", 60))
 	for i := 0; i < n; i++ {
 		w.WriteRecord(Stdout, line, false)
@@ -396,7 +401,7 @@ func BenchmarkTail100(b *testing.B) {
 
 func TestFollowWithTail(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.log")
-	w, _ := NewWriter(path, 0, 0)
+	w, _ := crilog.NewWriter(path, 0, 0)
 	for i := 0; i < 10; i++ {
 		w.WriteRecord(Stdout, []byte(fmt.Sprint("old ", i)), false)
 	}
