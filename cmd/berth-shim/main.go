@@ -1,8 +1,8 @@
 // Command berth-shim is the per-container monitor: it holds a container's
 // stdio, writes its log, reaps it and records its exit. See package
-// internal/engine/shim/monitor. It links only the standard library, x/sys and
-// berth's logs, cgroups and shim/wire packages, so it starts fast and stays
-// small.
+// internal/engine/shim/monitor, which explains why it links only package
+// syscall and berth's crilog (no os: the arguments come from
+// /proc/self/cmdline).
 //
 // Invoked as "pause" (argv[0]'s base name) it is instead the process of a
 // pod sandbox (package internal/engine/shim/pause): the engine's built-in
@@ -10,16 +10,19 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
+	"syscall"
 
 	"github.com/berth/berth/internal/engine/shim/monitor"
 	"github.com/berth/berth/internal/engine/shim/pause"
 )
 
 func main() {
-	if len(os.Args) > 0 && filepath.Base(os.Args[0]) == "pause" {
-		os.Exit(pause.Run())
+	args := monitor.Args()
+	if len(args) == 0 {
+		syscall.Exit(monitor.Main(nil))
 	}
-	os.Exit(monitor.Main(os.Args[1:]))
+	if name := args[0]; name == "pause" || len(name) > 5 && name[len(name)-6:] == "/pause" {
+		syscall.Exit(pause.Run())
+	}
+	syscall.Exit(monitor.Main(args[1:]))
 }

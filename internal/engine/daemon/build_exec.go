@@ -130,7 +130,7 @@ func (e *buildExecutor) Run(ctx context.Context, p *build.Process) (code int, er
 	if err := writeJSON(filepath.Join(bundle, "config.json"), spec); err != nil {
 		return 0, err
 	}
-	t, err := d.startTask(taskOpts{id: p.ID, bundle: bundle, runtime: rt})
+	t, err := d.startTask(taskOpts{id: p.ID, bundle: bundle, runtime: rt, cgroupsPath: d.cgroupsPath(p.ID)})
 	if err != nil {
 		return 0, err
 	}

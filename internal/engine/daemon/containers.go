@@ -194,7 +194,7 @@ func (d *Daemon) containerTaskOpts(c *container.Container) (taskOpts, error) {
 	}
 	maxSize, maxFiles, _ := parseLogOpts(c.HostConfig.LogConfig.Config, d.defaultLogSize(), d.defaultLogFiles())
 	return taskOpts{
-		id: c.ID, bundle: c.BundleDir(), runtime: rt, logPath: c.LogPath(),
+		id: c.ID, bundle: c.BundleDir(), runtime: rt, cgroupsPath: c.CgroupsPath, logPath: c.LogPath(),
 		logMaxSize: maxSize, logMaxFiles: maxFiles, tty: c.Config.Tty, stdin: c.Config.OpenStdin, stdinOnce: c.Config.StdinOnce,
 	}, nil
 }

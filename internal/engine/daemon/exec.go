@@ -142,7 +142,7 @@ func (d *Daemon) StartExec(id string, attach func(*task)) (*execRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := d.startTask(taskOpts{id: c.ID, bundle: c.BundleDir(), runtime: rt, execID: short, processFile: pf,
+	t, err := d.startTask(taskOpts{id: c.ID, bundle: c.BundleDir(), runtime: rt, cgroupsPath: c.CgroupsPath, execID: short, processFile: pf,
 		tty: e.Config.Tty, stdin: e.Config.AttachStdin, stdinOnce: true})
 	if err != nil {
 		return nil, err

@@ -27,8 +27,11 @@ type taskOpts struct {
 	tty, stdin  bool
 	// stdinOnce closes the process's stdin when the first attached
 	// client's stdin ends (Docker's StdinOnce; always for execs).
-	stdinOnce   bool
-	execID      string // set for an exec
+	stdinOnce bool
+	execID    string // set for an exec
+	// cgroupsPath is the container's cgroup, where the shim reads OOM
+	// kills.
+	cgroupsPath string
 	processFile string // the exec's OCI process
 }
 
@@ -45,6 +48,7 @@ func (d *Daemon) startTask(o taskOpts) (*task, error) {
 		Bundle:      o.bundle,
 		Runtime:     o.runtime.Path,
 		RuntimeRoot: o.runtime.Root,
+		CgroupsPath: o.cgroupsPath,
 		LogPath:     o.logPath,
 		LogMaxSize:  o.logMaxSize,
 		LogMaxFiles: o.logMaxFiles,

@@ -64,6 +64,9 @@ type Options struct {
 	// Runtime is the OCI runtime binary (absolute path); RuntimeRoot its
 	// --root.
 	Runtime, RuntimeRoot string
+	// CgroupsPath is the container's linux.cgroupsPath, where the shim
+	// counts OOM kills ("" for none).
+	CgroupsPath string
 	// LogPath is the CRI log file ("" for none, as for execs).
 	LogPath     string
 	LogMaxSize  int64
@@ -109,6 +112,9 @@ func Start(o Options) (*Handle, error) {
 	bundle := o.Bundle
 	args := []string{
 		"--id", o.ID, "--bundle", bundle, "--runtime", o.Runtime, "--runtime-root", o.RuntimeRoot,
+	}
+	if o.CgroupsPath != "" {
+		args = append(args, "--cgroup", o.CgroupsPath)
 	}
 	if o.LogPath != "" {
 		args = append(args, "--log", o.LogPath)

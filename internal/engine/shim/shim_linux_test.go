@@ -34,13 +34,18 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	shimBin = filepath.Join(dir, "berth-shim")
-	args := []string{"build", "-o", shimBin}
+	// Built as the Makefile builds it: the RSS test measures what ships.
+	args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", shimBin}
 	if os.Getenv("BERTH_SHIM_RACE") != "" {
 		// Race-check the monitor itself; its stderr is /dev/null, so set
 		// GORACE=log_path=... to see reports.
 		args = append(args, "-race")
 	}
-	out, err := exec.Command("go", append(args, "github.com/berth/berth/cmd/berth-shim")...).CombinedOutput()
+	build := exec.Command("go", append(args, "github.com/berth/berth/cmd/berth-shim")...)
+	if os.Getenv("BERTH_SHIM_RACE") == "" {
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	}
+	out, err := build.CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build berth-shim: %v\n%s", err, out)
 		os.Exit(1)
@@ -204,7 +209,7 @@ func (e *env) bundle(args []string, mod func(*runtime.SpecOpts)) *ctr {
 func (e *env) options(c *ctr) Options {
 	return Options{
 		Binary: shimBin, ID: c.id, Bundle: c.bundle, Runtime: e.rt.Path, RuntimeRoot: e.rt.Root,
-		LogPath: c.log, Tty: c.spec.Terminal, Stdin: c.spec.Terminal || c.spec.Args[0] == "cat",
+		CgroupsPath: c.spec.CgroupsPath, LogPath: c.log, Tty: c.spec.Terminal, Stdin: c.spec.Terminal || c.spec.Args[0] == "cat",
 		StdinOnce: c.spec.Args[0] == "cat",
 	}
 }
@@ -755,8 +760,10 @@ func TestShimRSS(t *testing.T) {
 		}
 		pss := pssKB(t, pid)
 		t.Logf("%s: berth-shim VmRSS %d kB, PSS %d kB with 5 shims, after 3000 log lines", e.rt.Name, rss, pss)
-		if rss > 3072 {
-			t.Errorf("shim RSS %d kB, want <= 3072 kB (target 2048; conmon 2048, containerd-shim 13312)", rss)
+		// The target (issue 2) is 2 MiB, as conmon; containerd-shim is
+		// 13 MiB. The bound leaves room for the Go runtime's variance.
+		if rss > 2304 {
+			t.Errorf("shim RSS %d kB, want <= 2304 kB (target 2048; conmon 2048, containerd-shim 13312)", rss)
 		}
 		for _, o := range append(others, c) {
 			e.rt.Kill(context.Background(), o.id, syscall.SIGKILL, false)

@@ -1,17 +1,12 @@
 package monitor
 
-import (
-	"errors"
-	"strconv"
-	"strings"
-
-	"github.com/berth/berth/internal/engine/logs"
-)
+import "github.com/berth/berth/internal/engine/logs/crilog"
 
 // config is the shim's command line.
 type config struct {
 	id, bundle, runtime, runtimeRoot string
 	logPath                          string
+	cgroupsPath                      string
 	logMaxSize                       int64
 	logMaxFiles                      int
 	tty, stdin, stdinOnce            bool
@@ -19,15 +14,21 @@ type config struct {
 }
 
 func parseFlags(args []string) (config, error) {
-	c := config{logMaxSize: logs.DefaultMaxSize, logMaxFiles: logs.DefaultMaxFiles}
+	c := config{logMaxSize: crilog.DefaultMaxSize, logMaxFiles: crilog.DefaultMaxFiles}
 	for i := 0; i < len(args); i++ {
-		name := strings.TrimLeft(args[i], "-")
+		name := args[i]
+		for len(name) > 0 && name[0] == '-' {
+			name = name[1:]
+		}
 		if name == args[i] {
-			return c, errors.New("unexpected argument " + strconv.Quote(args[i]))
+			return c, errString("unexpected argument " + quote(args[i]))
 		}
 		val, hasVal := "", false
-		if k, v, ok := strings.Cut(name, "="); ok {
-			name, val, hasVal = k, v, true
+		for j := 0; j < len(name); j++ {
+			if name[j] == '=' {
+				name, val, hasVal = name[:j], name[j+1:], true
+				break
+			}
 		}
 		switch name {
 		case "tty", "stdin", "stdin-once":
@@ -44,12 +45,12 @@ func parseFlags(args []string) (config, error) {
 		}
 		if !hasVal {
 			if i+1 >= len(args) {
-				return c, errors.New("flag --" + name + " needs a value")
+				return c, errString("flag --" + name + " needs a value")
 			}
 			i++
 			val = args[i]
 		}
-		var err error
+		ok := true
 		switch name {
 		case "id":
 			c.id = val
@@ -61,26 +62,33 @@ func parseFlags(args []string) (config, error) {
 			c.runtimeRoot = val
 		case "log":
 			c.logPath = val
+		case "cgroup":
+			c.cgroupsPath = val
 		case "log-max-size":
-			c.logMaxSize, err = strconv.ParseInt(val, 10, 64)
+			var n uint64
+			n, ok = parseUint(val)
+			c.logMaxSize = int64(n)
 		case "log-max-files":
-			c.logMaxFiles, err = strconv.Atoi(val)
+			var n uint64
+			n, ok = parseUint(val)
+			ok = ok && n < 1<<20
+			c.logMaxFiles = int(n)
 		case "exec-id":
 			c.execID = val
 		case "process":
 			c.processFile = val
 		default:
-			return c, errors.New("unknown flag --" + name)
+			return c, errString("unknown flag --" + name)
 		}
-		if err != nil {
-			return c, errors.New("flag --" + name + ": " + strconv.Quote(val) + " is not a number")
+		if !ok {
+			return c, errString("flag --" + name + ": " + quote(val) + " is not a number")
 		}
 	}
 	switch {
 	case c.id == "" || c.bundle == "" || c.runtime == "" || c.runtimeRoot == "":
-		return c, errors.New("--id, --bundle, --runtime and --runtime-root are required")
+		return c, errString("--id, --bundle, --runtime and --runtime-root are required")
 	case (c.execID == "") != (c.processFile == ""):
-		return c, errors.New("--exec-id and --process go together")
+		return c, errString("--exec-id and --process go together")
 	}
 	return c, nil
 }

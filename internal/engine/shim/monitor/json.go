@@ -1,19 +1,43 @@
 package monitor
 
 import (
-	"errors"
-	"strconv"
-	"time"
 	"unicode/utf8"
+	"unsafe"
 
-	"github.com/berth/berth/internal/engine/shim/wire"
+	"github.com/berth/berth/internal/engine/logs/crilog"
 )
 
-// A small JSON reader and writer for the few shapes the monitor handles.
-// encoding/json (with reflect and fmt) would add about a megabyte of mapped
-// text to every shim's RSS.
+// A small JSON reader and writer for the few shapes the monitor handles:
+// the request line, the answer line, exit.json and config.json's
+// linux.cgroupsPath. encoding/json (with reflect and fmt) would add about a
+// megabyte to every shim's RSS. The shapes are package wire's; the tests
+// check them against encoding/json and wire's types.
 
-// appendString appends s as a JSON string.
+// request is wire.Request.
+type request struct {
+	cmd                   string
+	stdin, stdout, stderr bool
+	height, width         uint16
+}
+
+// response is wire.Response.
+type response struct {
+	err    string
+	pid    int
+	status string
+	tty    bool
+	exit   *exitStatus
+}
+
+// exitStatus is wire.ExitStatus.
+type exitStatus struct {
+	code int
+	sec  int64 // exitedAt, UTC
+	nsec int32
+	oom  bool
+}
+
+// appendString appends s as a JSON string, escaped as encoding/json does.
 func appendString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
@@ -38,9 +62,12 @@ func appendString(b []byte, s string) []byte {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
+		switch {
+		case r == utf8.RuneError && size == 1:
 			b = append(b, `\ufffd`...)
-		} else {
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
 			b = append(b, s[i:i+size]...)
 		}
 		i += size
@@ -48,17 +75,21 @@ func appendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-func appendExit(b []byte, es *wire.ExitStatus) []byte {
+func appendExit(b []byte, es *exitStatus) []byte {
 	b = append(b, `{"exitCode":`...)
-	b = strconv.AppendInt(b, int64(es.ExitCode), 10)
-	b = append(b, `,"exitedAt":`...)
-	b = appendString(b, es.ExitedAt.Format(time.RFC3339Nano))
-	b = append(b, `,"oomKilled":`...)
-	b = strconv.AppendBool(b, es.OOMKilled)
+	b = crilog.AppendInt(b, int64(es.code))
+	b = append(b, `,"exitedAt":"`...)
+	b = crilog.AppendTimestamp(b, es.sec, es.nsec)
+	b = append(b, `","oomKilled":`...)
+	if es.oom {
+		b = append(b, "true"...)
+	} else {
+		b = append(b, "false"...)
+	}
 	return append(b, '}')
 }
 
-func encodeResponse(r wire.Response) []byte {
+func encodeResponse(r response) []byte {
 	b := make([]byte, 0, 128)
 	b = append(b, '{')
 	sep := func() {
@@ -66,181 +97,251 @@ func encodeResponse(r wire.Response) []byte {
 			b = append(b, ',')
 		}
 	}
-	if r.Error != "" {
+	if r.err != "" {
 		sep()
-		b = appendString(append(b, `"error":`...), r.Error)
+		b = appendString(append(b, `"error":`...), r.err)
 	}
-	if r.Pid != 0 {
+	if r.pid != 0 {
 		sep()
-		b = strconv.AppendInt(append(b, `"pid":`...), int64(r.Pid), 10)
+		b = crilog.AppendInt(append(b, `"pid":`...), int64(r.pid))
 	}
-	if r.Status != "" {
+	if r.status != "" {
 		sep()
-		b = appendString(append(b, `"status":`...), r.Status)
+		b = appendString(append(b, `"status":`...), r.status)
 	}
-	if r.Tty {
+	if r.tty {
 		sep()
 		b = append(b, `"tty":true`...)
 	}
-	if r.Exit != nil {
+	if r.exit != nil {
 		sep()
-		b = appendExit(append(b, `"exit":`...), r.Exit)
+		b = appendExit(append(b, `"exit":`...), r.exit)
 	}
 	return append(b, '}', '\n')
 }
 
-var errJSON = errors.New("malformed JSON")
+var errJSON = errString("malformed JSON")
 
-// parser decodes JSON into map[string]any, []any, string, float64, bool
-// and nil.
-type parser struct {
+// scanner walks JSON text without building values.
+type scanner struct {
 	b     []byte
 	i     int
 	depth int
 }
 
-func parseJSON(b []byte) (any, error) {
-	p := &parser{b: b}
-	v, err := p.value()
-	if err != nil {
-		return nil, err
-	}
-	p.ws()
-	if p.i != len(p.b) {
-		return nil, errJSON
-	}
-	return v, nil
-}
-
-func (p *parser) ws() {
+func (p *scanner) ws() {
 	for p.i < len(p.b) && (p.b[p.i] == ' ' || p.b[p.i] == '\n' || p.b[p.i] == '\r' || p.b[p.i] == '\t') {
 		p.i++
 	}
 }
 
-func (p *parser) lit(s string, v any) (any, error) {
-	if len(p.b)-p.i < len(s) || string(p.b[p.i:p.i+len(s)]) != s {
-		return nil, errJSON
+// end checks that only white space follows.
+func (p *scanner) end() error {
+	p.ws()
+	if p.i != len(p.b) {
+		return errJSON
 	}
-	p.i += len(s)
-	return v, nil
+	return nil
 }
 
-func (p *parser) value() (any, error) {
+func (p *scanner) peek() byte {
 	p.ws()
 	if p.i >= len(p.b) {
-		return nil, errJSON
+		return 0
 	}
-	switch c := p.b[p.i]; {
+	return p.b[p.i]
+}
+
+func (p *scanner) lit(s string) error {
+	if len(p.b)-p.i < len(s) || string(p.b[p.i:p.i+len(s)]) != s {
+		return errJSON
+	}
+	p.i += len(s)
+	return nil
+}
+
+// skip consumes one value of any kind.
+func (p *scanner) skip() error {
+	switch c := p.peek(); {
 	case c == '{':
-		return p.object()
+		return p.object(func(string) error { return p.skip() })
 	case c == '[':
 		return p.array()
 	case c == '"':
-		return p.str()
+		_, err := p.rawStr()
+		return err
 	case c == 't':
-		return p.lit("true", true)
+		return p.lit("true")
 	case c == 'f':
-		return p.lit("false", false)
+		return p.lit("false")
 	case c == 'n':
-		return p.lit("null", nil)
+		return p.lit("null")
 	case c == '-' || (c >= '0' && c <= '9'):
 		j := numberEnd(p.b, p.i)
 		if j < 0 {
-			return nil, errJSON
-		}
-		f, err := strconv.ParseFloat(string(p.b[p.i:j]), 64)
-		if err != nil {
-			return nil, errJSON
+			return errJSON
 		}
 		p.i = j
-		return f, nil
+		return nil
 	}
-	return nil, errJSON
+	return errJSON
 }
 
-func (p *parser) object() (any, error) {
+// object consumes an object, calling field for each key with the scanner
+// at its value, which field must consume. Keys are matched exactly (not
+// case-insensitively as encoding/json does); field must not keep the key.
+func (p *scanner) object(field func(key string) error) error {
+	if p.peek() != '{' {
+		return errJSON
+	}
 	if p.depth++; p.depth > 100 {
-		return nil, errJSON
+		return errJSON
 	}
 	defer func() { p.depth-- }()
-	p.i++ // {
-	m := map[string]any{}
-	p.ws()
-	if p.i < len(p.b) && p.b[p.i] == '}' {
+	p.i++
+	if p.peek() == '}' {
 		p.i++
-		return m, nil
+		return nil
 	}
 	for {
-		p.ws()
-		if p.i >= len(p.b) || p.b[p.i] != '"' {
-			return nil, errJSON
+		if p.peek() != '"' {
+			return errJSON
 		}
-		k, err := p.str()
+		start := p.i
+		k, err := p.rawStr()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		p.ws()
-		if p.i >= len(p.b) || p.b[p.i] != ':' {
-			return nil, errJSON
+		if indexByte(p.b[start:p.i], '\\') >= 0 {
+			end := p.i
+			p.i = start
+			if k, err = p.str(); err != nil {
+				return err
+			}
+			p.i = end
+		}
+		if p.peek() != ':' {
+			return errJSON
 		}
 		p.i++
-		v, err := p.value()
-		if err != nil {
-			return nil, err
+		if err := field(k); err != nil {
+			return err
 		}
-		m[k] = v
-		p.ws()
-		if p.i >= len(p.b) {
-			return nil, errJSON
-		}
-		switch p.b[p.i] {
+		switch p.peek() {
 		case ',':
 			p.i++
 		case '}':
 			p.i++
-			return m, nil
+			return nil
 		default:
-			return nil, errJSON
+			return errJSON
 		}
 	}
 }
 
-func (p *parser) array() (any, error) {
+func (p *scanner) array() error {
 	if p.depth++; p.depth > 100 {
-		return nil, errJSON
+		return errJSON
 	}
 	defer func() { p.depth-- }()
 	p.i++ // [
-	var a []any
-	p.ws()
-	if p.i < len(p.b) && p.b[p.i] == ']' {
+	if p.peek() == ']' {
 		p.i++
-		return a, nil
+		return nil
 	}
 	for {
-		v, err := p.value()
-		if err != nil {
-			return nil, err
+		if err := p.skip(); err != nil {
+			return err
 		}
-		a = append(a, v)
-		p.ws()
-		if p.i >= len(p.b) {
-			return nil, errJSON
-		}
-		switch p.b[p.i] {
+		switch p.peek() {
 		case ',':
 			p.i++
 		case ']':
 			p.i++
-			return a, nil
+			return nil
 		default:
-			return nil, errJSON
+			return errJSON
 		}
 	}
 }
 
-func (p *parser) str() (string, error) {
+func (p *scanner) boolean() (bool, error) {
+	switch p.peek() {
+	case 't':
+		return true, p.lit("true")
+	case 'f':
+		return false, p.lit("false")
+	case 'n':
+		return false, p.lit("null")
+	}
+	return false, errJSON
+}
+
+// size reads a terminal dimension: an integer in 0…65535 (null is 0).
+func (p *scanner) size() (uint16, error) {
+	if p.peek() == 'n' {
+		return 0, p.lit("null")
+	}
+	j := numberEnd(p.b, p.i)
+	if j < 0 {
+		return 0, errJSON
+	}
+	n, ok := parseUint(string(p.b[p.i:j]))
+	if !ok || n > 65535 {
+		return 0, errString("terminal size " + string(p.b[p.i:j]) + " is not an integer in 0…65535")
+	}
+	p.i = j
+	return uint16(n), nil
+}
+
+// stringOrNull reads a string value (null is "").
+func (p *scanner) stringOrNull() (string, error) {
+	if p.peek() == 'n' {
+		return "", p.lit("null")
+	}
+	if p.peek() != '"' {
+		return "", errJSON
+	}
+	return p.str()
+}
+
+// rawStr consumes a string and returns the text between its quotes,
+// escapes undecoded, without allocating.
+func (p *scanner) rawStr() (string, error) {
+	start := p.i
+	p.i++ // "
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		switch {
+		case c == '"':
+			p.i++
+			return unsafeString(p.b[start+1 : p.i-1]), nil
+		case c == '\\':
+			p.i++
+			if p.i >= len(p.b) {
+				return "", errJSON
+			}
+			switch p.b[p.i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				p.i++
+			case 'u':
+				if _, ok := hex4(p.b, p.i+1); !ok {
+					return "", errJSON
+				}
+				p.i += 5
+			default:
+				return "", errJSON
+			}
+		case c < 0x20:
+			return "", errJSON
+		default:
+			p.i++
+		}
+	}
+	return "", errJSON
+}
+
+func (p *scanner) str() (string, error) {
 	p.i++ // "
 	var out []byte
 	for p.i < len(p.b) {
@@ -269,19 +370,14 @@ func (p *parser) str() (string, error) {
 			case 't':
 				out = append(out, '\t')
 			case 'u':
-				if p.i+4 > len(p.b) {
-					return "", errJSON
-				}
-				n, err := strconv.ParseUint(string(p.b[p.i:p.i+4]), 16, 32)
-				if err != nil {
+				r, ok := hex4(p.b, p.i)
+				if !ok {
 					return "", errJSON
 				}
 				p.i += 4
-				r := rune(n)
-				// A surrogate pair.
 				if r >= 0xd800 && r < 0xdc00 && p.i+6 <= len(p.b) && p.b[p.i] == '\\' && p.b[p.i+1] == 'u' {
-					if n2, err := strconv.ParseUint(string(p.b[p.i+2:p.i+6]), 16, 32); err == nil && n2 >= 0xdc00 && n2 < 0xe000 {
-						r = (r-0xd800)<<10 | (rune(n2) - 0xdc00) + 0x10000
+					if r2, ok := hex4(p.b, p.i+2); ok && r2 >= 0xdc00 && r2 < 0xe000 {
+						r = (r-0xd800)<<10 | (r2 - 0xdc00) + 0x10000
 						p.i += 6
 					}
 				}
@@ -295,13 +391,32 @@ func (p *parser) str() (string, error) {
 			out = append(out, c)
 			p.i++
 		default:
-			// Invalid UTF-8 becomes U+FFFD, as encoding/json does.
 			r, size := utf8.DecodeRune(p.b[p.i:])
 			out = utf8.AppendRune(out, r)
 			p.i += size
 		}
 	}
 	return "", errJSON
+}
+
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }
 
 // numberEnd returns the end of the JSON number starting at i, or -1:
@@ -341,38 +456,47 @@ func numberEnd(b []byte, i int) int {
 	return i
 }
 
-// parseRequest decodes a request line.
-func parseRequest(line []byte) (wire.Request, error) {
-	var r wire.Request
-	v, err := parseJSON(line)
+// parseRequest decodes a request line. Unknown fields are skipped, as
+// encoding/json does.
+func parseRequest(line []byte) (request, error) {
+	var r request
+	p := &scanner{b: line}
+	if p.peek() != '{' {
+		return r, errString("request is not a JSON object")
+	}
+	err := p.object(func(k string) error {
+		var err error
+		switch k {
+		case "cmd":
+			r.cmd, err = p.stringOrNull()
+		case "stdin":
+			r.stdin, err = p.boolean()
+		case "stdout":
+			r.stdout, err = p.boolean()
+		case "stderr":
+			r.stderr, err = p.boolean()
+		case "height":
+			r.height, err = p.size()
+		case "width":
+			r.width, err = p.size()
+		default:
+			err = p.skip()
+		}
+		return err
+	})
+	if err == nil {
+		err = p.end()
+	}
 	if err != nil {
-		return r, err
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return r, errors.New("request is not a JSON object")
-	}
-	r.Cmd, _ = m["cmd"].(string)
-	r.Stdin, _ = m["stdin"].(bool)
-	r.Stdout, _ = m["stdout"].(bool)
-	r.Stderr, _ = m["stderr"].(bool)
-	if h, ok := m["height"].(float64); ok && h >= 0 && h <= 65535 {
-		r.Height = uint16(h)
-	}
-	if w, ok := m["width"].(float64); ok && w >= 0 && w <= 65535 {
-		r.Width = uint16(w)
+		return request{}, err
 	}
 	return r, nil
 }
 
-// cgroupsPathOf returns linux.cgroupsPath of an OCI config.json.
-func cgroupsPathOf(config []byte) string {
-	v, err := parseJSON(config)
-	if err != nil {
+// unsafeString views b as a string; b must not change while it is used.
+func unsafeString(b []byte) string {
+	if len(b) == 0 {
 		return ""
 	}
-	m, _ := v.(map[string]any)
-	linux, _ := m["linux"].(map[string]any)
-	p, _ := linux["cgroupsPath"].(string)
-	return p
+	return unsafe.String(&b[0], len(b))
 }

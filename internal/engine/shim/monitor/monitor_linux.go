@@ -1,710 +1,1107 @@
 // Package monitor is the berth-shim process: the per-container monitor that
 // holds a container's stdio, writes its CRI log, reaps it as child subreaper,
 // records its exit (and OOM kill) in the bundle and serves the wire protocol
-// on the bundle's socket. The daemon's side is package shim.
+// (package wire) on the bundle's socket. The daemon's side is package shim.
 //
-// It links only the standard library, x/sys and berth's logs, cgroups and
-// shim/wire packages, so it starts in a few milliseconds and stays small.
+// One runs per container, so its memory is paid per container. A static Go
+// binary this small is resident almost whole (the kernel maps 64 KiB around
+// every page fault), so the monitor's RSS is about its file size plus the
+// Go runtime's own heap and stacks. It therefore links only package syscall
+// and berth's crilog: no os, time, strconv, os/exec or os/signal. It is one
+// goroutine running an epoll loop (no thread blocked per pipe or client),
+// started with GOMAXPROCS=1 and GOGC=20 by the daemon.
 package monitor
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
-	"io"
-	"os"
-	"os/exec"
-	"os/signal"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
-	"time"
+	"syscall"
 
-	"github.com/berth/berth/internal/engine/cgroups"
-	"github.com/berth/berth/internal/engine/logs"
-	"github.com/berth/berth/internal/engine/shim/wire"
-	"golang.org/x/sys/unix"
+	"github.com/berth/berth/internal/engine/logs/crilog"
 )
 
+// Process states reported by "state" (wire's Status values and the two
+// passing ones).
+const (
+	stCreated  = "created"
+	stStarting = "starting"
+	stRunning  = "running"
+	stExiting  = "exiting"
+	stExited   = "exited"
+)
+
+// Stream ids in stdcopy frame headers (wire.StreamStdout, StreamStderr).
+const (
+	streamStdout = 1
+	streamStderr = 2
+)
+
+// maxStdinPending is how much client input is held for a process that does
+// not read it; beyond it, clients are not read from.
+const maxStdinPending = 64 << 10
+
 // Main runs the shim process with the command-line arguments args (without
-// the program name) and returns its exit code. fd 3 is the sync pipe.
+// the program name) and returns its exit code. fd 3, when open, is the sync
+// pipe on which the daemon waits for "ready".
 func Main(args []string) int {
-	// The client starts the shim with GOGC=20 and GOMAXPROCS=1 in its
-	// environment (runtime/debug.SetGCPercent would link fmt and reflect).
-	sync := os.NewFile(3, "sync")
-	ready := func(err error) {
-		if sync == nil {
+	syncFd := 3
+	if _, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, 3, syscall.F_GETFD, 0); e != 0 {
+		syncFd = -1
+	} else {
+		syscall.CloseOnExec(3)
+	}
+	ready := func(msg string) {
+		if syncFd < 0 {
 			return
 		}
-		msg := []byte(`{"ready":true}` + "\n")
-		if err != nil {
-			msg = appendString([]byte(`{"error":`), err.Error())
-			msg = append(msg, '}', '\n')
+		b := []byte(`{"ready":true}` + "\n")
+		if msg != "" {
+			b = appendString([]byte(`{"error":`), msg)
+			b = append(b, '}', '\n')
 		}
-		sync.Write(msg)
-		sync.Close()
+		writeAll(syncFd, b)
+		syscall.Close(syncFd)
 	}
 	c, err := parseFlags(args)
 	if err != nil {
-		ready(errors.New("berth-shim: " + err.Error()))
+		ready("berth-shim: " + err.Error())
 		return 2
 	}
 	s, err := newServer(c)
 	if err != nil {
-		ready(err)
+		ready(err.Error())
 		return 1
 	}
-	ready(nil)
-	return s.serve()
+	ready("")
+	return s.run()
 }
 
 type server struct {
-	c     config
-	ln    *os.File
-	logw  *logs.Writer
-	cgr   string // container cgroups path, for the OOM record
-	oom0  uint64 // OOM kills before start
-	reapM sync.Mutex
+	c       config
+	ep      int // epoll
+	ln      int // listening socket
+	watches []*watch
+	gen     int32
+	buf     []byte // read buffer, used by one handler at a time
+	frame   []byte // stdcopy frame being fanned out
+	logw    *crilog.Writer
 
-	mu       sync.Mutex
 	status   string
 	pid      int
-	exit     *wire.ExitStatus
-	attaches map[*attachment]struct{}
-	stdinW   io.WriteCloser // container stdin (pipe) or pty master
-	master   *os.File
+	pidfd    int  // readable once pid exits; -1 without
+	pollReap bool // no pidfd (Linux < 5.3): look for the exit every 50 ms
+	cgr      string
+	oom0     uint64
+	exit     *exitStatus // pending while exiting, final once exited
+
+	outs     []*output
+	master   int // pty master, -1 without a tty
+	stdinFd  int // where client input goes (pipe or master); -1 if none
+	stdinBuf []byte
+	stdinEOF bool // close stdinFd once stdinBuf is written
 	winH     uint16
 	winW     uint16
-	started  chan struct{} // closed once the process runs (or start failed)
-	exited   chan struct{} // closed once exit.json is written
-	copiers  sync.WaitGroup
-	replies  sync.WaitGroup // wait answers and attach streams in flight
-	kick     chan struct{}
-	done     chan struct{}
-	doneOnce sync.Once
+
+	waiters []int
+	atts    []*attachment
+	drainBy int64 // monotonic ms: give up waiting for output after exit
+	flushBy int64 // monotonic ms: give up on clients taking the exit
+	done    bool
 }
 
-func (s *server) shutdown() { s.doneOnce.Do(func() { close(s.done) }) }
+// watch is an fd in the epoll set and what to do when it is ready. gen
+// tells a stale event (for an fd closed and reused in one batch) apart.
+type watch struct {
+	fd     int
+	gen    int32
+	events uint32
+	added  bool
+	on     func(events uint32)
+}
 
+// output is the read end of the container's stdout or stderr (or the pty
+// master).
+type output struct {
+	fd   int
+	id   byte
+	sw   *crilog.StreamWriter
+	done bool
+}
+
+// attachment is a client receiving output and maybe sending input.
 type attachment struct {
-	conn   *os.File
-	stdout bool
-	stderr bool
-	ch     chan []byte
-	once   sync.Once
+	fd             int
+	stdout, stderr bool
+	stdinOpen      bool   // still reading the client's input
+	q              []byte // output not yet written to the client
+	closing        bool   // close once q is written
 }
-
-func (a *attachment) close() { a.once.Do(func() { close(a.ch) }) }
 
 func newServer(c config) (*server, error) {
-	if err := os.Chdir(c.bundle); err != nil {
-		return nil, errors.New("berth-shim: bundle " + strconv.Quote(c.bundle) + ": " + err.Error())
+	if err := syscall.Chdir(c.bundle); err != nil {
+		return nil, errString("berth-shim: bundle " + quote(c.bundle) + ": " + err.Error())
 	}
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return nil, errors.New("berth-shim: become subreaper: " + err.Error())
+	if err := setSubreaper(); err != nil {
+		return nil, errString("berth-shim: become subreaper: " + err.Error())
 	}
-	s := &server{
-		c: c, status: wire.StatusCreated,
-		attaches: map[*attachment]struct{}{},
-		started:  make(chan struct{}),
-		exited:   make(chan struct{}),
-		kick:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
-	}
+	s := &server{c: c, cgr: c.cgroupsPath, status: stCreated, pidfd: -1, master: -1, stdinFd: -1, buf: make([]byte, 32<<10)}
 	if c.logPath != "" {
-		w, err := logs.NewWriter(c.logPath, c.logMaxSize, c.logMaxFiles)
+		w, err := crilog.NewWriter(c.logPath, c.logMaxSize, c.logMaxFiles)
 		if err != nil {
-			return nil, errors.New("berth-shim: " + err.Error())
+			return nil, errString("berth-shim: " + err.Error())
 		}
 		s.logw = w
 	}
-	name := wire.SockName(c.execID)
-	os.Remove(name)
+	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, errString("berth-shim: epoll: " + err.Error())
+	}
+	s.ep = ep
+	name := sockName(c.execID)
+	syscall.Unlink(name)
 	ln, err := listenUnix(name)
 	if err != nil {
-		return nil, errors.New("berth-shim: listen " + c.bundle + "/" + name + ": " + err.Error())
+		return nil, errString("berth-shim: listen " + c.bundle + "/" + name + ": " + err.Error())
 	}
 	s.ln = ln
 	return s, nil
 }
 
-// readCgroupsPath reads linux.cgroupsPath from the bundle's config.json
-// without the runtime-spec types (the shim stays small).
-func readCgroupsPath(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	return cgroupsPathOf(b)
-}
-
-func (s *server) serve() int {
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, unix.SIGCHLD)
-	signal.Ignore(unix.SIGHUP, unix.SIGINT, unix.SIGPIPE)
-	go s.reaper(sigc)
-	go func() {
-		for {
-			conn, err := accept(s.ln)
-			if err != nil {
-				if errors.Is(err, os.ErrClosed) {
-					return
-				}
-				continue // EMFILE, ECONNABORTED…: keep serving
-			}
-			go s.handle(conn)
+// run serves until the process has exited and everyone has its exit, or
+// until a never-started shim is shut down.
+func (s *server) run() int {
+	s.set(s.ln, epollIn, s.acceptAll)
+	evs := make([]syscall.EpollEvent, 16)
+	for !s.done {
+		n, err := syscall.EpollWait(s.ep, evs, s.timeout())
+		if err != nil && err != syscall.EINTR {
+			s.note("epoll_wait: " + err.Error())
+			return 1
 		}
-	}()
-	<-s.done
-	os.Remove(wire.SockName(s.c.execID))
-	s.ln.Close()
+		for i := 0; i < n; i++ {
+			fd := int(evs[i].Fd)
+			if fd < len(s.watches) {
+				if w := s.watches[fd]; w != nil && w.gen == evs[i].Pad {
+					w.on(evs[i].Events)
+				}
+			}
+		}
+		s.reap()
+		s.advance()
+	}
+	syscall.Unlink(sockName(s.c.execID))
+	syscall.Close(s.ln)
 	return 0
 }
 
-func (s *server) handle(conn *os.File) {
-	br := bufio.NewReaderSize(conn, 4096)
-	line, err := br.ReadBytes('\n')
-	if err != nil {
-		conn.Close()
+// timeout is how long epoll_wait may sleep: until the next deadline.
+func (s *server) timeout() int {
+	now := monoMillis()
+	switch {
+	case s.status == stExiting:
+		return int(max(s.drainBy-now, 0))
+	case s.status == stExited:
+		return int(max(s.flushBy-now, 0))
+	case s.pollReap && s.status == stRunning:
+		return 50
+	}
+	return -1
+}
+
+// set registers fd (or changes its events and handler). An fd with no
+// events is still told of a hang-up, except an output or stdin target,
+// which is taken out of the set then (a pty master or pipe whose other
+// end is gone would report it forever).
+func (s *server) set(fd int, events uint32, on func(uint32)) {
+	for fd >= len(s.watches) {
+		s.watches = append(s.watches, nil)
+	}
+	w := s.watches[fd]
+	if w == nil {
+		s.gen++
+		w = &watch{fd: fd, gen: s.gen}
+		s.watches[fd] = w
+	}
+	w.on = on
+	if w.added && w.events == events {
 		return
 	}
+	ev := syscall.EpollEvent{Events: events, Fd: int32(fd), Pad: w.gen}
+	op := syscall.EPOLL_CTL_MOD
+	if !w.added {
+		op = syscall.EPOLL_CTL_ADD
+	}
+	if err := syscall.EpollCtl(s.ep, op, fd, &ev); err != nil {
+		s.note("epoll_ctl: " + err.Error())
+		return
+	}
+	w.events, w.added = events, true
+}
+
+// pause takes fd out of the epoll set but keeps its handler.
+func (s *server) pause(fd int) {
+	if fd < len(s.watches) {
+		if w := s.watches[fd]; w != nil && w.added {
+			syscall.EpollCtl(s.ep, syscall.EPOLL_CTL_DEL, fd, nil)
+			w.added, w.events = false, 0
+		}
+	}
+}
+
+// closeFd forgets and closes fd.
+func (s *server) closeFd(fd int) {
+	s.pause(fd)
+	if fd < len(s.watches) {
+		s.watches[fd] = nil
+	}
+	syscall.Close(fd)
+}
+
+func (s *server) acceptAll(uint32) {
+	for {
+		fd, _, err := syscall.Accept4(s.ln, syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return // EAGAIN; EMFILE and the like: try again on the next event
+		}
+		var line []byte
+		s.set(fd, epollIn, func(uint32) { s.readRequest(fd, &line) })
+	}
+}
+
+// readRequest gathers the first line of a connection and serves it.
+func (s *server) readRequest(fd int, line *[]byte) {
+	for {
+		n, err := syscall.Read(fd, s.buf)
+		if n > 0 {
+			*line = append(*line, s.buf[:n]...)
+			if i := indexByte(*line, '\n'); i >= 0 {
+				s.serve(fd, (*line)[:i+1], (*line)[i+1:])
+				return
+			}
+			if len(*line) > maxRequestLine {
+				s.closeFd(fd)
+				return
+			}
+			continue
+		}
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != syscall.EAGAIN {
+			s.closeFd(fd) // gone before it asked anything
+		}
+		return
+	}
+}
+
+func (s *server) reply(fd int, r response) { writeAll(fd, encodeResponse(r)) }
+
+// serve answers one request; rest is what the client sent after the line
+// (input for an attach).
+func (s *server) serve(fd int, line, rest []byte) {
 	req, err := parseRequest(line)
 	if err != nil {
-		reply(conn, wire.Response{Error: "bad request: " + err.Error()})
-		conn.Close()
+		s.reply(fd, response{err: "bad request: " + err.Error()})
+		s.closeFd(fd)
 		return
 	}
-	switch req.Cmd {
+	switch req.cmd {
 	case "start":
-		reply(conn, s.start())
+		s.reply(fd, s.start())
 	case "state":
-		s.mu.Lock()
-		r := wire.Response{Status: s.status, Pid: s.pid, Exit: s.exit, Tty: s.c.tty}
-		s.mu.Unlock()
-		reply(conn, r)
+		s.reply(fd, response{status: s.status, pid: s.pid, exit: s.finalExit(), tty: s.c.tty})
 	case "wait":
-		// replies.Add only while not exited: finish waits on replies after
-		// setting exited under mu, so no Add can race with that Wait.
-		s.mu.Lock()
-		counted := s.status != wire.StatusExited
-		if counted {
-			s.replies.Add(1)
-		}
-		s.mu.Unlock()
-		if counted {
-			defer s.replies.Done()
-		}
-		<-s.exited
-		s.mu.Lock()
-		r := wire.Response{Status: s.status, Pid: s.pid, Exit: s.exit}
-		s.mu.Unlock()
-		reply(conn, r)
-	case "resize":
-		reply(conn, s.resize(req.Height, req.Width))
-	case "shutdown":
-		s.mu.Lock()
-		st := s.status
-		s.mu.Unlock()
-		if st != wire.StatusCreated {
-			reply(conn, wire.Response{Error: "process is " + st + "; only a never-started shim can be shut down"})
+		if s.status == stExited {
+			s.reply(fd, response{status: s.status, pid: s.pid, exit: s.exit})
 			break
 		}
-		reply(conn, wire.Response{Status: st})
-		conn.Close()
+		s.waiters = append(s.waiters, fd)
+		s.set(fd, 0, func(ev uint32) {
+			if ev&(epollHup|epollErr) != 0 { // the client gave up
+				s.waiters = removeInt(s.waiters, fd)
+				s.closeFd(fd)
+			}
+		})
+		return
+	case "resize":
+		s.reply(fd, s.resize(req.height, req.width))
+	case "shutdown":
+		if s.status != stCreated {
+			s.reply(fd, response{err: "process is " + s.status + "; only a never-started shim can be shut down"})
+			break
+		}
+		s.reply(fd, response{status: s.status})
 		if s.logw != nil {
 			s.logw.Close()
 		}
-		s.shutdown()
-		return
+		s.done = true
 	case "attach":
-		s.attach(conn, br, req)
-		return // attach owns conn
+		s.attach(fd, req, rest)
+		return // the attachment owns fd
 	default:
-		reply(conn, wire.Response{Error: "unknown command " + strconv.Quote(req.Cmd)})
+		s.reply(fd, response{err: "unknown command " + quote(req.cmd)})
 	}
-	conn.Close()
+	s.closeFd(fd)
 }
 
-func reply(conn io.Writer, r wire.Response) {
-	conn.Write(encodeResponse(r))
-}
-
-// runtimeCmd runs the runtime with the reaper held off, so wait4(-1) cannot
-// steal the runtime's own exit status.
-func (s *server) runtimeCmd(cmd *exec.Cmd) error {
-	s.reapM.Lock()
-	defer s.reapM.Unlock()
-	boundIO(cmd)
-	return cmd.Run()
-}
-
-// boundIO keeps a runtime command from hanging the shim after it exits: a
-// runtime that dies abnormally can leave a child (its init) holding the
-// output pipe, and Run would wait for that pipe forever.
-func boundIO(cmd *exec.Cmd) {
-	cmd.WaitDelay = 2 * time.Second
-}
-
-func (s *server) start() wire.Response {
-	s.mu.Lock()
-	if s.status != wire.StatusCreated {
-		st := s.status
-		s.mu.Unlock()
-		return wire.Response{Error: "already started (" + st + ")"}
+// finalExit is the exit record once it is written, nil before.
+func (s *server) finalExit() *exitStatus {
+	if s.status == stExited {
+		return s.exit
 	}
-	s.status = "starting"
-	s.mu.Unlock()
+	return nil
+}
 
-	pidFile := wire.PidName(s.c.execID)
-	os.Remove(pidFile)
+// spawn runs the runtime with args and the given stdio.
+func (s *server) spawn(args []string, stdin, stdout, stderr int) (int, error) {
+	argv := append([]string{s.c.runtime}, args...)
+	return syscall.ForkExec(s.c.runtime, argv, &syscall.ProcAttr{
+		Env:   syscall.Environ(),
+		Files: []uintptr{uintptr(stdin), uintptr(stdout), uintptr(stderr)},
+	})
+}
+
+// waitChild waits for the runtime process pid and describes a failure.
+func waitChild(pid int) (ok bool, failure string) {
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	switch {
+	case ws.Exited() && ws.ExitStatus() == 0:
+		return true, ""
+	case ws.Signaled():
+		return false, "signal: " + ws.Signal().String()
+	}
+	return false, "exit status " + crilog.Itoa(ws.ExitStatus())
+}
+
+// readAvailable reads what fd holds within ms milliseconds (up to 64 KiB):
+// a runtime's message, from a pipe a leftover process may still hold.
+func readAvailable(fd int, ms int) string {
+	setNonblock(fd)
+	var out []byte
+	deadline := monoMillis() + int64(ms)
+	buf := make([]byte, 4096)
+	for len(out) < 64<<10 {
+		n, err := syscall.Read(fd, buf)
+		if n > 0 {
+			out = append(out, buf[:n]...)
+			continue
+		}
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != syscall.EAGAIN {
+			break // EOF
+		}
+		left := deadline - monoMillis()
+		if left <= 0 || !waitReadable(fd, int(left)) {
+			break
+		}
+	}
+	return trimSpace(string(out))
+}
+
+func closeAll(fds ...*int) {
+	for _, fd := range fds {
+		if *fd >= 0 {
+			syscall.Close(*fd)
+			*fd = -1
+		}
+	}
+}
+
+// start runs the process: the runtime's "run --detach" (or "exec
+// --detach") with the container's stdio on pipes, or a pty received on a
+// console socket. It waits for the runtime to exit, so it answers once the
+// process runs or failed to.
+func (s *server) start() response {
+	if s.status != stCreated {
+		return response{err: "already started (" + s.status + ")"}
+	}
+	s.status = stStarting
+	pidFile := pidName(s.c.execID)
+	syscall.Unlink(pidFile)
 	args := []string{"--root", s.c.runtimeRoot}
 	if s.c.execID == "" {
 		args = append(args, "run", "--detach", "--pid-file", pidFile, "--bundle", ".")
 	} else {
 		args = append(args, "exec", "--process", s.c.processFile, "--detach", "--pid-file", pidFile)
 	}
-	var consoleLn *os.File
+	consoleLn := -1
 	if s.c.tty {
-		name := "console-" + strconv.Itoa(os.Getpid()) + ".sock"
-		os.Remove(name)
+		name := "console-" + crilog.Itoa(syscall.Getpid()) + ".sock"
+		syscall.Unlink(name)
 		ln, err := listenUnix(name)
 		if err != nil {
 			return s.startFailed("console socket: " + err.Error())
 		}
-		defer func() { ln.Close(); os.Remove(name) }()
+		defer func() { syscall.Close(ln); syscall.Unlink(name) }()
 		consoleLn = ln
 		args = append(args, "--console-socket", name)
 	}
 	args = append(args, s.c.id)
-	cmd := exec.Command(s.c.runtime, args...)
-	var errBuf bytes.Buffer
-	var outR, errR *os.File
-	var closeAfter []*os.File
+
+	null, err := syscall.Open(devNull, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return s.startFailed("open " + devNull + ": " + err.Error())
+	}
+	defer syscall.Close(null)
+	outR, outW, errR, errW, inR, inW := -1, -1, -1, -1, -1, -1
+	defer closeAll(&outW, &errW, &inR)
+	stdio := [3]int{null, null, null}
 	if s.c.tty {
-		cmd.Stdout, cmd.Stderr = &errBuf, &errBuf
+		// The runtime's own output; the process gets the pty.
+		if errR, errW, err = pipe(); err != nil {
+			return s.startFailed(err.Error())
+		}
+		stdio[1], stdio[2] = errW, errW
 	} else {
-		var err error
-		var outW, errW *os.File
-		if outR, outW, err = os.Pipe(); err != nil {
+		if outR, outW, err = pipe(); err == nil {
+			errR, errW, err = pipe()
+		}
+		if err == nil && s.c.stdin {
+			inR, inW, err = pipe()
+		}
+		if err != nil {
+			closeAll(&outR, &errR, &inW)
 			return s.startFailed(err.Error())
 		}
-		if errR, errW, err = os.Pipe(); err != nil {
-			return s.startFailed(err.Error())
-		}
-		cmd.Stdout, cmd.Stderr = outW, errW
-		closeAfter = append(closeAfter, outW, errW)
-		if s.c.stdin {
-			inR, inW, err := os.Pipe()
-			if err != nil {
-				return s.startFailed(err.Error())
-			}
-			cmd.Stdin = inR
-			closeAfter = append(closeAfter, inR)
-			s.mu.Lock()
-			s.stdinW = inW
-			s.mu.Unlock()
+		stdio = [3]int{null, outW, errW}
+		if inR >= 0 {
+			stdio[0] = inR
 		}
 	}
-	var masterc chan *os.File
-	if consoleLn != nil {
-		masterc = make(chan *os.File, 1)
-		go func() { masterc <- acceptFd(consoleLn) }()
-	}
-	// Read at the start, not when the shim came up: a daemon may start the
-	// shim before it writes the bundle's config.json.
-	s.cgr = readCgroupsPath("config.json")
 	if s.cgr != "" {
-		s.oom0, _ = cgroups.OOMKills(s.cgr)
+		s.oom0, _ = oomKills(s.cgr)
 	}
-	// Hold the reaper off until the pid is recorded: a process that exits
-	// at once must not be reaped before we know it is ours.
-	s.reapM.Lock()
-	locked := true
-	unlock := func() {
-		if locked {
-			locked = false
-			s.reapM.Unlock()
-		}
+	pid, err := s.spawn(args, stdio[0], stdio[1], stdio[2])
+	closeAll(&outW, &errW, &inR)
+	failure := ""
+	if err != nil {
+		failure = err.Error()
+	} else if ok, why := waitChild(pid); !ok {
+		failure = why
 	}
-	defer unlock()
-	boundIO(cmd)
-	runErr := cmd.Run()
-	for _, f := range closeAfter {
-		f.Close()
+	if failure != "" {
+		// The process never ran: what is in the stderr pipe is the
+		// runtime's own message.
+		if msg := readAvailable(errR, 200); msg != "" {
+			failure = msg
+		}
+		closeAll(&outR, &errR, &inW)
+		return s.startFailed(basename(s.c.runtime) + ": " + failure)
 	}
-	if runErr != nil {
-		msg := strings.TrimSpace(errBuf.String())
-		if errR != nil {
-			// The process never ran: what is in the stderr pipe is the
-			// runtime's own message.
-			errR.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-			b, _ := io.ReadAll(io.LimitReader(errR, 64<<10))
-			msg = strings.TrimSpace(msg + "\n" + string(b))
-			errR.Close()
-			outR.Close()
-		}
-		if msg == "" {
-			msg = runErr.Error()
-		}
-		return s.startFailed(filepath.Base(s.c.runtime) + ": " + msg)
+	if s.c.tty {
+		closeAll(&errR)
 	}
 	// From here the process exists: a failure must not leave it running
 	// with nobody holding it.
-	abort := func(msg string) wire.Response {
+	abort := func(msg string) response {
+		closeAll(&outR, &errR, &inW)
 		if s.c.execID == "" {
-			del := exec.Command(s.c.runtime, "--root", s.c.runtimeRoot, "delete", "--force", s.c.id)
-			boundIO(del)
-			del.Run() // reaper is held off: we may wait for it
+			s.deleteContainer()
 		} else if pid, err := readPid(pidFile); err == nil {
-			unix.Kill(pid, unix.SIGKILL)
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
 		return s.startFailed(msg)
 	}
-	pid, err := readPid(pidFile)
+	cpid, err := readPid(pidFile)
 	if err != nil {
 		return abort(err.Error())
 	}
-	if masterc != nil {
-		select {
-		case m := <-masterc:
-			if m == nil {
-				return abort("runtime sent no pty master on the console socket")
-			}
-			s.master = m
-		case <-time.After(10 * time.Second):
-			return abort("timed out waiting for the pty master")
+	if consoleLn >= 0 {
+		m, err := acceptFd(consoleLn)
+		if err != nil {
+			return abort("runtime sent no pty master on the console socket: " + err.Error())
 		}
-	}
-	s.mu.Lock()
-	s.status, s.pid = wire.StatusRunning, pid
-	if s.master != nil {
-		s.stdinW = s.master
+		s.master = m
+		setNonblock(m)
 		if s.winH > 0 {
-			unix.IoctlSetWinsize(int(s.master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: s.winH, Col: s.winW})
+			setWinsize(m, s.winH, s.winW)
 		}
 	}
-	s.mu.Unlock()
-	// The copiers are counted before the reaper may run: a process that is
-	// already gone (a command that fails at once) would otherwise be
-	// finished with no copier to wait for, its log closed and its
-	// attachments answered before its output was read, and the output lost.
-	if s.master != nil {
-		s.copy(s.master, logs.Stdout, wire.StreamStdout)
+	s.status, s.pid = stRunning, cpid
+	// Output is read from now on, through the loop: a process that is
+	// already gone has its output read before its exit is recorded.
+	if s.master >= 0 {
+		s.stdinFd = s.master
+		s.addOutput(s.master, streamStdout, crilog.Stdout)
 	} else {
-		s.copy(outR, logs.Stdout, wire.StreamStdout)
-		s.copy(errR, logs.Stderr, wire.StreamStderr)
+		s.addOutput(outR, streamStdout, crilog.Stdout)
+		s.addOutput(errR, streamStderr, crilog.Stderr)
+		if inW >= 0 {
+			s.stdinFd = inW
+			setNonblock(inW)
+		}
 	}
-	unlock()
-	close(s.started)
-	s.kickReaper()
-	return wire.Response{Pid: pid, Status: wire.StatusRunning}
+	if fd, err := pidfdOpen(cpid); err == nil {
+		s.pidfd = fd
+		s.set(fd, epollIn, func(uint32) { s.reap() })
+	} else {
+		s.pollReap = true
+	}
+	s.pumpStdin()
+	return response{pid: cpid, status: stRunning}
 }
 
-func (s *server) startFailed(msg string) wire.Response {
-	s.mu.Lock()
-	s.status = wire.StatusCreated
-	if s.stdinW != nil {
-		s.stdinW.Close()
-		s.stdinW = nil
+// acceptFd takes the pty master the runtime sent on the console socket.
+func acceptFd(ln int) (int, error) {
+	for {
+		if !waitReadable(ln, 10000) {
+			return -1, errString("timed out")
+		}
+		conn, _, err := syscall.Accept4(ln, syscall.SOCK_CLOEXEC)
+		if err == syscall.EAGAIN || err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, err
+		}
+		defer syscall.Close(conn)
+		return recvFd(conn)
 	}
-	s.mu.Unlock()
-	return wire.Response{Error: msg}
 }
 
-func readPid(path string) (int, error) {
-	b, err := os.ReadFile(path)
+func (s *server) startFailed(msg string) response {
+	s.status = stCreated
+	if s.stdinFd >= 0 && s.stdinFd != s.master {
+		syscall.Close(s.stdinFd)
+	}
+	s.stdinFd = -1
+	return response{err: msg}
+}
+
+// deleteContainer removes the container from the runtime (its state and
+// cgroup).
+func (s *server) deleteContainer() {
+	null, err := syscall.Open(devNull, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return 0, errors.New("runtime wrote no pid file: " + err.Error())
+		s.note("runtime delete: " + err.Error())
+		return
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, errors.New("pid file " + path + ": " + strconv.Quote(string(b)) + " is not a pid")
+	defer syscall.Close(null)
+	r, w, err := pipe()
+	if err != nil {
+		s.note("runtime delete: " + err.Error())
+		return
 	}
-	return pid, nil
+	defer syscall.Close(r)
+	pid, err := s.spawn([]string{"--root", s.c.runtimeRoot, "delete", "--force", s.c.id}, null, null, w)
+	syscall.Close(w)
+	if err != nil {
+		s.note("runtime delete: " + err.Error())
+		return
+	}
+	if ok, why := waitChild(pid); !ok {
+		if msg := readAvailable(r, 200); msg != "" {
+			why = msg
+		}
+		s.note("runtime delete: " + why)
+	}
 }
 
-// acceptFd accepts one connection on ln and returns the fd it carries, or
-// nil (closing ln ends the wait).
-func acceptFd(ln *os.File) *os.File {
-	conn, err := accept(ln)
-	if err != nil {
-		return nil
-	}
-	defer conn.Close()
-	f, err := recvFd(conn)
-	if err != nil {
-		return nil
-	}
-	return f
-}
-
-// copy pumps one output of the container into the log and the attachments.
-func (s *server) copy(r *os.File, stream string, id byte) {
-	var lw *logs.StreamWriter
+func (s *server) addOutput(fd int, id byte, stream string) {
+	o := &output{fd: fd, id: id}
 	if s.logw != nil {
-		lw = s.logw.Stream(stream)
+		o.sw = s.logw.Stream(stream)
 	}
-	s.copiers.Add(1)
-	go func() {
-		defer s.copiers.Done()
-		defer r.Close()
-		buf := make([]byte, 16<<10)
-		for {
-			n, err := r.Read(buf)
-			if n > 0 {
-				p := buf[:n]
-				if lw != nil {
-					lw.Write(p) // the log never waits for clients
-				}
-				s.fanout(id, p)
-			}
-			if err != nil {
-				break // EOF, or EIO on a pty whose slaves are all closed
-			}
+	s.outs = append(s.outs, o)
+	if fd != s.master {
+		setNonblock(fd)
+		s.set(fd, epollIn, func(uint32) { s.readOutput(o) })
+		return
+	}
+	s.updateMaster()
+}
+
+// updateMaster sets the pty master's events: output to read, input to
+// write.
+func (s *server) updateMaster() {
+	if s.master < 0 {
+		return
+	}
+	var ev uint32
+	if len(s.outs) > 0 && !s.outs[0].done {
+		ev |= epollIn
+	}
+	if s.stdinFd == s.master && len(s.stdinBuf) > 0 {
+		ev |= epollOut
+	}
+	if ev == 0 {
+		s.pause(s.master)
+		return
+	}
+	s.set(s.master, ev, func(ev uint32) {
+		if ev&(epollIn|epollHup|epollErr) != 0 && !s.outs[0].done {
+			s.readOutput(s.outs[0])
 		}
-		if lw != nil {
-			lw.Flush()
+		if ev&epollOut != 0 {
+			s.pumpStdin()
 		}
-	}()
+		s.updateMaster()
+	})
+}
+
+// readOutput pumps what the process wrote into the log and to the
+// attached clients. The log never waits for clients.
+func (s *server) readOutput(o *output) {
+	for i := 0; i < 8; i++ {
+		n, err := syscall.Read(o.fd, s.buf)
+		if n > 0 {
+			p := s.buf[:n]
+			if o.sw != nil {
+				o.sw.Write(p)
+			}
+			s.fanout(o.id, p)
+			continue
+		}
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			return
+		}
+		// EOF, or EIO on a pty whose slaves are all closed.
+		s.endOutput(o)
+		return
+	}
+}
+
+func (s *server) endOutput(o *output) {
+	if o.done {
+		return
+	}
+	o.done = true
+	if o.sw != nil {
+		o.sw.Flush()
+	}
+	if o.fd == s.master {
+		s.updateMaster()
+	} else {
+		s.closeFd(o.fd)
+	}
+}
+
+func (s *server) outputsDone() bool {
+	for _, o := range s.outs {
+		if !o.done {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *server) fanout(id byte, p []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for a := range s.attaches {
-		if (id == wire.StreamStdout && !a.stdout) || (id == wire.StreamStderr && !a.stderr) {
+	b := p
+	if !s.c.tty {
+		n := uint32(len(p))
+		s.frame = append(s.frame[:0], id, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+		s.frame = append(s.frame, p...)
+		b = s.frame
+	}
+	for _, a := range s.atts {
+		if a.closing || (id == streamStdout && !a.stdout) || (id == streamStderr && !a.stderr) {
 			continue
 		}
-		var b []byte
-		if s.c.tty {
-			b = append([]byte(nil), p...)
-		} else {
-			b = wire.Frame(id, p)
-		}
-		select {
-		case a.ch <- b:
-		default:
-			// A slow client loses output rather than stall the log.
-		}
+		s.send(a, b)
 	}
 }
 
-func (s *server) attach(conn *os.File, br *bufio.Reader, req wire.Request) {
-	s.mu.Lock()
-	if s.status == wire.StatusExited {
-		s.mu.Unlock()
-		reply(conn, wire.Response{Error: "process has exited", Status: wire.StatusExited})
-		conn.Close()
+// send writes b to a client, queueing what the socket does not take. A
+// client too slow to keep up loses whole frames rather than stall the log.
+func (s *server) send(a *attachment, b []byte) {
+	if len(a.q) == 0 {
+		n, err := syscall.Write(a.fd, b)
+		if n == len(b) {
+			return
+		}
+		if err != nil && err != syscall.EAGAIN && err != syscall.EINTR {
+			s.closeAttach(a)
+			return
+		}
+		if n > 0 {
+			a.q = append(a.q, b[n:]...) // the rest of a frame is always kept
+			s.updateAttach(a)
+			return
+		}
+	}
+	if len(a.q)+len(b) > maxPendingAttachBytes {
 		return
 	}
-	a := &attachment{conn: conn, stdout: req.Stdout, stderr: req.Stderr, ch: make(chan []byte, 64)}
-	s.attaches[a] = struct{}{}
-	s.replies.Add(1)
-	st := s.status
-	s.mu.Unlock()
-	reply(conn, wire.Response{Status: st, Tty: s.c.tty})
-	go func() {
-		defer s.replies.Done()
-		for b := range a.ch {
-			if _, err := conn.Write(b); err != nil {
-				s.mu.Lock()
-				delete(s.attaches, a)
-				s.mu.Unlock()
-				a.close()
-				for range a.ch {
-				}
-				break
+	a.q = append(a.q, b...)
+	s.updateAttach(a)
+}
+
+func (s *server) attach(fd int, req request, rest []byte) {
+	if s.status == stExited {
+		s.reply(fd, response{err: "process has exited", status: stExited})
+		s.closeFd(fd)
+		return
+	}
+	a := &attachment{fd: fd, stdout: req.stdout, stderr: req.stderr, stdinOpen: req.stdin && (s.c.stdin || s.c.tty)}
+	s.atts = append(s.atts, a)
+	s.reply(fd, response{status: s.status, tty: s.c.tty})
+	if a.stdinOpen && len(rest) > 0 {
+		s.stdinBuf = append(s.stdinBuf, rest...)
+	}
+	s.pumpStdin()
+	s.updateAttach(a)
+}
+
+// stdinReady reports whether client input can go to the process now.
+func (s *server) stdinReady() bool {
+	return (s.status == stRunning || s.status == stExiting) && s.stdinFd >= 0
+}
+
+func (s *server) updateAttach(a *attachment) {
+	var ev uint32
+	if a.stdinOpen && !a.closing && s.stdinReady() && len(s.stdinBuf) < maxStdinPending {
+		ev |= epollIn
+	}
+	if len(a.q) > 0 {
+		ev |= epollOut
+	}
+	s.set(a.fd, ev, func(ev uint32) {
+		if ev&epollOut != 0 {
+			if !s.flushAttach(a) {
+				return
 			}
 		}
-		conn.Close()
-	}()
-	if req.Stdin && (s.c.stdin || s.c.tty) {
-		go func() {
-			select {
-			case <-s.started:
-			case <-s.exited:
-				return
-			}
-			s.mu.Lock()
-			w := s.stdinW
-			s.mu.Unlock()
-			if w == nil {
-				return
-			}
-			io.Copy(w, br)
-			if !s.c.tty && (s.c.stdinOnce || s.c.execID != "") {
-				// The client closed its stdin: so does the container
-				// (docker run -i with EOF, Docker's StdinOnce). Without
-				// StdinOnce stdin stays open for the next attach, as a
-				// Kubernetes pod with stdin and no stdinOnce expects.
-				s.mu.Lock()
-				if s.stdinW == w {
-					w.Close()
-					s.stdinW = nil
-				}
-				s.mu.Unlock()
-			}
-		}()
+		switch {
+		case ev&epollIn != 0 && a.stdinOpen:
+			s.readInput(a)
+		case ev&(epollHup|epollErr) != 0:
+			s.closeAttach(a) // the client is gone
+		}
+	})
+}
+
+// flushAttach writes queued output; it reports false if a is gone.
+func (s *server) flushAttach(a *attachment) bool {
+	for len(a.q) > 0 {
+		n, err := syscall.Write(a.fd, a.q)
+		if n > 0 {
+			a.q = a.q[n:]
+			continue
+		}
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			return true
+		}
+		s.closeAttach(a)
+		return false
+	}
+	a.q = nil
+	if a.closing {
+		s.closeAttach(a)
+		return false
+	}
+	s.updateAttach(a)
+	return true
+}
+
+// readInput takes a client's input for the process.
+func (s *server) readInput(a *attachment) {
+	for len(s.stdinBuf) < maxStdinPending {
+		n, err := syscall.Read(a.fd, s.buf[:min(len(s.buf), maxStdinPending-len(s.stdinBuf))])
+		if n > 0 {
+			s.stdinBuf = append(s.stdinBuf, s.buf[:n]...)
+			continue
+		}
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			break
+		}
+		// The client closed its input (or broke off): so does the
+		// process when that is asked for (docker run -i with EOF, Docker's
+		// StdinOnce). Without StdinOnce stdin stays open for the next
+		// attach, as a Kubernetes pod with stdin and no stdinOnce expects.
+		a.stdinOpen = false
+		if !s.c.tty && (s.c.stdinOnce || s.c.execID != "") {
+			s.stdinEOF = true
+		}
+		break
+	}
+	s.pumpStdin()
+	if a.fd >= 0 && !a.closing {
+		s.updateAttach(a)
 	}
 }
 
-func (s *server) resize(h, w uint16) wire.Response {
+// pumpStdin writes held input to the process and sets every reader's
+// events to match what is held.
+func (s *server) pumpStdin() {
+	if !s.stdinReady() {
+		if s.status != stCreated && s.status != stStarting {
+			s.stdinBuf = nil // no one will read it
+		}
+		return
+	}
+	for len(s.stdinBuf) > 0 {
+		n, err := syscall.Write(s.stdinFd, s.stdinBuf)
+		if n > 0 {
+			s.stdinBuf = s.stdinBuf[n:]
+			continue
+		}
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != syscall.EAGAIN {
+			s.stdinBuf = nil // the process closed its stdin
+		}
+		break
+	}
+	if len(s.stdinBuf) == 0 {
+		s.stdinBuf = nil
+		if s.stdinEOF && s.stdinFd != s.master {
+			s.closeFd(s.stdinFd)
+			s.stdinFd = -1
+		}
+	}
+	switch {
+	case s.stdinFd < 0:
+	case s.stdinFd == s.master:
+		s.updateMaster()
+	case len(s.stdinBuf) > 0:
+		s.set(s.stdinFd, epollOut, func(uint32) { s.pumpStdin() })
+	default:
+		s.pause(s.stdinFd)
+	}
+	for _, a := range s.atts {
+		if a.stdinOpen {
+			s.updateAttach(a)
+		}
+	}
+}
+
+func (s *server) closeAttach(a *attachment) {
+	for i, x := range s.atts {
+		if x == a {
+			s.atts = append(s.atts[:i], s.atts[i+1:]...)
+			break
+		}
+	}
+	if a.fd >= 0 {
+		s.closeFd(a.fd)
+		a.fd = -1
+	}
+}
+
+func (s *server) resize(h, w uint16) response {
 	if !s.c.tty {
-		return wire.Response{Error: "no tty to resize"}
+		return response{err: "no tty to resize"}
 	}
 	if h == 0 || w == 0 {
-		return wire.Response{Error: "size " + strconv.Itoa(int(h)) + "x" + strconv.Itoa(int(w)) + ": height and width must be positive"}
+		return response{err: "size " + crilog.Itoa(int(h)) + "x" + crilog.Itoa(int(w)) + ": height and width must be positive"}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.winH, s.winW = h, w
-	if s.master != nil {
-		if err := unix.IoctlSetWinsize(int(s.master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: h, Col: w}); err != nil {
-			return wire.Response{Error: "resize: " + err.Error()}
+	if s.master >= 0 {
+		if err := setWinsize(s.master, h, w); err != nil {
+			return response{err: "resize: " + err.Error()}
 		}
 	}
-	return wire.Response{}
+	return response{}
 }
 
-func (s *server) kickReaper() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
-
-func (s *server) reaper(sigc chan os.Signal) {
+// reap collects every exited child; the process's own exit starts the
+// finish.
+func (s *server) reap() {
 	for {
-		select {
-		case <-sigc:
-		case <-s.kick:
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		if err == syscall.EINTR {
+			continue
 		}
-		s.reapM.Lock()
-		for {
-			var ws unix.WaitStatus
-			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil || pid <= 0 {
-				break
-			}
-			s.mu.Lock()
-			mine := pid == s.pid && s.status == wire.StatusRunning
-			if mine {
-				s.status = "exiting"
-			}
-			s.mu.Unlock()
-			if mine {
-				code := ws.ExitStatus()
-				if ws.Signaled() {
-					code = 128 + int(ws.Signal())
-				}
-				go s.finish(code, time.Now())
-			}
+		if err != nil || pid <= 0 {
+			return
 		}
-		s.reapM.Unlock()
+		if pid == s.pid && s.status == stRunning {
+			code := ws.ExitStatus()
+			if ws.Signaled() {
+				code = 128 + int(ws.Signal())
+			}
+			s.exited(code)
+		}
 	}
 }
 
-// finish records the exit, cleans up the runtime and answers everyone.
-func (s *server) finish(code int, at time.Time) {
-	es := &wire.ExitStatus{ExitCode: code, ExitedAt: at.UTC()}
+// exited records the process's end; its output is drained next.
+func (s *server) exited(code int) {
+	sec, nsec := crilog.Now()
+	s.exit = &exitStatus{code: code, sec: sec, nsec: nsec}
 	if s.cgr != "" {
-		if n, err := cgroups.OOMKills(s.cgr); err == nil && n > s.oom0 {
-			es.OOMKilled = true
+		if n, ok := oomKills(s.cgr); ok && n > s.oom0 {
+			s.exit.oom = true
 		}
+	}
+	s.status = stExiting
+	s.pollReap = false
+	if s.pidfd >= 0 {
+		s.closeFd(s.pidfd)
+		s.pidfd = -1
 	}
 	// Output drains once every writer is gone; an exec's orphaned
-	// children may hold it open, so bound the wait.
-	drained := make(chan struct{})
-	go func() { s.copiers.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(2 * time.Second):
-		s.note("output still open 2s after exit; closing it")
+	// children may hold it open, so the wait is bounded.
+	s.drainBy = monoMillis() + 2000
+}
+
+// advance moves the finish along once what it waits for is done or its
+// deadline has passed.
+func (s *server) advance() {
+	if s.status == stExiting {
+		if !s.outputsDone() {
+			if monoMillis() < s.drainBy {
+				return
+			}
+			s.note("output still open 2s after exit; closing it")
+			for _, o := range s.outs {
+				s.endOutput(o)
+			}
+		}
+		s.finish()
 	}
-	s.mu.Lock()
-	if s.stdinW != nil && s.master == nil {
-		s.stdinW.Close()
-		s.stdinW = nil
+	if s.status == stExited && !s.done {
+		if len(s.atts) > 0 {
+			if monoMillis() < s.flushBy {
+				return
+			}
+			s.note("clients did not take the exit answer within 2s")
+			for len(s.atts) > 0 {
+				s.closeAttach(s.atts[0])
+			}
+		}
+		// The runtime's state and cgroup go after the exit is answered, so
+		// waiters do not pay for the runtime's delete; the daemon waits for
+		// this shim to be gone (its socket removed) before starting the
+		// container again.
+		if s.c.execID == "" {
+			s.deleteContainer()
+		}
+		if s.master >= 0 {
+			s.closeFd(s.master)
+			s.master = -1
+		}
+		s.done = true
 	}
-	s.mu.Unlock()
+}
+
+// finish writes the exit record and answers everyone.
+func (s *server) finish() {
+	if s.stdinFd >= 0 && s.stdinFd != s.master {
+		s.closeFd(s.stdinFd)
+	}
+	s.stdinFd, s.stdinBuf = -1, nil
 	if s.logw != nil {
 		s.logw.Close()
 	}
-	if err := writeExit(wire.ExitName(s.c.execID), es); err != nil {
+	if err := writeFileAtomic(exitName(s.c.execID), append(appendExit(nil, s.exit), '\n')); err != nil {
 		s.note("write exit status: " + err.Error())
 	}
-	s.mu.Lock()
-	s.status, s.exit = wire.StatusExited, es
-	atts := make([]*attachment, 0, len(s.attaches))
-	for a := range s.attaches {
-		atts = append(atts, a)
+	s.status = stExited
+	answer := encodeResponse(response{status: s.status, pid: s.pid, exit: s.exit})
+	for _, fd := range s.waiters {
+		writeAll(fd, answer)
+		s.closeFd(fd)
 	}
-	s.attaches = map[*attachment]struct{}{}
-	s.mu.Unlock()
-	close(s.exited)
-	for _, a := range atts {
-		a.close()
-	}
-	// Let waiters and attach streams take the exit, bounded, before the
-	// runtime's delete: starting that (a fork and exec) would otherwise
-	// hold the shim's one P before the waiters' goroutines have run, and
-	// every exit would reach the daemon a millisecond or two late.
-	flushed := make(chan struct{})
-	go func() { s.replies.Wait(); close(flushed) }()
-	select {
-	case <-flushed:
-	case <-time.After(2 * time.Second):
-		s.note("clients did not take the exit answer within 2s")
-	}
-	// The runtime's state and cgroup go after the exit is answered, so
-	// waiters do not pay for the runtime's delete; the daemon waits for
-	// this shim to be gone (its socket removed) before starting the
-	// container again.
-	if s.c.execID == "" {
-		cmd := exec.Command(s.c.runtime, "--root", s.c.runtimeRoot, "delete", "--force", s.c.id)
-		var eb bytes.Buffer
-		cmd.Stderr = &eb
-		if err := s.runtimeCmd(cmd); err != nil {
-			s.note("runtime delete: " + strings.TrimSpace(eb.String()))
+	s.waiters = nil
+	// Attached clients get what is queued for them, then EOF.
+	for _, a := range append([]*attachment(nil), s.atts...) {
+		a.closing, a.stdinOpen = true, false
+		if len(a.q) == 0 {
+			s.closeAttach(a)
+		} else {
+			s.updateAttach(a)
 		}
 	}
-	if s.master != nil {
-		s.master.Close()
-	}
-	s.shutdown()
-}
-
-func writeExit(name string, es *wire.ExitStatus) error {
-	b := appendExit(nil, es)
-	tmp := name + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	// No fsync: rename makes the record atomic for readers and against a
-	// crash of the shim or daemon; surviving power loss is not worth the
-	// milliseconds on every container exit (Docker does not either).
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, name)
+	s.flushBy = monoMillis() + 2000
 }
 
 // note appends a line to shim.log in the bundle: the shim's stdio is
 // /dev/null, so this is where its own trouble goes.
 func (s *server) note(msg string) {
-	f, err := os.OpenFile("shim.log", os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	fd, err := syscall.Open("shim.log", syscall.O_WRONLY|syscall.O_APPEND|syscall.O_CREAT|syscall.O_CLOEXEC, 0o644)
 	if err != nil {
 		return
 	}
-	f.WriteString(time.Now().UTC().Format(time.RFC3339Nano) + " " + s.c.id + " " + s.c.execID + ": " + msg + "\n")
-	f.Close()
+	sec, nsec := crilog.Now()
+	b := crilog.AppendTimestamp(nil, sec, nsec)
+	b = append(b, ' ')
+	b = append(b, s.c.id...)
+	b = append(b, ' ')
+	b = append(b, s.c.execID...)
+	b = append(b, ": "...)
+	b = append(b, msg...)
+	b = append(b, '\n')
+	writeAll(fd, b)
+	syscall.Close(fd)
+}
+
+// File names in the bundle (wire.SockName, ExitName, PidName).
+func sockName(execID string) string {
+	if execID == "" {
+		return "shim.sock"
+	}
+	return "exec-" + execID + ".sock"
+}
+
+func exitName(execID string) string {
+	if execID == "" {
+		return "exit.json"
+	}
+	return "exec-" + execID + ".exit.json"
+}
+
+func pidName(execID string) string {
+	if execID == "" {
+		return "init.pid"
+	}
+	return "exec-" + execID + ".pid"
+}
+
+func basename(p string) string {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			return p[i+1:]
+		}
+	}
+	return p
+}
+
+func removeInt(s []int, v int) []int {
+	for i, x := range s {
+		if x == v {
+			return append(s[:i], s[i+1:]...)
+		}
+	}
+	return s
+}
+
+// Args returns the process's command line from /proc/self/cmdline
+// (os.Args without package os).
+func Args() []string {
+	b, err := readFile("/proc/self/cmdline")
+	if err != nil {
+		return nil
+	}
+	var args []string
+	for len(b) > 0 {
+		i := indexByte(b, 0)
+		if i < 0 {
+			args = append(args, string(b))
+			break
+		}
+		args = append(args, string(b[:i]))
+		b = b[i+1:]
+	}
+	return args
 }
