@@ -47,7 +47,6 @@ func TestShimLinksOnlySyscall(t *testing.T) {
 		"cmp": true, "iter": true, "slices": true, "syscall": true, "unicode/utf8": true,
 		"github.com/berth/berth/cmd/berth-shim":               true,
 		"github.com/berth/berth/internal/engine/shim/monitor": true,
-		"github.com/berth/berth/internal/engine/shim/pause":   true,
 		"github.com/berth/berth/internal/engine/logs/crilog":  true,
 	}
 	for _, d := range deps(t, "github.com/berth/berth/cmd/berth-shim") {

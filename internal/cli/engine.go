@@ -86,6 +86,7 @@ Two daemons can run side by side with different --root, --exec-root and --socket
 	f.StringVar(&cfg.Socket, "socket", "", "API socket (default <exec-root>/berth.sock)")
 	f.StringVar(&cfg.DefaultRuntime, "default-runtime", "crun", "Default OCI runtime for containers")
 	f.StringVar(&cfg.ShimPath, "shim", "", "Path of the berth-shim binary (default: next to berth)")
+	f.StringVar(&cfg.PausePath, "pause-binary", "", "Path of the berth-pause binary, the process of pod sandboxes (default: next to berth)")
 	f.StringVar(&cfg.CgroupParent, "cgroup-parent", "berth", "Parent cgroup of containers")
 	f.StringVar(&cfg.Bridge, "bridge", "berth0", "Bridge of the default network (two daemons on one host need different ones)")
 	f.StringVar(&cfg.BridgeSubnet, "bridge-subnet", "172.30.0.0/16", "Subnet of the default network")

@@ -49,6 +49,9 @@ type Config struct {
 	LogOpts map[string]string `json:"log-opts"`
 	// ShimPath is the berth-shim binary; default: next to this executable.
 	ShimPath string `json:"shim"`
+	// PausePath is the berth-pause binary, the process of the built-in
+	// pod sandbox image; default: next to this executable.
+	PausePath string `json:"pause"`
 	// CgroupParent is the cgroup under which containers are created.
 	CgroupParent string `json:"cgroup-parent"`
 	// Bridge and BridgeSubnet are the default network's bridge and
@@ -121,6 +124,13 @@ func (c *Config) setDefaults() error {
 			return err
 		}
 		c.ShimPath = filepath.Join(filepath.Dir(exe), "berth-shim")
+	}
+	if c.PausePath == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		c.PausePath = filepath.Join(filepath.Dir(exe), "berth-pause")
 	}
 	if _, err := os.Stat(c.ShimPath); err != nil {
 		return fmt.Errorf("shim binary %s: %v (build it with `make build`, or pass --shim): %w", c.ShimPath, err, errdefs.ErrUnavailable)

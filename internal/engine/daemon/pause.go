@@ -35,16 +35,16 @@ func (d *Daemon) ensurePauseImage() (*image.Image, error) {
 	if img, err := d.images.Get(PauseImage); err == nil {
 		return img, nil
 	}
-	bin, err := os.ReadFile(d.cfg.ShimPath)
+	bin, err := os.ReadFile(d.cfg.PausePath)
 	if err != nil {
-		return nil, fmt.Errorf("making %s from the shim %s: %w", PauseImage, d.cfg.ShimPath, err)
+		return nil, fmt.Errorf("making %s from %s: %v (build it with `make build`, or pass --pause-binary): %w", PauseImage, d.cfg.PausePath, err, errdefs.ErrUnavailable)
 	}
 	if err := checkStatic(bin); err != nil {
-		return nil, fmt.Errorf("making %s from the shim %s: %w", PauseImage, d.cfg.ShimPath, err)
+		return nil, fmt.Errorf("making %s from %s: %w", PauseImage, d.cfg.PausePath, err)
 	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	st, _ := os.Stat(d.cfg.ShimPath)
+	st, _ := os.Stat(d.cfg.PausePath)
 	hdr := &tar.Header{Name: "pause", Mode: 0o755, Size: int64(len(bin)), Typeflag: tar.TypeReg, Format: tar.FormatPAX}
 	if st != nil {
 		hdr.ModTime = st.ModTime().UTC()
@@ -71,7 +71,7 @@ func (d *Daemon) ensurePauseImage() (*image.Image, error) {
 	return img, nil
 }
 
-// checkStatic refuses a dynamically linked shim: /pause runs in an image
+// checkStatic refuses a dynamically linked binary: /pause runs in an image
 // with no libc.
 func checkStatic(bin []byte) error {
 	f, err := elf.NewFile(bytes.NewReader(bin))

@@ -125,7 +125,7 @@ func TestMain(m *testing.M) {
 	if binDir == "" {
 		binDir = filepath.Join(repoRoot(), "bin")
 	}
-	for _, b := range []string{"berth", "berth-shim", "berth-server"} {
+	for _, b := range []string{"berth", "berth-shim", "berth-pause", "berth-server"} {
 		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
 			fmt.Fprintf(os.Stderr, "node e2e: %s/%s missing: run `make build` first\n", binDir, b)
 			os.Exit(1)

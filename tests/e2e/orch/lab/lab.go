@@ -47,7 +47,7 @@ type Config struct {
 	// Dir holds the lab's state, logs, the server's data and the engines'
 	// roots; it is wiped by Up. Default /var/lib/<prefix>.
 	Dir string
-	// BinDir holds berth, berth-shim and berth-server.
+	// BinDir holds berth, berth-shim, berth-pause and berth-server.
 	BinDir string
 	// Images are image archives (docker save / OCI layout) loaded into
 	// every node's engine; Tags are extra names given to loaded images
@@ -142,9 +142,9 @@ func (c Config) validate() error {
 		return fmt.Errorf("lab prefix %q: want at most 8 characters without '/', ' ', '-', '.'", c.Prefix)
 	}
 	if c.BinDir == "" {
-		return errors.New("lab: BinDir is empty: point it at the directory with berth, berth-shim and berth-server (make build)")
+		return errors.New("lab: BinDir is empty: point it at the directory with berth, berth-shim, berth-pause and berth-server (make build)")
 	}
-	need := []string{"berth", "berth-shim", "berth-server"}
+	need := []string{"berth", "berth-shim", "berth-pause", "berth-server"}
 	for _, b := range need {
 		if _, err := os.Stat(filepath.Join(c.BinDir, b)); err != nil {
 			return fmt.Errorf("lab: %s is missing: run `make build`", filepath.Join(c.BinDir, b))
