@@ -117,3 +117,21 @@ func TestFiltersJSON(t *testing.T) {
 		t.Error("filter without = accepted")
 	}
 }
+
+// TestDaemonDebugFlag checks -D against an explicit other --log-level: the
+// daemon refuses to start rather than pick one.
+func TestDaemonDebugFlag(t *testing.T) {
+	cmd := newDaemonCmd(&globals{})
+	cmd.SetArgs([]string{"-D", "--log-level", "warn", "--root", t.TempDir()})
+	cmd.SetOut(&bytes.Buffer{})
+	cmd.SetErr(&bytes.Buffer{})
+	err := cmd.Execute()
+	if err == nil || !strings.Contains(err.Error(), "--debug and --log-level warn contradict") {
+		t.Fatalf("berth daemon -D --log-level warn: %v", err)
+	}
+	for _, name := range []string{"debug", "log-level"} {
+		if f := cmd.Flags().Lookup(name); f == nil || f.Shorthand == "" {
+			t.Errorf("--%s has no shorthand (dockerd has -D and -l)", name)
+		}
+	}
+}

@@ -31,6 +31,7 @@ func engineCommands(g *globals) []*cobra.Command {
 func newDaemonCmd(g *globals) *cobra.Command {
 	var cfg daemon.Config
 	var configFile, logLevel string
+	var debug bool
 	cmd := &cobra.Command{
 		Use:   "daemon [OPTIONS]",
 		Short: "Run the berth engine (containers, images) on this host",
@@ -48,7 +49,7 @@ Two daemons can run side by side with different --root, --exec-root and --socket
 			merged := fileCfg
 			fs := cmd.Flags()
 			for flag, v := range map[string]*string{"root": &merged.Root, "exec-root": &merged.ExecRoot, "socket": &merged.Socket,
-				"default-runtime": &merged.DefaultRuntime, "shim": &merged.ShimPath, "cgroup-parent": &merged.CgroupParent,
+				"default-runtime": &merged.DefaultRuntime, "shim": &merged.ShimPath, "pause-binary": &merged.PausePath, "cgroup-parent": &merged.CgroupParent,
 				"bridge": &merged.Bridge, "bridge-subnet": &merged.BridgeSubnet,
 				"registry-addr": &merged.RegistryAddr, "registry-root": &merged.RegistryRoot,
 				"tcp-addr": &merged.TCPAddr, "tlscacert": &merged.TLSCACert, "tlscert": &merged.TLSCert, "tlskey": &merged.TLSKey} {
@@ -65,6 +66,12 @@ Two daemons can run side by side with different --root, --exec-root and --socket
 			}
 			if merged.Socket == "" && merged.ExecRoot != "" {
 				merged.Socket = filepath.Join(merged.ExecRoot, "berth.sock")
+			}
+			if debug {
+				if fs.Changed("log-level") && logLevel != "debug" {
+					return &flagError{cmd: "daemon", err: fmt.Errorf("--debug and --log-level %s contradict each other; give one", logLevel)}
+				}
+				logLevel = "debug"
 			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
@@ -99,7 +106,8 @@ Two daemons can run side by side with different --root, --exec-root and --socket
 	f.StringVar(&cfg.TLSKey, "tlskey", "", "The daemon's TLS key (PEM) for --tcp-addr")
 	f.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", nil, "Registry (host[:port] or CIDR) that may be reached over plain HTTP or unverified HTTPS; loopback registries always may (repeatable)")
 	f.StringVar(&configFile, "config", "/etc/berth/daemon.json", "Daemon configuration file (JSON; flags override it)")
-	f.StringVar(&logLevel, "log-level", "info", "Log level: debug, info, warn, error")
+	f.StringVarP(&logLevel, "log-level", "l", "info", "Log level: debug, info, warn, error")
+	f.BoolVarP(&debug, "debug", "D", false, "Log at debug level (as --log-level debug; dockerd's -D)")
 	return cmd
 }
 
