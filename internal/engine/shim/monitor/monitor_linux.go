@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/berth/berth/internal/engine/logs/crilog"
+	"github.com/berth/berth/internal/engine/shim/wire/names"
 )
 
 // Process states reported by "state" (wire's Status values and the two
@@ -155,7 +156,7 @@ func newServer(c config) (*server, error) {
 		return nil, errString("berth-shim: epoll: " + err.Error())
 	}
 	s.ep = ep
-	name := sockName(c.execID)
+	name := names.Sock(c.execID)
 	syscall.Unlink(name)
 	ln, err := listenUnix(name)
 	if err != nil {
@@ -187,7 +188,7 @@ func (s *server) run() int {
 		s.reap()
 		s.advance()
 	}
-	syscall.Unlink(sockName(s.c.execID))
+	syscall.Unlink(names.Sock(s.c.execID))
 	syscall.Close(s.ln)
 	return 0
 }
@@ -425,7 +426,7 @@ func (s *server) start() response {
 		return response{err: "already started (" + s.status + ")"}
 	}
 	s.status = stStarting
-	pidFile := pidName(s.c.execID)
+	pidFile := names.Pid(s.c.execID)
 	syscall.Unlink(pidFile)
 	args := []string{"--root", s.c.runtimeRoot}
 	if s.c.execID == "" {
@@ -784,20 +785,13 @@ func (s *server) updateAttach(a *attachment) {
 
 // flushAttach writes queued output; it reports false if a is gone.
 func (s *server) flushAttach(a *attachment) bool {
-	for len(a.q) > 0 {
-		n, err := syscall.Write(a.fd, a.q)
-		if n > 0 {
-			a.q = a.q[n:]
-			continue
-		}
-		if err == syscall.EINTR {
-			continue
-		}
-		if err == syscall.EAGAIN {
-			return true
-		}
+	var err error
+	if a.q, err = writeSome(a.fd, a.q); err != nil {
 		s.closeAttach(a)
 		return false
+	}
+	if len(a.q) > 0 {
+		return true
 	}
 	a.q = nil
 	if a.closing {
@@ -847,19 +841,9 @@ func (s *server) pumpStdin() {
 		}
 		return
 	}
-	for len(s.stdinBuf) > 0 {
-		n, err := syscall.Write(s.stdinFd, s.stdinBuf)
-		if n > 0 {
-			s.stdinBuf = s.stdinBuf[n:]
-			continue
-		}
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != syscall.EAGAIN {
-			s.stdinBuf = nil // the process closed its stdin
-		}
-		break
+	var err error
+	if s.stdinBuf, err = writeSome(s.stdinFd, s.stdinBuf); err != nil {
+		s.stdinBuf = nil // the process closed its stdin
 	}
 	if len(s.stdinBuf) == 0 {
 		s.stdinBuf = nil
@@ -1004,7 +988,7 @@ func (s *server) finish() {
 	if s.logw != nil {
 		s.logw.Close()
 	}
-	if err := writeFileAtomic(exitName(s.c.execID), append(appendExit(nil, s.exit), '\n')); err != nil {
+	if err := writeFileAtomic(names.Exit(s.c.execID), append(appendExit(nil, s.exit), '\n')); err != nil {
 		s.note("write exit status: " + err.Error())
 	}
 	s.status = stExited
@@ -1044,28 +1028,6 @@ func (s *server) note(msg string) {
 	b = append(b, '\n')
 	writeAll(fd, b)
 	syscall.Close(fd)
-}
-
-// File names in the bundle (wire.SockName, ExitName, PidName).
-func sockName(execID string) string {
-	if execID == "" {
-		return "shim.sock"
-	}
-	return "exec-" + execID + ".sock"
-}
-
-func exitName(execID string) string {
-	if execID == "" {
-		return "exit.json"
-	}
-	return "exec-" + execID + ".exit.json"
-}
-
-func pidName(execID string) string {
-	if execID == "" {
-		return "init.pid"
-	}
-	return "exec-" + execID + ".pid"
 }
 
 func basename(p string) string {

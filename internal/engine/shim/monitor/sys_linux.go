@@ -174,20 +174,37 @@ func readFile(path string) ([]byte, error) {
 // writeAll writes b to fd, which may be non-blocking (the small answers
 // the monitor writes fit in a socket buffer).
 func writeAll(fd int, b []byte) error {
+	for tries := 0; ; tries++ {
+		rest, err := writeSome(fd, b)
+		if err != nil || len(rest) == 0 {
+			return err
+		}
+		if tries == 10 {
+			return syscall.EAGAIN // a client that takes nothing for 10 s
+		}
+		b = rest
+		waitWritable(fd, 1000)
+	}
+}
+
+// writeSome writes what the non-blocking fd takes of b now and returns the
+// rest; the error is the one that ended the writing (never EAGAIN).
+func writeSome(fd int, b []byte) ([]byte, error) {
 	for len(b) > 0 {
 		n, err := syscall.Write(fd, b)
 		if n > 0 {
 			b = b[n:]
+			continue
 		}
-		switch {
-		case err == syscall.EINTR:
-		case err == syscall.EAGAIN:
-			waitWritable(fd, 1000)
-		case err != nil:
-			return err
+		switch err {
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return b, nil
+		default:
+			return b, err
 		}
 	}
-	return nil
+	return b, nil
 }
 
 func waitWritable(fd int, ms int) {

@@ -10,6 +10,8 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/berth/berth/internal/engine/shim/wire/names"
 )
 
 // ExitStatus is how a container (or exec) process ended.
@@ -107,29 +109,12 @@ func (e errBadFrame) Error() string {
 	return "stdcopy: bad stream id " + strconv.Itoa(int(e)) + " in frame header"
 }
 
-// SockName is the shim socket file in the bundle.
-func SockName(execID string) string {
-	if execID == "" {
-		return "shim.sock"
-	}
-	return "exec-" + execID + ".sock"
-}
-
-// ExitName is the exit record file in the bundle.
-func ExitName(execID string) string {
-	if execID == "" {
-		return "exit.json"
-	}
-	return "exec-" + execID + ".exit.json"
-}
-
-// PidName is the pid file in the bundle.
-func PidName(execID string) string {
-	if execID == "" {
-		return "init.pid"
-	}
-	return "exec-" + execID + ".pid"
-}
+// SockName, ExitName and PidName are the shim's files in the bundle.
+var (
+	SockName = names.Sock
+	ExitName = names.Exit
+	PidName  = names.Pid
+)
 
 // putUint32 is binary.BigEndian.PutUint32; encoding/binary pulls reflect
 // into the shim.
