@@ -42,6 +42,9 @@ type engine struct {
 	bundles   string
 	rootfs    string
 	trueB     string // bundle whose process is `true`
+	// runRmOnly marks a row that only `run --rm` times (crun on berth's
+	// own spec: it shows what berth's hardening costs the runtime).
+	runRmOnly bool
 	seq       int
 	running   []string // detached container ids not yet deleted
 }

@@ -228,6 +228,11 @@ func measure(ctx context.Context, cfg config, archive string, cl *cleanups, res 
 		e, d := setupBerth(ctx, cfg.work, cfg.binDir, archive, cl)
 		res.Engines = append([]*engine{e}, res.Engines...)
 		res.berthd = d
+		if want("crun") && e.ok() {
+			if c := res.engine("crun"); c != nil && c.ok() {
+				res.Engines = append(res.Engines, setupBerthSpec(ctx, cfg.work, rootfs, e, c, cl))
+			}
+		}
 	}
 	if want("podman") {
 		logf("preparing podman")
@@ -277,7 +282,7 @@ func measure(ctx context.Context, cfg config, archive string, cl *cleanups, res 
 // warmUp runs each engine's `run --rm` twice, untimed, so that first-run
 // costs (page cache, lazily created state) are out of the figures.
 func warmUp(ctx context.Context, cfg config, r *results) {
-	for _, e := range r.usable() {
+	for _, e := range r.usableForRunRm() {
 		for range 2 {
 			if _, err := e.runRm(ctx); err != nil {
 				r.Errors["warm-up/"+e.Name] = err
@@ -291,7 +296,7 @@ func warmUp(ctx context.Context, cfg config, r *results) {
 // each round runs every engine once, starting one engine later than the
 // round before, so that drift and position hit all engines alike.
 func runRmRounds(ctx context.Context, cfg config, r *results) {
-	es := r.usable()
+	es := r.usableForRunRm()
 	r.RunRm = map[string][]float64{}
 	r.RunRmFail = map[string]int{}
 	for round := 0; round < cfg.rounds && ctx.Err() == nil; round++ {

@@ -123,6 +123,17 @@ func (r *results) engine(name string) *engine {
 func (r *results) usable() []*engine {
 	var out []*engine
 	for _, e := range r.Engines {
+		if e.ok() && !e.runRmOnly {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// usableForRunRm is usable plus the rows that only `run --rm` times.
+func (r *results) usableForRunRm() []*engine {
+	var out []*engine
+	for _, e := range r.Engines {
 		if e.ok() {
 			out = append(out, e)
 		}
@@ -133,6 +144,8 @@ func (r *results) usable() []*engine {
 // commandOf is the command timed for `run --rm`, as shown in the report.
 func commandOf(e *engine) string {
 	switch {
+	case e.runRmOnly:
+		return "`crun run --bundle B ID`, B's config.json the one berth wrote for `run --network none busybox true`"
 	case e.Kind == ociEngine:
 		return "`" + e.Name + " run --bundle B ID`"
 	default:
@@ -260,7 +273,7 @@ func (r *results) markdown() string {
 	if r.ran("run-rm") {
 		base, hasBase := summarize(r.RunRm["berth"])
 		p("\n## `run --rm busybox true`, end to end\n\n")
-		p("%d rounds, round-robin (each round runs every engine once, starting one engine later each round), after 2 untimed warm-up runs each. Wall time of the CLI process from fork to exit; bare runtimes run a bundle from `crun spec` (terminal off, read-only rootfs, their own pid/net/ipc/uts/mount namespaces) on the same busybox rootfs.\n\n", r.Config.rounds)
+		p("%d rounds, round-robin (each round runs every engine once, starting one engine later each round), after 2 untimed warm-up runs each. Wall time of the CLI process from fork to exit; bare runtimes run a bundle from `crun spec` (terminal off, read-only rootfs, their own pid/net/ipc/uts/mount namespaces) on the same busybox rootfs. The row crun-berth-spec is crun on the config.json berth writes (Docker's default capabilities, seccomp profile with its compiled filter cached, masked and read-only paths, cgroup and cgroup namespace): the runtime's own cost of berth's hardening, so berth's row minus it is what berth itself adds (CLI, API, overlay mount, monitor).\n\n", r.Config.rounds)
 		p("| engine | command | median | min | max | × berth | failed |\n|---|---|---|---|---|---|---|\n")
 		for _, e := range r.Engines {
 			s, ok := summarize(r.RunRm[e.Name])

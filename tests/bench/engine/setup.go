@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -206,6 +207,77 @@ func setupBerth(ctx context.Context, work, binDir, archive string, cl *cleanups)
 		e.Err = err
 	}
 	return e, d
+}
+
+// setupBerthSpec prepares the row "crun on berth's spec": crun running
+// the config.json berth's daemon wrote for `run --network none busybox
+// true` (its capabilities, seccomp profile with the compiled filter
+// cached, masked paths, cgroup, namespaces), on the bare runtimes' rootfs.
+// Beside bare crun on `crun spec`'s minimal spec it shows what the
+// hardening costs the runtime itself, and beside berth what berth adds.
+func setupBerthSpec(ctx context.Context, work, rootfs string, berth, crun *engine, cl *cleanups) *engine {
+	e := &engine{Name: "crun-berth-spec", Kind: ociEngine, runRmOnly: true, bin: crun.bin, Version: crun.Version, rootfs: rootfs}
+	e.dir = filepath.Join(work, e.Name)
+	e.stateRoot = filepath.Join(e.dir, "state")
+	e.bundles = filepath.Join(e.dir, "bundles")
+	e.trueB = filepath.Join(e.bundles, "true")
+	// The first container teaches berth the compiled seccomp filter
+	// (internal/engine/runtime's SeccompCache); the spec of the second
+	// carries it, as every later one does.
+	if _, err := output(ctx, nil, berth.cli("run", "--rm", "--network", "none", "busybox", "true")...); err != nil {
+		e.Err = fmt.Errorf("berth run for its spec: %w", err)
+		return e
+	}
+	var out strings.Builder
+	if _, err := timed(ctx, nil, &out, berth.cli("create", "--network", "none", "busybox", "true")...); err != nil {
+		e.Err = fmt.Errorf("berth create for its spec: %w", err)
+		return e
+	}
+	id := lastLine(out.String())
+	defer output(context.Background(), nil, berth.cli("rm", "-f", id)...)
+	if _, err := output(ctx, nil, berth.cli("start", "-a", id)...); err != nil {
+		e.Err = fmt.Errorf("berth start for its spec: %w", err)
+		return e
+	}
+	if len(id) < 12 {
+		e.Err = fmt.Errorf("berth create printed %q, not a container id", id)
+		return e
+	}
+	b, err := os.ReadFile(filepath.Join(berth.dir, "exec", "c", id[:12], "config.json"))
+	if err != nil {
+		e.Err = fmt.Errorf("berth's spec: %w", err)
+		return e
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		e.Err = fmt.Errorf("berth's spec: %w", err)
+		return e
+	}
+	if a, _ := m["annotations"].(map[string]any); a["run.oci.seccomp_bpf_data"] == nil {
+		e.Err = fmt.Errorf("berth's spec carries no compiled seccomp filter (run.oci.seccomp_bpf_data); its row would time libseccomp, not what berth runs")
+		return e
+	}
+	m["root"] = map[string]any{"path": rootfs, "readonly": true}
+	if linux, ok := m["linux"].(map[string]any); ok {
+		linux["cgroupsPath"] = "/bbench-berth-spec/true"
+	}
+	if b, err = json.MarshalIndent(m, "", "\t"); err == nil {
+		if err = os.MkdirAll(e.trueB, 0o755); err == nil {
+			err = os.MkdirAll(e.stateRoot, 0o700)
+		}
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(e.trueB, "config.json"), b, 0o644)
+	}
+	if err != nil {
+		e.Err = err
+		return e
+	}
+	cl.add(e.Name+" containers", func() error {
+		out, _ := output(context.Background(), nil, e.bin, "--root", e.stateRoot, "list", "-q")
+		return e.remove(context.Background(), strings.Fields(out))
+	})
+	return e
 }
 
 // setupDocker starts dockerd (which starts its own containerd) with its own
