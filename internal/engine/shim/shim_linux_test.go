@@ -919,3 +919,56 @@ echo checked`
 		}
 	})
 }
+
+// TestClientLeavingMidStream: a client that goes away while output flows
+// is dropped, and every other client still gets every byte exactly once.
+func TestClientLeavingMidStream(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, e *env) {
+		const n = 300
+		c := e.bundle([]string{"sh", "-c", fmt.Sprintf("echo start; sleep 0.3; i=0; while [ $i -lt %d ]; do echo line $i; i=$((i+1)); done", n)}, nil)
+		h := e.startShim(c)
+		leaver, _, err := h.AttachConn(false, true, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var outs [2]syncBuf
+		var atts []*Attachment
+		for i := range outs {
+			a, err := h.Attach(nil, &outs[i], io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			atts = append(atts, a)
+		}
+		if _, err := h.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Take the first frame, then stop reading before the loop prints:
+		// the shim's next write to this client fails (EPIPE) while it is
+		// handing one chunk to every client, with no hang-up event first.
+		buf := make([]byte, 64)
+		if _, err := leaver.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		if err := leaver.(interface{ CloseRead() error }).CloseRead(); err != nil {
+			t.Fatal(err)
+		}
+		defer leaver.Close()
+		if es := wait(t, h); es.ExitCode != 0 {
+			t.Fatalf("exit %d, want 0", es.ExitCode)
+		}
+		var want strings.Builder
+		want.WriteString("start\n")
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&want, "line %d\n", i)
+		}
+		for i, a := range atts {
+			if err := a.Wait(); err != nil {
+				t.Fatalf("client %d: %v", i, err)
+			}
+			if got := outs[i].String(); got != want.String() {
+				t.Errorf("client %d got %d bytes, want %d (each line once, in order)", i, len(got), want.Len())
+			}
+		}
+	})
+}

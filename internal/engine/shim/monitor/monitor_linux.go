@@ -83,6 +83,7 @@ type server struct {
 	gen     int32
 	buf     []byte // read buffer, used by one handler at a time
 	frame   []byte // stdcopy frame being fanned out
+	fanTo   []*attachment
 	logw    *crilog.Writer
 
 	status   string
@@ -706,8 +707,11 @@ func (s *server) fanout(id byte, p []byte) {
 		s.frame = append(s.frame, p...)
 		b = s.frame
 	}
-	for _, a := range s.atts {
-		if a.closing || (id == streamStdout && !a.stdout) || (id == streamStderr && !a.stderr) {
+	// send may close an attachment (a client gone), which changes s.atts:
+	// walk a copy.
+	s.fanTo = append(s.fanTo[:0], s.atts...)
+	for _, a := range s.fanTo {
+		if a.fd < 0 || a.closing || (id == streamStdout && !a.stdout) || (id == streamStderr && !a.stderr) {
 			continue
 		}
 		s.send(a, b)
