@@ -354,6 +354,11 @@ type LayerSource struct {
 // verified; once verified it is kept even if the pull that asked for it
 // fails later (see PruneLayers). zstd layers are refused with
 // errdefs.ErrNotImplemented.
+//
+// The work is split in two stages that run at once (see pipeline.go): a
+// goroutine reads the blob, hashes it, keeps it and gunzips it into
+// chunks; the caller's goroutine hashes the tar and unpacks it. Both are
+// finished when IngestLayer returns.
 func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 	for _, d := range []digest.Digest{src.Digest, src.DiffID, src.ChainID} {
 		if d.Validate() != nil || d.Algorithm() != digest.SHA256 {
@@ -387,9 +392,17 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 	} else {
 		cr.h = digest.SHA256.Hash()
 	}
+	p := newPipeline()
+	defer p.halt(false) // before the writers close
+	blobDone := make(chan struct{})
+	var blobErr error
+	// readRest reads the blob to its end, once (the pipeline's first stage
+	// does, once it runs); checkBlob waits for that and checks the blob.
+	readRest := func() { _, blobErr = io.Copy(io.Discard, cr); close(blobDone) }
 	checkBlob := func() error {
-		if _, err := io.Copy(io.Discard, cr); err != nil {
-			return fmt.Errorf("layer %s: reading the blob: %w", src.Digest, err)
+		<-blobDone
+		if blobErr != nil {
+			return fmt.Errorf("layer %s: reading the blob: %w", src.Digest, blobErr)
 		}
 		if cr.n != src.Size {
 			return bad("layer %s: blob is %d bytes, but the manifest says %d", src.Digest, cr.n, src.Size)
@@ -405,19 +418,39 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 		if errors.Is(err, errdefs.ErrNotImplemented) {
 			return err
 		}
+		p.halt(true)
 		if berr := checkBlob(); berr != nil && !errors.Is(berr, io.ErrUnexpectedEOF) {
 			return berr
 		}
 		return err
 	}
 
-	// gunzip → diff ID check (+ the kept uncompressed tar) → unpack
+	// gunzip (Decompress peeks at the blob's first bytes here) …
 	dr, err := archive.Decompress(cr)
 	if err != nil {
+		if !errors.Is(err, errdefs.ErrNotImplemented) {
+			readRest()
+		}
 		return explain(fmt.Errorf("layer %s: %w", src.Digest, err))
 	}
-	defer dr.Close()
-	vr := newVerifyReader(dr, blobW, src.DiffID)
+	tarQ := p.queue()
+	p.run(func() {
+		fill(dr, tarQ)
+		dr.Close()
+		// The rest of the blob (nothing, unless it goes on past the gzip
+		// stream), also when the unpacking failed and explain wants the
+		// digest.
+		if !p.stopped() || p.drain.Load() {
+			readRest()
+		} else {
+			blobErr = errStopped
+			close(blobDone)
+		}
+	})
+	// … → diff ID check (+ the kept uncompressed tar) → unpack
+	tr := &queueReader{q: tarQ}
+	defer tr.release()
+	vr := newVerifyReader(tr, blobW, src.DiffID)
 	applied := false
 	created, err := s.snaps.ApplyLayer(src.ChainID, func(dir string) (int64, error) {
 		applied = true
