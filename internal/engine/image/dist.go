@@ -355,10 +355,10 @@ type LayerSource struct {
 // fails later (see PruneLayers). zstd layers are refused with
 // errdefs.ErrNotImplemented.
 //
-// The work is split in two stages that run at once (see pipeline.go): a
+// The work is split in three stages that run at once (see pipeline.go): a
 // goroutine reads the blob, hashes it, keeps it and gunzips it into
-// chunks; the caller's goroutine hashes the tar and unpacks it. Both are
-// finished when IngestLayer returns.
+// chunks; another hashes the chunks of the tar; the caller's goroutine
+// unpacks them. All are finished when IngestLayer returns.
 func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 	for _, d := range []digest.Digest{src.Digest, src.DiffID, src.ChainID} {
 		if d.Validate() != nil || d.Algorithm() != digest.SHA256 {
@@ -447,10 +447,13 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 			close(blobDone)
 		}
 	})
-	// … → diff ID check (+ the kept uncompressed tar) → unpack
-	tr := &queueReader{q: tarQ}
-	defer tr.release()
-	vr := newVerifyReader(tr, blobW, src.DiffID)
+	// … → diff ID check (+ the kept uncompressed tar) …
+	verified := p.queue()
+	var tarSize int64
+	p.run(func() { tarSize = verifyStage(tarQ, verified, blobW, src.DiffID) })
+	// … → unpack
+	vr := &queueReader{q: verified}
+	defer vr.release()
 	applied := false
 	created, err := s.snaps.ApplyLayer(src.ChainID, func(dir string) (int64, error) {
 		applied = true
@@ -471,6 +474,7 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 			return err
 		}
 	}
+	p.wg.Wait() // tarSize and the writers are settled
 	undo := func() {
 		if created {
 			s.snaps.RemoveLayer(src.ChainID)
@@ -492,7 +496,7 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 	defer s.dist.mu.Unlock()
 	s.recordFormLocked(src.DiffID, src.Compressed)
 	if !uncompressed {
-		s.dist.meta.Sizes[src.DiffID] = vr.n
+		s.dist.meta.Sizes[src.DiffID] = tarSize
 	}
 	if src.Repo != "" {
 		s.addRepoLocked(src.Digest, src.Repo)
@@ -501,6 +505,56 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 		s.dist.meta.Pulled[src.ChainID] = src.DiffID
 	}
 	return s.dist.saveLocked()
+}
+
+// verifyStage passes the tar's chunks from in to out, hashing them (or
+// writing them to w, a content writer that hashes them) and, at the tar's
+// end, ends out with an error unless the hash is want. It returns the
+// tar's size.
+func verifyStage(in, out *queue, w *content.Writer, want digest.Digest) int64 {
+	var h hash.Hash
+	if w == nil {
+		h = digest.SHA256.Hash()
+	}
+	var n int64
+	for {
+		select {
+		case c, ok := <-in.ch:
+			if !ok {
+				err := in.err
+				if err == nil {
+					var got digest.Digest
+					if w != nil {
+						got = w.Digest()
+					} else {
+						got = digest.NewDigest(digest.SHA256, h)
+					}
+					if got != want {
+						err = diffIDMismatch(got, want)
+					}
+				}
+				out.close(err)
+				return n
+			}
+			n += int64(c.n)
+			if w != nil {
+				if _, err := w.Write(c.bytes()); err != nil {
+					c.free()
+					out.close(err)
+					return n
+				}
+			} else {
+				h.Write(c.bytes())
+			}
+			if !out.put(c) {
+				out.close(errStopped)
+				return n
+			}
+		case <-in.p.stop:
+			out.close(errStopped)
+			return n
+		}
+	}
 }
 
 // countHash reads r, counting what it yields and copying it to w, a
