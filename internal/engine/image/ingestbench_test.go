@@ -25,6 +25,7 @@ func cpuTime() time.Duration {
 // pushes), from memory. It reports the CPU time per layer beside the wall
 // time: the stages run at once.
 func BenchmarkIngestLayer(b *testing.B) {
+	needRoot(b)
 	rng := rand.New(rand.NewPCG(1, 2))
 	var tb bytes.Buffer
 	tw := tar.NewWriter(&tb)
