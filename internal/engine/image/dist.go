@@ -396,9 +396,14 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 	defer p.halt(false) // before the writers close
 	blobDone := make(chan struct{})
 	var blobErr error
-	// readRest reads the blob to its end, once (the pipeline's first stage
-	// does, once it runs); checkBlob waits for that and checks the blob.
-	readRest := func() { _, blobErr = io.Copy(io.Discard, cr); close(blobDone) }
+	var blobOnce sync.Once
+	finishBlob := func(err error) { blobOnce.Do(func() { blobErr = err; close(blobDone) }) }
+	// readRest reads the blob to its end (the pipeline's first stage does,
+	// once it runs); checkBlob waits for that and checks the blob.
+	readRest := func() {
+		_, err := io.Copy(io.Discard, cr)
+		finishBlob(err)
+	}
 	checkBlob := func() error {
 		<-blobDone
 		if blobErr != nil {
@@ -435,6 +440,7 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 	}
 	tarQ := p.queue()
 	p.run(func() {
+		defer finishBlob(errStopped) // unless readRest did: stopped early, or a panic
 		fill(dr, tarQ)
 		dr.Close()
 		// The rest of the blob (nothing, unless it goes on past the gzip
@@ -442,9 +448,6 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 		// digest.
 		if !p.stopped() || p.drain.Load() {
 			readRest()
-		} else {
-			blobErr = errStopped
-			close(blobDone)
 		}
 	})
 	// … → diff ID check (+ the kept uncompressed tar) …
@@ -474,7 +477,7 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 			return err
 		}
 	}
-	p.wg.Wait() // tarSize and the writers are settled
+	p.wait() // tarSize and the writers are settled
 	undo := func() {
 		if created {
 			s.snaps.RemoveLayer(src.ChainID)

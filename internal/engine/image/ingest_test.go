@@ -278,3 +278,45 @@ func TestIngestBigLayerFailuresStoreNothing(t *testing.T) {
 		})
 	}
 }
+
+// panicAfter yields n bytes of r, then panics: from a goroutine of the
+// pipeline, not the caller's.
+type panicAfter struct {
+	r io.Reader
+	n int
+}
+
+func (p *panicAfter) Read(b []byte) (int, error) {
+	if p.n <= 0 {
+		panic("reader panics")
+	}
+	if len(b) > p.n {
+		b = b[:p.n]
+	}
+	n, err := p.r.Read(b)
+	p.n -= n
+	return n, err
+}
+
+// A panic in a stage's goroutine comes out of IngestLayer in the caller's
+// goroutine (as it did before the work was split in stages), with nothing
+// stored and no stage left.
+func TestIngestStagePanicReachesCaller(t *testing.T) {
+	needRoot(t)
+	l := makeBigLayer(t, "")
+	s := newStore(t)
+	src := l.src()
+	before := runtime.NumGoroutine()
+	func() {
+		defer func() {
+			r := recover()
+			if msg, _ := r.(string); !strings.Contains(msg, "reader panics") {
+				t.Errorf("recovered %v, want the reader's panic", r)
+			}
+		}()
+		err := s.IngestLayer(&panicAfter{bytes.NewReader(l.gz), len(l.gz) / 2}, src)
+		t.Errorf("IngestLayer returned %v, want a panic", err)
+	}()
+	noGoroutinesLeft(t, before)
+	storesNothing(t, s, src)
+}

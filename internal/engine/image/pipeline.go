@@ -13,7 +13,9 @@ package image
 // the next.
 
 import (
+	"fmt"
 	"io"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 )
@@ -49,28 +51,46 @@ type pipeline struct {
 	drain    atomic.Bool   // set before stop: the first stage reads its source to the end
 	stopOnce sync.Once
 	wg       sync.WaitGroup
+	panicked atomic.Value // string: the first panic of a stage, with its stack
 }
 
 func newPipeline() *pipeline { return &pipeline{stop: make(chan struct{})} }
 
-// run starts a stage.
+// run starts a stage. A stage that panics (a bug, or input that trips a
+// library) stops the pipeline, and halt panics in its caller's goroutine
+// with the stage's panic: where the work ran before it was split in
+// stages, so that whatever recovers there still does.
 func (p *pipeline) run(f func()) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				p.panicked.CompareAndSwap(nil, fmt.Sprintf("layer ingest stage: %v\n%s", r, debug.Stack()))
+				p.stopOnce.Do(func() { close(p.stop) })
+			}
+		}()
 		f()
 	}()
 }
 
 // halt makes every stage stop at its next hand-over and waits for all of
 // them; with drain the first stage reads its source to the end first
-// (the first halt decides).
+// (the first halt decides). It panics if a stage did.
 func (p *pipeline) halt(drain bool) {
 	p.stopOnce.Do(func() {
 		p.drain.Store(drain)
 		close(p.stop)
 	})
+	p.wait()
+}
+
+// wait waits for every stage to end; it panics if a stage did.
+func (p *pipeline) wait() {
 	p.wg.Wait()
+	if v := p.panicked.Load(); v != nil {
+		panic(v)
+	}
 }
 
 // stopped reports whether halt was called.

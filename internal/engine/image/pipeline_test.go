@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"strings"
 	"testing"
 	"testing/iotest"
 )
@@ -87,5 +88,28 @@ func TestQueueErrorAndStop(t *testing.T) {
 	if _, err := io.Copy(io.Discard, r); err == nil {
 		t.Error("reading a stopped queue to its end: no error")
 	}
+	noGoroutinesLeft(t, before)
+}
+
+// A stage that panics stops the pipeline (a reader of its queue is not
+// left waiting) and its panic comes out of halt, in the caller's goroutine.
+func TestStagePanicReachesCaller(t *testing.T) {
+	before := runtime.NumGoroutine()
+	p := newPipeline()
+	q := p.queue()
+	p.run(func() { panic("boom in a stage") })
+	if _, err := io.Copy(io.Discard, &queueReader{q: q}); err == nil {
+		t.Error("reading the queue of a stage that panicked: no error")
+	}
+	func() {
+		defer func() {
+			r := recover()
+			if s, _ := r.(string); !strings.Contains(s, "boom in a stage") {
+				t.Errorf("halt: recovered %v, want the stage's panic", r)
+			}
+		}()
+		p.halt(true)
+		t.Error("halt did not panic")
+	}()
 	noGoroutinesLeft(t, before)
 }
