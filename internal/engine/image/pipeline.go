@@ -134,8 +134,7 @@ func (q *queue) close(err error) {
 var errStopped = io.ErrClosedPipe
 
 // queueReader reads the stream a queue carries, freeing each chunk once
-// read. It is an io.ByteReader too, so gzip reads it without a buffer of
-// its own.
+// read.
 type queueReader struct {
 	q   *queue
 	c   chunk
@@ -180,17 +179,6 @@ func (r *queueReader) Read(p []byte) (int, error) {
 	n := copy(p, (*r.c.p)[r.off:r.c.n])
 	r.off += n
 	return n, nil
-}
-
-func (r *queueReader) ReadByte() (byte, error) {
-	for r.c.p == nil || r.off == r.c.n {
-		if !r.next() {
-			return 0, r.err
-		}
-	}
-	b := (*r.c.p)[r.off]
-	r.off++
-	return b, nil
 }
 
 // WriteTo hands w the rest of the stream, chunk by chunk.

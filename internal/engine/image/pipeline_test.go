@@ -10,8 +10,8 @@ import (
 	"testing/iotest"
 )
 
-// A stream through fill and a queueReader comes out whole, by Read, by
-// ReadByte and by WriteTo, and the reader passes iotest's checks.
+// A stream through fill and a queueReader comes out whole, by Read and by
+// WriteTo, and the reader passes iotest's checks.
 func TestQueueCarriesStream(t *testing.T) {
 	data := make([]byte, 3*chunkSize+123)
 	for i := range data {
@@ -30,29 +30,6 @@ func TestQueueCarriesStream(t *testing.T) {
 		t.Error(err)
 	}
 	r.release()
-	p.halt(false)
-
-	p, r = start(bytes.NewReader(data))
-	var got []byte
-	for {
-		b, err := r.ReadByte()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, b)
-		if len(got) == 10 {
-			// Mixed: a Read in between.
-			buf := make([]byte, 1000)
-			n, _ := r.Read(buf)
-			got = append(got, buf[:n]...)
-		}
-	}
-	if !bytes.Equal(got, data) {
-		t.Errorf("ReadByte: %d bytes, want %d", len(got), len(data))
-	}
 	p.halt(false)
 
 	p, r = start(bytes.NewReader(data))
