@@ -59,7 +59,7 @@ type gzipReadCloser struct {
 // magic and decompressed, anything that is not compressed is returned as
 // is. zstd, bzip2 and xz are refused with errdefs.ErrNotImplemented.
 func Decompress(r io.Reader) (io.ReadCloser, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := bufio.NewReaderSize(r, 256<<10)
 	switch c := Detect(br); c {
 	case Uncompressed:
 		return io.NopCloser(br), nil

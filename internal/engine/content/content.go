@@ -167,8 +167,14 @@ type Writer struct {
 	f        *os.File
 	digester digest.Digester
 	size     int64
+	flushed  int64 // bytes whose writeback was started
 	done     bool
 }
+
+// writebackEvery is how many written bytes a Writer lets pile up before it
+// starts their writeback: a big blob then reaches the disk while it is
+// still being written, and Commit's fsync waits for the last bit only.
+const writebackEvery = 8 << 20
 
 // Writer starts a new blob.
 func (s *Store) Writer() (*Writer, error) {
@@ -183,6 +189,10 @@ func (w *Writer) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.digester.Hash().Write(p[:n])
 	w.size += int64(n)
+	if w.size-w.flushed >= writebackEvery {
+		startWriteback(w.f, w.flushed, w.size-w.flushed)
+		w.flushed = w.size
+	}
 	return n, err
 }
 

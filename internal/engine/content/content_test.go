@@ -111,3 +111,37 @@ func TestConcurrentPuts(t *testing.T) {
 		t.Errorf("got %d blobs, want 5", n)
 	}
 }
+
+// A blob bigger than writebackEvery, written in odd pieces (its writeback
+// starts while it is written), is stored whole.
+func TestBigBlobWrittenInPieces(t *testing.T) {
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 2*writebackEvery+12345)
+	for i := range data {
+		data[i] = byte(i * 13)
+	}
+	w, err := s.Writer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for off := 0; off < len(data); off += 99999 {
+		if _, err := w.Write(data[off:min(off+99999, len(data))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w.flushed == 0 {
+		t.Error("no writeback was started")
+	}
+	want := digest.FromBytes(data)
+	if _, err := w.Commit(want, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ReadAll(want)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("ReadAll: %d bytes (%v), want %d", len(got), err, len(data))
+	}
+}

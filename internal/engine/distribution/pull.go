@@ -230,6 +230,10 @@ type layerJob struct {
 	src   image.LayerSource
 	id    string
 	index int
+	// downloaded, if set, is called once the layer's blob has arrived
+	// (its unpacking may still be under way), to let the next download
+	// start.
+	downloaded func()
 }
 
 // Pull fetches the image refStr (Docker's reference rules: busybox means
@@ -413,9 +417,13 @@ func (c *Client) fetchLayers(ctx context.Context, s *session, jobs []layerJob, p
 			break
 		}
 		wg.Add(1)
+		// The slot is a download's: it is given back once the blob is in,
+		// while the end of its unpacking and its commit (an fsync) go on.
+		var freeOnce sync.Once
+		j.downloaded = func() { freeOnce.Do(func() { <-sem }) }
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
+			defer j.downloaded()
 			if err := c.fetchLayer(ctx, s, j, progress); err != nil {
 				once.Do(func() { firstErr = err; cancel() })
 			}
@@ -520,7 +528,7 @@ func (c *Client) downloadLayer(ctx context.Context, s *session, j layerJob, prog
 	defer body.Close()
 	pr := &progressReader{r: body, total: j.src.Size, report: func(n int64) {
 		progress(Progress{ID: j.id, Status: "Downloading", Current: n, Total: j.src.Size})
-	}}
+	}, eof: j.downloaded}
 	if err := c.store.IngestLayer(pr, j.src); err != nil {
 		if pr.err != nil {
 			// The transfer broke: what arrived says nothing about the blob.
@@ -535,8 +543,9 @@ func (c *Client) downloadLayer(ctx context.Context, s *session, j layerJob, prog
 	return nil
 }
 
-// progressReader reports bytes read at most every 100 ms and remembers
-// the read error (a broken transfer, as opposed to bad content).
+// progressReader reports bytes read at most every 100 ms, calls eof (if
+// set) at the end of the body and remembers the read error (a broken
+// transfer, as opposed to bad content).
 type progressReader struct {
 	r        io.Reader
 	n        int64
@@ -544,6 +553,7 @@ type progressReader struct {
 	last     time.Time
 	reported int64
 	report   func(int64)
+	eof      func()
 	err      error
 }
 
@@ -554,6 +564,9 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	if p.n != p.reported && (now.Sub(p.last) >= 100*time.Millisecond || p.n == p.total || err == io.EOF) {
 		p.last, p.reported = now, p.n
 		p.report(p.n)
+	}
+	if err == io.EOF && p.eof != nil {
+		p.eof()
 	}
 	if err != nil && err != io.EOF {
 		p.err = err

@@ -18,6 +18,7 @@ import (
 	"github.com/berth/berth/internal/engine/content"
 	"github.com/berth/berth/internal/engine/image"
 	"github.com/berth/berth/internal/errdefs"
+	"time"
 )
 
 var ctx = context.Background()
@@ -536,5 +537,49 @@ func TestPullReusesKeptLayerElsewhereInTheStack(t *testing.T) {
 	}
 	if v := readLayerFile(t, s, got, "shared"); v != "s" {
 		t.Errorf("shared = %q", v)
+	}
+}
+
+// A download slot is given back once the layer's blob has arrived: with
+// one slot, the second layer's download starts while the first is still
+// being finished (here held up in its progress report, which comes after
+// it is stored).
+func TestPullFreesDownloadSlotWhenBlobIsIn(t *testing.T) {
+	needRoot(t)
+	reg := newRegistry(t)
+	l1 := mkLayer(t, map[string]string{"one": strings.Repeat("1", 300000)})
+	l2 := mkLayer(t, map[string]string{"two": strings.Repeat("2", 300000)})
+	img := mkImage(t, runtime.GOARCH, l1, l2)
+	reg.putImage("slots", "v1", img)
+	secondGet := make(chan struct{})
+	var once sync.Once
+	reg.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+l2.gzDigest.String()) {
+			once.Do(func() { close(secondGet) })
+		}
+		return false
+	})
+	s, _ := newStore(t)
+	c := newClient(t, s, Config{MaxConcurrentDownloads: 1})
+	var mu sync.Mutex
+	var waited, timedOut bool
+	_, err := c.Pull(ctx, reg.host+"/slots:v1", PullOptions{Progress: func(p Progress) {
+		if p.ID != shortID(l1.gzDigest) || p.Status != "Verifying Checksum" {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		waited = true
+		select {
+		case <-secondGet:
+		case <-time.After(5 * time.Second):
+			timedOut = true
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !waited || timedOut {
+		t.Errorf("the second layer's download did not start while the first was being finished (reported: %v, timed out: %v)", waited, timedOut)
 	}
 }

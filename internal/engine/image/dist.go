@@ -354,6 +354,11 @@ type LayerSource struct {
 // verified; once verified it is kept even if the pull that asked for it
 // fails later (see PruneLayers). zstd layers are refused with
 // errdefs.ErrNotImplemented.
+//
+// The work is split in three stages that run at once (see pipeline.go): a
+// goroutine reads the blob, hashes it, keeps it and gunzips it into
+// chunks; another hashes the chunks of the tar; the caller's goroutine
+// unpacks them. All are finished when IngestLayer returns.
 func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 	for _, d := range []digest.Digest{src.Digest, src.DiffID, src.ChainID} {
 		if d.Validate() != nil || d.Algorithm() != digest.SHA256 {
@@ -387,9 +392,22 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 	} else {
 		cr.h = digest.SHA256.Hash()
 	}
+	p := newPipeline()
+	defer p.halt(false) // before the writers close
+	blobDone := make(chan struct{})
+	var blobErr error
+	var blobOnce sync.Once
+	finishBlob := func(err error) { blobOnce.Do(func() { blobErr = err; close(blobDone) }) }
+	// readRest reads the blob to its end (the pipeline's first stage does,
+	// once it runs); checkBlob waits for that and checks the blob.
+	readRest := func() {
+		_, err := io.Copy(io.Discard, cr)
+		finishBlob(err)
+	}
 	checkBlob := func() error {
-		if _, err := io.Copy(io.Discard, cr); err != nil {
-			return fmt.Errorf("layer %s: reading the blob: %w", src.Digest, err)
+		<-blobDone
+		if blobErr != nil {
+			return fmt.Errorf("layer %s: reading the blob: %w", src.Digest, blobErr)
 		}
 		if cr.n != src.Size {
 			return bad("layer %s: blob is %d bytes, but the manifest says %d", src.Digest, cr.n, src.Size)
@@ -405,19 +423,40 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 		if errors.Is(err, errdefs.ErrNotImplemented) {
 			return err
 		}
+		p.halt(true)
 		if berr := checkBlob(); berr != nil && !errors.Is(berr, io.ErrUnexpectedEOF) {
 			return berr
 		}
 		return err
 	}
 
-	// gunzip → diff ID check (+ the kept uncompressed tar) → unpack
+	// gunzip (Decompress peeks at the blob's first bytes here) …
 	dr, err := archive.Decompress(cr)
 	if err != nil {
+		if !errors.Is(err, errdefs.ErrNotImplemented) {
+			readRest()
+		}
 		return explain(fmt.Errorf("layer %s: %w", src.Digest, err))
 	}
-	defer dr.Close()
-	vr := newVerifyReader(dr, blobW, src.DiffID)
+	tarQ := p.queue()
+	p.run(func() {
+		defer finishBlob(errStopped) // unless readRest did: stopped early, or a panic
+		fill(dr, tarQ)
+		dr.Close()
+		// The rest of the blob (nothing, unless it goes on past the gzip
+		// stream), also when the unpacking failed and explain wants the
+		// digest.
+		if !p.stopped() || p.drain.Load() {
+			readRest()
+		}
+	})
+	// … → diff ID check (+ the kept uncompressed tar) …
+	verified := p.queue()
+	var tarSize int64
+	p.run(func() { tarSize = verifyStage(tarQ, verified, blobW, src.DiffID) })
+	// … → unpack
+	vr := &queueReader{q: verified}
+	defer vr.release()
 	applied := false
 	created, err := s.snaps.ApplyLayer(src.ChainID, func(dir string) (int64, error) {
 		applied = true
@@ -438,6 +477,7 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 			return err
 		}
 	}
+	p.wait() // tarSize and the writers are settled
 	undo := func() {
 		if created {
 			s.snaps.RemoveLayer(src.ChainID)
@@ -459,7 +499,7 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 	defer s.dist.mu.Unlock()
 	s.recordFormLocked(src.DiffID, src.Compressed)
 	if !uncompressed {
-		s.dist.meta.Sizes[src.DiffID] = vr.n
+		s.dist.meta.Sizes[src.DiffID] = tarSize
 	}
 	if src.Repo != "" {
 		s.addRepoLocked(src.Digest, src.Repo)
@@ -468,6 +508,56 @@ func (s *Store) IngestLayer(r io.Reader, src LayerSource) error {
 		s.dist.meta.Pulled[src.ChainID] = src.DiffID
 	}
 	return s.dist.saveLocked()
+}
+
+// verifyStage passes the tar's chunks from in to out, hashing them (or
+// writing them to w, a content writer that hashes them) and, at the tar's
+// end, ends out with an error unless the hash is want. It returns the
+// tar's size.
+func verifyStage(in, out *queue, w *content.Writer, want digest.Digest) int64 {
+	var h hash.Hash
+	if w == nil {
+		h = digest.SHA256.Hash()
+	}
+	var n int64
+	for {
+		select {
+		case c, ok := <-in.ch:
+			if !ok {
+				err := in.err
+				if err == nil {
+					var got digest.Digest
+					if w != nil {
+						got = w.Digest()
+					} else {
+						got = digest.NewDigest(digest.SHA256, h)
+					}
+					if got != want {
+						err = diffIDMismatch(got, want)
+					}
+				}
+				out.close(err)
+				return n
+			}
+			n += int64(c.n)
+			if w != nil {
+				if _, err := w.Write(c.bytes()); err != nil {
+					c.free()
+					out.close(err)
+					return n
+				}
+			} else {
+				h.Write(c.bytes())
+			}
+			if !out.put(c) {
+				out.close(errStopped)
+				return n
+			}
+		case <-in.p.stop:
+			out.close(errStopped)
+			return n
+		}
+	}
 }
 
 // countHash reads r, counting what it yields and copying it to w, a

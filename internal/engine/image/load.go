@@ -395,6 +395,12 @@ func newVerifyReader(r io.Reader, w *content.Writer, want digest.Digest) *verify
 	return &verifyReader{r: r, h: digest.SHA256.Hash(), want: want}
 }
 
+// diffIDMismatch is the error for a layer tar that hashes to got where
+// the image config says want.
+func diffIDMismatch(got, want digest.Digest) error {
+	return bad("layer content hashes to %s, but the image config's diff_id is %s", got, want)
+}
+
 func (v *verifyReader) Read(p []byte) (int, error) {
 	n, err := v.r.Read(p)
 	v.n += int64(n)
@@ -407,7 +413,7 @@ func (v *verifyReader) Read(p []byte) (int, error) {
 			got = func() digest.Digest { return digest.NewDigest(digest.SHA256, v.h) }
 		}
 		if got := got(); got != v.want {
-			return n, bad("layer content hashes to %s, but the image config's diff_id is %s", got, v.want)
+			return n, diffIDMismatch(got, v.want)
 		}
 	}
 	return n, err
