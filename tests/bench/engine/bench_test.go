@@ -585,3 +585,27 @@ func TestNetMarkdownShowsFiguresAndFailures(t *testing.T) {
 		}
 	}
 }
+
+// TestBerthSpecRow: the crun-on-berth's-spec row is in the run --rm table
+// and the split of the time below the targets, and in no other table.
+func TestBerthSpecRow(t *testing.T) {
+	r := resultsWith(map[string]float64{"berth": 24, "crun": 10, "crun-berth-spec": 12}, 25, 20*1024, 1.5*1024, nil)
+	r.Engines = []*engine{{Name: "berth", Kind: cliEngine, runArgs: []string{"--network", "none"}}, {Name: "crun", Kind: ociEngine},
+		{Name: "crun-berth-spec", Kind: ociEngine, runRmOnly: true}}
+	md := r.markdown()
+	for _, want := range []string{
+		"| crun-berth-spec | `crun run --bundle B ID`, B's config.json the one berth wrote",
+		"crun on berth's own spec takes 12.0 ms, 2.00 ms more than on `crun spec`'s",
+		"berth adds 12.0 ms to that",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q; got:\n%s", want, md)
+		}
+	}
+	if n := strings.Count(md, "| crun-berth-spec |"); n != 2 { // the engines table and run --rm
+		t.Errorf("crun-berth-spec is in %d tables, want 2 (engines, run --rm):\n%s", n, md)
+	}
+	if got := len(r.usable()); got != 2 {
+		t.Errorf("usable() has %d engines, want 2 (no run --rm-only row)", got)
+	}
+}

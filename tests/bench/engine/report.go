@@ -268,6 +268,13 @@ func (r *results) markdown() string {
 		for _, t := range ts {
 			p("| %s | %s | %s |\n", t.What, orDash(t.Figure), t.verdict())
 		}
+		b, bok := summarize(r.RunRm["berth"])
+		c, cok := summarize(r.RunRm["crun"])
+		bs, bsok := summarize(r.RunRm["crun-berth-spec"])
+		if bok && cok && bsok {
+			p("\nWhere `run --rm`'s time goes (medians): crun on berth's own spec takes %s, %s more than on `crun spec`'s (the runtime's share of berth's hardening); berth adds %s to that (CLI, API, overlay mount, monitor, exit and removal).\n",
+				fmtMS(bs.Median), fmtMS(bs.Median-c.Median), fmtMS(b.Median-bs.Median))
+		}
 	}
 
 	if r.ran("run-rm") {
@@ -295,6 +302,9 @@ func (r *results) markdown() string {
 		p("| engine | started | starts/s | median start | min | max | × berth rate | removal |\n|---|---|---|---|---|---|---|---|\n")
 		bRate := r.Detached["berth"].rate()
 		for _, e := range r.Engines {
+			if e.runRmOnly {
+				continue
+			}
 			dr := r.Detached[e.Name]
 			s, ok := summarize(func() []float64 {
 				if dr == nil {
