@@ -15,10 +15,9 @@ import (
 )
 
 // PauseImage is the engine's built-in sandbox image: one layer holding the
-// berth-shim binary as /pause (the shim acts as a pause process when
-// invoked under that name). The engine makes it on demand, from its own
-// shim, when a create or a pull names it and it is missing, so pods need
-// no registry. It is an ordinary image otherwise: listed, inspected,
+// berth-pause binary (cmd/berth-pause) as /pause. The engine makes it on
+// demand, from the binary installed next to it, when a create or a pull
+// names it and it is missing, so pods need no registry. It is an ordinary image otherwise: listed, inspected,
 // removed (and made again when next needed).
 const PauseImage = "berth.local/pause:latest"
 
