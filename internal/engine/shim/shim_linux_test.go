@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -971,4 +972,59 @@ func TestClientLeavingMidStream(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestOutOfDescriptors: a shim out of file descriptors neither spins on
+// its listener nor stops serving once descriptors are free again.
+func TestOutOfDescriptors(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, e *env) {
+		c := e.bundle([]string{"sleep", "100"}, nil)
+		h := e.startShim(c)
+		defer h.Shutdown()
+		pid := shimPid(t, c.id)
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		lim := unix.Rlimit{Cur: uint64(len(fds) + 2), Max: uint64(len(fds) + 2)}
+		if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &lim, nil); err != nil {
+			t.Fatal(err)
+		}
+		var conns []net.Conn
+		for i := 0; i < 8; i++ {
+			conn, err := net.Dial("unix", filepath.Join(c.bundle, "shim.sock"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, conn)
+		}
+		cpu0 := cpuTicks(t, pid)
+		time.Sleep(500 * time.Millisecond)
+		if used := cpuTicks(t, pid) - cpu0; used > 10 { // clock ticks: 100 ms
+			t.Errorf("shim used %d clock ticks in 0.5 s while out of descriptors, want it idle", used)
+		}
+		for _, conn := range conns {
+			conn.Close()
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			st, _, err := h.State()
+			if err == nil && st == StatusCreated {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("shim does not answer after descriptors are free: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}
+
+// cpuTicks is a process's user plus system time in clock ticks.
+func cpuTicks(t *testing.T, pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	u, _ := strconv.Atoi(f[11])
+	s, _ := strconv.Atoi(f[12])
+	return u + s
 }

@@ -135,3 +135,58 @@ func TestOpenErrorNamesPath(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestStreamWriterKeepsEveryByte writes random streams in random pieces
+// and checks that joining the records (partial ones without a newline)
+// gives the stream back, that no record is longer than MaxLineSize, and that
+// only the last record of a line is full.
+func TestStreamWriterKeepsEveryByte(t *testing.T) {
+	r := rand.New(rand.NewSource(2))
+	for iter := 0; iter < 200; iter++ {
+		path := filepath.Join(t.TempDir(), "c.log")
+		w, err := NewWriter(path, 1<<30, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var in []byte
+		for len(in) < r.Intn(200000)+1 {
+			switch r.Intn(10) {
+			case 0:
+				in = append(in, '\n')
+			case 1:
+				in = append(in, strings.Repeat("y", r.Intn(3*MaxLineSize))...)
+			default:
+				in = append(in, byte('a'+r.Intn(26)))
+			}
+		}
+		s := w.Stream(Stdout)
+		for rest := in; len(rest) > 0; {
+			n := min(len(rest), 1+r.Intn(40000))
+			s.Write(rest[:n])
+			rest = rest[n:]
+		}
+		s.Flush()
+		w.Close()
+		b, _ := os.ReadFile(path)
+		var out []byte
+		for _, rec := range strings.SplitAfter(string(b), "\n") {
+			if rec == "" {
+				continue
+			}
+			f := strings.SplitN(strings.TrimSuffix(rec, "\n"), " ", 4)
+			if len(f) != 4 || f[1] != Stdout || (f[2] != "P" && f[2] != "F") {
+				t.Fatalf("bad record %.80q", rec)
+			}
+			if len(f[3]) > MaxLineSize {
+				t.Fatalf("record of %d bytes, over MaxLineSize", len(f[3]))
+			}
+			out = append(out, f[3]...)
+			if f[2] == "F" {
+				out = append(out, '\n')
+			}
+		}
+		if string(out) != string(in) {
+			t.Fatalf("iteration %d: %d bytes in, %d bytes out of the records", iter, len(in), len(out))
+		}
+	}
+}

@@ -102,11 +102,12 @@ type server struct {
 	winH     uint16
 	winW     uint16
 
-	waiters []int
-	atts    []*attachment
-	drainBy int64 // monotonic ms: give up waiting for output after exit
-	flushBy int64 // monotonic ms: give up on clients taking the exit
-	done    bool
+	waiters  []int
+	atts     []*attachment
+	acceptAt int64 // monotonic ms: take the listener back (after EMFILE)
+	drainBy  int64 // monotonic ms: give up waiting for output after exit
+	flushBy  int64 // monotonic ms: give up on clients taking the exit
+	done     bool
 }
 
 // watch is an fd in the epoll set and what to do when it is ready. gen
@@ -197,15 +198,24 @@ func (s *server) run() int {
 // timeout is how long epoll_wait may sleep: until the next deadline.
 func (s *server) timeout() int {
 	now := monoMillis()
+	next := int64(-1) // none
+	soonest := func(at int64) {
+		if d := max(at-now, 0); next < 0 || d < next {
+			next = d
+		}
+	}
 	switch {
 	case s.status == stExiting:
-		return int(max(s.drainBy-now, 0))
+		soonest(s.drainBy)
 	case s.status == stExited:
-		return int(max(s.flushBy-now, 0))
+		soonest(s.flushBy)
 	case s.pollReap && s.status == stRunning:
-		return 50
+		soonest(now + 50)
 	}
-	return -1
+	if s.acceptAt > 0 {
+		soonest(s.acceptAt)
+	}
+	return int(next)
 }
 
 // set registers fd (or changes its events and handler). An fd with no
@@ -263,8 +273,15 @@ func (s *server) acceptAll(uint32) {
 		if err == syscall.EINTR {
 			continue
 		}
+		if err == syscall.EMFILE || err == syscall.ENFILE || err == syscall.ENOMEM || err == syscall.ENOBUFS {
+			// Out of descriptors or memory: the listener stays readable, so
+			// leave it out of the set for a while rather than spin.
+			s.pause(s.ln)
+			s.acceptAt = monoMillis() + 100
+			return
+		}
 		if err != nil {
-			return // EAGAIN; EMFILE and the like: try again on the next event
+			return // EAGAIN, or a connection that went away (ECONNABORTED)
 		}
 		var line []byte
 		s.set(fd, epollIn, func(uint32) { s.readRequest(fd, &line) })
@@ -946,6 +963,10 @@ func (s *server) exited(code int) {
 // advance moves the finish along once what it waits for is done or its
 // deadline has passed.
 func (s *server) advance() {
+	if s.acceptAt > 0 && monoMillis() >= s.acceptAt {
+		s.acceptAt = 0
+		s.set(s.ln, epollIn, s.acceptAll)
+	}
 	if s.status == stExiting {
 		if !s.outputsDone() {
 			if monoMillis() < s.drainBy {
