@@ -5,6 +5,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,6 +19,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -93,10 +96,33 @@ func LoadConfigFile(path string, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(b, cfg); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(cfg)
+	if err == nil && dec.More() {
+		err = errors.New("more than one JSON value")
+	}
+	if err != nil {
+		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			// As dockerd does, an option berth does not know is an error,
+			// not silently ignored: a typo would otherwise go unnoticed.
+			return fmt.Errorf("daemon config %s: unknown option %s; berth daemon knows %s: %w", path, name, strings.Join(configKeys(), ", "), errdefs.ErrInvalidArgument)
+		}
 		return fmt.Errorf("daemon config %s: %v (expected a JSON object such as {\"default-runtime\": \"crun\"}): %w", path, err, errdefs.ErrInvalidArgument)
 	}
 	return nil
+}
+
+// configKeys lists the options of the daemon config file.
+func configKeys() []string {
+	var keys []string
+	t := reflect.TypeOf(Config{})
+	for i := 0; i < t.NumField(); i++ {
+		if k, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); k != "" && k != "-" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 func (c *Config) setDefaults() error {
