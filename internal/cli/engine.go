@@ -20,8 +20,8 @@ import (
 
 func engineCommands(g *globals) []*cobra.Command {
 	system := &cobra.Command{Use: "system", Short: "Manage berth"}
-	system.AddCommand(newSystemPruneCmd(g), newInfoCmd(g))
-	cmds := []*cobra.Command{newDaemonCmd(g), newVersionCmd(g), newInfoCmd(g), system, newVolumeCmd(g), newNetworkCmd(g)}
+	system.AddCommand(newSystemPruneCmd(g), newInfoCmd(g), newEventsCmd(g))
+	cmds := []*cobra.Command{newDaemonCmd(g), newVersionCmd(g), newInfoCmd(g), newEventsCmd(g), system, newVolumeCmd(g), newNetworkCmd(g)}
 	for _, name := range []string{"server", "agent", "kubeconfig", "token"} {
 		cmds = append(cmds, newForwardCmd(name))
 	}
