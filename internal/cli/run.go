@@ -394,7 +394,10 @@ the command cannot be run and 127 when it cannot be found.`,
 				return err
 			}
 			if detach {
+				// As docker run -d: nobody is attached, so stdin stays
+				// open when a later attach ends (berth attach, detach keys).
 				req.AttachStdin, req.AttachStdout, req.AttachStderr = false, false, false
+				req.StdinOnce = false
 			}
 			cl, err := g.client()
 			if err != nil {
