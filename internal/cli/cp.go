@@ -38,8 +38,9 @@ directory of the same name; with SRC_PATH ending in '/.' its contents are
 copied instead. A destination that does not exist is created with the
 source's contents (its parent must exist); a file source overwrites a
 destination file. Files copied to the host belong to the user running
-berth; -a keeps the owners inside the container (the container's user).
-Nothing is ever written outside the destination on the host.`,
+berth; files copied into a container keep their owners unless -a gives
+them to the container's user. On the host nothing is ever written outside
+the destination.`,
 		Example: `  berth cp web:/etc/nginx/nginx.conf ./nginx.conf
   berth cp ./site/. web:/usr/share/nginx/html
   berth cp web:/var/log - | tar -t`,
