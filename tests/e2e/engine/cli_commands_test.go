@@ -3,6 +3,7 @@ package engine
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -225,6 +226,30 @@ func TestCLIAttach(t *testing.T) {
 	}
 	if r := berth("attach", "cli-nosuch"); r.code != 1 || !strings.Contains(r.stderr, "cli-nosuch") {
 		t.Errorf("unknown container: %s", r)
+	}
+	// With a tty: raw bytes both ways, the exit status, the detach keys.
+	if _, err := exec.LookPath("script"); err == nil {
+		ttyAttach := func(stdin, id string) result {
+			return shared.runCmdIn([]byte(stdin), "script", "-qec", filepath.Join(binDir, "berth")+" -H unix://"+shared.sock+" attach "+id, "/dev/null")
+		}
+		id = strings.TrimSpace(must(t, "run", "-d", "-it", "busybox", "sh", "-c", "read x; echo tty-got-$x; exit 5"))
+		rmf(t, shared, id)
+		if r := ttyAttach("hi\n", id); r.code != 5 || !strings.Contains(r.stdout, "tty-got-hi") {
+			t.Errorf("attach with a tty: %s", r)
+		}
+		id = strings.TrimSpace(must(t, "run", "-d", "-it", "busybox", "sh"))
+		rmf(t, shared, id)
+		// The keys come once the terminal is raw (a cooked one eats ^Q).
+		r := shared.runCmdIn(nil, "sh", "-c", `(sleep 1; printf 'echo one\n\020\021'; sleep 2) | script -qec "`+filepath.Join(binDir, "berth")+" -H unix://"+shared.sock+" attach "+id+`" /dev/null`)
+		if r.code != 0 || !strings.Contains(r.stdout, "read escape sequence") {
+			t.Errorf("detach from a tty: %s", r)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if got := inspect(t, shared, "{{.State.Running}}", id); got != "true" {
+			t.Errorf("after a tty detach the container is running=%s", got)
+		}
+		// What was typed before the keys reached the shell.
+		waitFor(t, 5*time.Second, "the shell's echo", func() bool { return strings.Contains(berth("logs", id).stdout, "one\r\n") })
 	}
 	// Signals go to the container (--sig-proxy, on by default).
 	id = strings.TrimSpace(must(t, "run", "-d", "busybox", "sh", "-c", `trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.1; done`))
@@ -513,4 +538,22 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// runCmdIn runs a command (not berth) with stdin.
+func (d *daemonProc) runCmdIn(stdin []byte, name string, args ...string) result {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr, cmd.Stdin = &o, &e, bytes.NewReader(stdin)
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+		e.WriteString(err.Error())
+	}
+	return result{stdout: o.String(), stderr: e.String(), code: code}
 }
