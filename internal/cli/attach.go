@@ -110,9 +110,12 @@ func attachRunning(ctx context.Context, g *globals, cl *client.Client, ref strin
 		defer cancel()
 		resizeLoop(rctx, cl, "/containers/"+j.ID+"/resize")
 	}
+	// SIGTERM ends berth unless it goes to the container.
+	terminated := ctx.Done()
 	if sigProxy && !tty {
 		stop := forwardSignals(sctx, cl, j.ID)
 		defer stop()
+		terminated = nil
 	}
 
 	outDone := make(chan struct{})
@@ -139,6 +142,8 @@ func attachRunning(ctx context.Context, g *globals, cl *client.Client, ref strin
 	}
 	select {
 	case <-outDone:
+	case <-terminated:
+		return &StatusError{Status: 128 + int(syscall.SIGTERM)}
 	case <-detached:
 		stream.Close()
 		if tty {

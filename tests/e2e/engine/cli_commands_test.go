@@ -274,6 +274,30 @@ func TestCLIAttach(t *testing.T) {
 	if code := cmd.ProcessState.ExitCode(); code != 7 || !strings.Contains(buf.String(), "got-term") {
 		t.Errorf("SIGTERM through attach: exit %d, output %q; want got-term and 7", code, buf.String())
 	}
+	// Without --sig-proxy, SIGTERM ends berth and not the container.
+	id = strings.TrimSpace(must(t, "run", "-d", "busybox", "sh", "-c", `trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.1; done`))
+	rmf(t, shared, id)
+	waitFor(t, 5*time.Second, "the trap", func() bool { return strings.Contains(berth("logs", id).stdout, "ready") })
+	cmd = exec.Command(filepath.Join(binDir, "berth"), "-H", "unix://"+shared.sock, "attach", "--sig-proxy=false", id)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGTERM)
+	done = make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("attach --sig-proxy=false did not end after SIGTERM")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 143 {
+		t.Errorf("attach --sig-proxy=false after SIGTERM: exit %d, want 143", code)
+	}
+	if got := inspect(t, shared, "{{.State.Running}}", id); got != "true" {
+		t.Errorf("with --sig-proxy=false the container got the signal (running=%s)", got)
+	}
 }
 
 func TestCLICp(t *testing.T) {
