@@ -20,10 +20,11 @@ import (
 	"github.com/berth/berth/internal/engine/archive"
 	"github.com/berth/berth/internal/engine/client"
 	"github.com/berth/berth/internal/errdefs"
+	"github.com/berth/berth/internal/units"
 )
 
 func newCpCmd(g *globals) *cobra.Command {
-	var archiveMode, followLink bool
+	var archiveMode, followLink, quiet bool
 	cmd := &cobra.Command{
 		Use:   "cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n  berth cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH",
 		Short: "Copy files/folders between a container and the local filesystem",
@@ -66,14 +67,25 @@ the destination.`,
 			if err != nil {
 				return err
 			}
-			if src.container != "" {
-				return copyFromContainer(cmd.Context(), g, cl, src, dst.path, followLink)
+			// Like docker, say what was copied when a person watches.
+			var n counter
+			if tty, _ := isTerminal(g.err); quiet || !tty || dst.path == "-" {
+				n.off = true
 			}
-			return copyToContainer(cmd.Context(), g, cl, src.path, dst, followLink, archiveMode)
+			if src.container != "" {
+				err = copyFromContainer(cmd.Context(), g, cl, src, dst.path, followLink, &n)
+			} else {
+				err = copyToContainer(cmd.Context(), g, cl, src.path, dst, followLink, archiveMode, &n)
+			}
+			if err == nil && !n.off {
+				fmt.Fprintf(g.err, "Successfully copied %s to %s\n", units.HumanSize(n.n), args[1])
+			}
+			return err
 		},
 	}
 	cmd.Flags().BoolVarP(&archiveMode, "archive", "a", false, "Archive mode (copy all uid/gid information)")
 	cmd.Flags().BoolVarP(&followLink, "follow-link", "L", false, "Always follow symbol link in SRC_PATH")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress progress output during copy. Progress output is automatically suppressed if no terminal is attached")
 	return cmd
 }
 
@@ -184,7 +196,25 @@ func splitContainer(p, _ string) (string, string) {
 	return path.Dir(c), path.Base(c)
 }
 
-func copyFromContainer(ctx context.Context, g *globals, cl *client.Client, src cpArg, dst string, follow bool) error {
+// counter counts the bytes of a copy's archive.
+type counter struct {
+	n   int64
+	off bool
+}
+
+func (c *counter) reader(r io.Reader) io.Reader {
+	if c.off {
+		return r
+	}
+	return io.TeeReader(r, c)
+}
+
+func (c *counter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return len(p), nil
+}
+
+func copyFromContainer(ctx context.Context, g *globals, cl *client.Client, src cpArg, dst string, follow bool, n *counter) error {
 	if err := checkContainer(ctx, cl, src.container); err != nil {
 		return err
 	}
@@ -241,7 +271,7 @@ func copyFromContainer(ctx context.Context, g *globals, cl *client.Client, src c
 		return err
 	}
 	defer root.Close()
-	rd := rebaseTar(resp.Body, plan.oldName, plan.newName)
+	rd := rebaseTar(n.reader(resp.Body), plan.oldName, plan.newName)
 	defer rd.Close()
 	// Files on the host belong to whoever runs berth (docker cp never
 	// keeps a container's owners on the host).
@@ -252,7 +282,7 @@ func copyFromContainer(ctx context.Context, g *globals, cl *client.Client, src c
 	return nil
 }
 
-func copyToContainer(ctx context.Context, g *globals, cl *client.Client, src string, dst cpArg, follow, keepOwner bool) error {
+func copyToContainer(ctx context.Context, g *globals, cl *client.Client, src string, dst cpArg, follow, keepOwner bool, n *counter) error {
 	if err := checkContainer(ctx, cl, dst.container); err != nil {
 		return err
 	}
@@ -291,7 +321,7 @@ func copyToContainer(ctx context.Context, g *globals, cl *client.Client, src str
 		if !exists || !st.Mode.IsDir() {
 			return fmt.Errorf("destination \"%s:%s\" must be a directory", dst.container, dst.path)
 		}
-		return put(dstPath, g.in)
+		return put(dstPath, n.reader(g.in))
 	}
 
 	name := archive.BaseName(src)
@@ -344,7 +374,7 @@ func copyToContainer(ctx context.Context, g *globals, cl *client.Client, src str
 	go func() { pw.CloseWithError(root.WriteTar(pw, abs, name)) }()
 	rd := rebaseTar(pr, plan.oldName, plan.newName)
 	defer rd.Close()
-	err = put(plan.dir, rd)
+	err = put(plan.dir, n.reader(rd))
 	pr.CloseWithError(errors.New("copy ended"))
 	return err
 }

@@ -347,6 +347,17 @@ func TestCLICp(t *testing.T) {
 		t.Errorf("cp to -: %d, %v", r.code, names)
 	}
 
+	// On a terminal cp says what it copied, as docker does; -q silences it.
+	if _, err := exec.LookPath("script"); err == nil {
+		cp := filepath.Join(binDir, "berth") + " -H unix://" + shared.sock + " cp "
+		if r := shared.runCmdIn(nil, "script", "-qec", cp+"cli-cp:/d/sub/b "+at("said"), "/dev/null"); r.code != 0 || !strings.Contains(r.stdout, "Successfully copied ") || !strings.Contains(r.stdout, " to "+at("said")) {
+			t.Errorf("cp on a terminal: %s", r)
+		}
+		if r := shared.runCmdIn(nil, "script", "-qec", cp+"-q cli-cp:/d/sub/b "+at("quiet"), "/dev/null"); r.code != 0 || r.stdout != "" {
+			t.Errorf("cp -q on a terminal: %s", r)
+		}
+	}
+
 	// Into the container.
 	os.MkdirAll(at("src", "deep"), 0o755)
 	os.WriteFile(at("src", "f"), []byte("f\n"), 0o640)
