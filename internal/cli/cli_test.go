@@ -135,3 +135,19 @@ func TestDaemonDebugFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestUsageErrorHint: a usage error ends with the command's own help hint,
+// one space between the words.
+func TestUsageErrorHint(t *testing.T) {
+	for args, want := range map[string]string{
+		"cp x":                 "See 'berth cp --help'.",
+		"container ls --bogus": "See 'berth container ls --help'.",
+		"daemon --bogus":       "See 'berth daemon --help'.",
+	} {
+		var stderr bytes.Buffer
+		code := run(&globals{out: &bytes.Buffer{}, err: &stderr, in: strings.NewReader("")}, strings.Fields(args))
+		if code != 125 || !strings.HasSuffix(strings.TrimSpace(stderr.String()), want) {
+			t.Errorf("berth %s: exit %d, stderr %q; want 125 and %q", args, code, stderr.String(), want)
+		}
+	}
+}

@@ -303,7 +303,7 @@ func newImportCmd(g *globals) *cobra.Command {
 
 func rangeArgs(cmd *cobra.Command, args []string, min, max int) error {
 	if len(args) < min || len(args) > max {
-		return &flagError{cmd: cmd.CommandPath()[len("berth"):], err: fmt.Errorf("%q requires at least %d and at most %d arguments\nUsage: %s", cmd.CommandPath(), min, max, cmd.UseLine())}
+		return &flagError{cmd: subcommand(cmd), err: fmt.Errorf("%q requires at least %d and at most %d arguments\nUsage: %s", cmd.CommandPath(), min, max, cmd.UseLine())}
 	}
 	return nil
 }

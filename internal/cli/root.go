@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -65,7 +66,10 @@ func (g *globals) client() (*client.Client, error) {
 // Main runs the CLI with args (without the program name) and returns the
 // process exit status.
 func Main(args []string) int {
-	g := &globals{out: os.Stdout, err: os.Stderr, in: os.Stdin}
+	return run(&globals{out: os.Stdout, err: os.Stderr, in: os.Stdin}, args)
+}
+
+func run(g *globals, args []string) int {
 	root := newRoot(g)
 	root.SetArgs(args)
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
@@ -126,7 +130,7 @@ The CLI talks to the daemon at -H/--host, BERTH_HOST, or ` + client.DefaultHost 
 	root.PersistentFlags().StringVar(&g.tlsCert, "tlscert", filepath.Join(certPath, "cert.pem"), "client certificate ($BERTH_CERT_PATH/cert.pem by default)")
 	root.PersistentFlags().StringVar(&g.tlsKey, "tlskey", filepath.Join(certPath, "key.pem"), "client key ($BERTH_CERT_PATH/key.pem by default)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &flagError{cmd: c.CommandPath()[len("berth"):], err: err}
+		return &flagError{cmd: subcommand(c), err: err}
 	})
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddGroup(&cobra.Group{ID: "containers", Title: "Containers:"},
@@ -163,7 +167,7 @@ var Version = "dev"
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			return &flagError{cmd: cmd.CommandPath()[len("berth"):], err: fmt.Errorf("%q requires exactly %d argument(s), got %d\nUsage: %s", cmd.CommandPath(), n, len(args), cmd.UseLine())}
+			return &flagError{cmd: subcommand(cmd), err: fmt.Errorf("%q requires exactly %d argument(s), got %d\nUsage: %s", cmd.CommandPath(), n, len(args), cmd.UseLine())}
 		}
 		return nil
 	}
@@ -172,7 +176,7 @@ func exactArgs(n int) cobra.PositionalArgs {
 func minArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) < n {
-			return &flagError{cmd: cmd.CommandPath()[len("berth"):], err: fmt.Errorf("%q requires at least %d argument(s)\nUsage: %s", cmd.CommandPath(), n, cmd.UseLine())}
+			return &flagError{cmd: subcommand(cmd), err: fmt.Errorf("%q requires at least %d argument(s)\nUsage: %s", cmd.CommandPath(), n, cmd.UseLine())}
 		}
 		return nil
 	}
@@ -180,7 +184,7 @@ func minArgs(n int) cobra.PositionalArgs {
 
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return &flagError{cmd: cmd.CommandPath()[len("berth"):], err: fmt.Errorf("%q accepts no arguments\nUsage: %s", cmd.CommandPath(), cmd.UseLine())}
+		return &flagError{cmd: subcommand(cmd), err: fmt.Errorf("%q accepts no arguments\nUsage: %s", cmd.CommandPath(), cmd.UseLine())}
 	}
 	return nil
 }
@@ -199,4 +203,10 @@ func forEach(g *globals, args []string, f func(string) error) error {
 		return &StatusError{Status: 1}
 	}
 	return nil
+}
+
+// subcommand is cmd's path below "berth" ("cp", "container ls"), for
+// "See 'berth … --help'".
+func subcommand(cmd *cobra.Command) string {
+	return strings.TrimSpace(strings.TrimPrefix(cmd.CommandPath(), "berth"))
 }
