@@ -3,7 +3,6 @@ package engine
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -577,18 +576,5 @@ func (s *syncBuffer) String() string {
 
 // runCmdIn runs a command (not berth) with stdin.
 func (d *daemonProc) runCmdIn(stdin []byte, name string, args ...string) result {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr, cmd.Stdin = &o, &e, bytes.NewReader(stdin)
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		code = -1
-		e.WriteString(err.Error())
-	}
-	return result{stdout: o.String(), stderr: e.String(), code: code}
+	return execute(20*time.Second, nil, stdin, name, args...)
 }

@@ -63,24 +63,7 @@ func needDockerCLI(t *testing.T) string {
 
 // run runs a command with the environment pointing at the daemon.
 func (e *dockerEnv) runCmd(stdin []byte, name string, args ...string) result {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = e.env
-	var o, er bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &er
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		code = -1
-		er.WriteString(err.Error())
-	}
-	return result{stdout: o.String(), stderr: er.String(), code: code}
+	return execute(2*time.Minute, e.env, stdin, name, args...)
 }
 
 func (e *dockerEnv) docker(args ...string) result { return e.runCmd(nil, "docker", args...) }

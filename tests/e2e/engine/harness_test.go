@@ -196,9 +196,17 @@ func (d *daemonProc) run(args ...string) result {
 }
 
 func (d *daemonProc) runIn(stdin []byte, args ...string) result {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	return execute(2*time.Minute, nil, stdin, filepath.Join(binDir, "berth"), append([]string{"-H", "unix://" + d.sock}, args...)...)
+}
+
+// execute runs a program with stdin (none if nil) and env (the test's if
+// nil), killed after limit, and returns its output and exit code (-1 if it
+// could not run or was killed).
+func execute(limit time.Duration, env []string, stdin []byte, name string, args ...string) result {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "berth"), append([]string{"-H", "unix://" + d.sock}, args...)...)
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = env
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	if stdin != nil {
