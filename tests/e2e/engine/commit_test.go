@@ -2,6 +2,7 @@ package engine
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -189,4 +190,68 @@ func TestCommitPause(t *testing.T) {
 		t.Errorf("a paused container after commit is %q", st)
 	}
 	must(t, "unpause", id)
+}
+
+// TestCommitDockerCLI drives commit and diff with the stock docker CLI.
+func TestCommitDockerCLI(t *testing.T) {
+	needDockerCLI(t)
+	e := newDockerEnv(t, "commitcli", "busybox-docker.tar")
+	e.must(t, "run", "--name", "c1", "busybox", "sh", "-c", changeScript)
+	if got := e.must(t, "diff", "c1"); got != wantDiff {
+		t.Errorf("docker diff:\n%s\nwant:\n%s", got, wantDiff)
+	}
+	e.fails(t, "No such container: nosuch", "diff", "nosuch")
+	id := e.must(t, "commit", "-a", "Jo", "-m", "via docker", "-c", `CMD ["cat","/x"]`, "-c", "ENV A=b", "c1", "e2e-dc:1")
+	if !imageIDRe.MatchString(id) {
+		t.Fatalf("docker commit printed %q", id)
+	}
+	if got := e.must(t, "run", "--rm", "e2e-dc:1"); got != "hi\n" {
+		t.Errorf("docker run of the committed image: %q", got)
+	}
+	if got := e.must(t, "run", "--rm", "e2e-dc:1", "sh", "-c", "echo $A; ls /usr; ls /etc/group 2>&1; true"); got != "b\nnew\nls: /etc/group: No such file or directory\n" {
+		t.Errorf("the committed image's files: %q", got)
+	}
+	if got := strings.TrimSpace(e.must(t, "image", "inspect", "-f", "{{.Author}} {{json .Config.Cmd}}", "e2e-dc:1")); got != `Jo ["cat","/x"]` {
+		t.Errorf("docker image inspect: %q", got)
+	}
+	// Untagged, and with the container running (paused meanwhile).
+	e.must(t, "run", "-d", "--name", "c2", "busybox", "sh", "-c", "echo up > /up; exec sleep 1000")
+	waitFor(t, 10e9, "c2's /up", func() bool { return e.docker("exec", "c2", "cat", "/up").code == 0 })
+	id2 := strings.TrimSpace(e.must(t, "commit", "c2"))
+	if got := e.must(t, "run", "--rm", id2, "cat", "/up"); got != "up\n" {
+		t.Errorf("commit of a running container: %q", got)
+	}
+	if st := strings.TrimSpace(e.must(t, "inspect", "-f", "{{.State.Status}}", "c2")); st != "running" {
+		t.Errorf("c2 after docker commit: %s", st)
+	}
+	e.fails(t, "No such container: nosuch", "commit", "nosuch")
+	e.fails(t, "not a valid change command", "commit", "-c", "RUN true", "c1")
+
+	// docker-py: Container.diff and Container.commit with a config body.
+	if exec.Command("python3", "-c", "import docker").Run() != nil {
+		t.Log("docker-py is not installed; skipping its part")
+		return
+	}
+	py := `
+import docker, json
+c = docker.from_env().containers.get("c1")
+print(json.dumps(c.diff()))
+img = c.commit(repository="e2e-py", tag="1", message="py", conf={"Cmd": ["cat", "/usr/new/f"], "Env": ["FROM_BODY=1"]}, changes=["LABEL via=py"])
+print(img.id)
+print(json.dumps([img.attrs["Config"]["Cmd"], img.attrs["Config"]["Labels"], "FROM_BODY=1" in img.attrs["Config"]["Env"]]))
+`
+	r := e.runCmd(nil, "python3", "-c", py)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != 0 || len(lines) != 3 {
+		t.Fatalf("docker-py: %s", r)
+	}
+	if !strings.Contains(lines[0], `{"Path": "/etc/group", "Kind": 2}`) || !strings.Contains(lines[0], `{"Path": "/x", "Kind": 1}`) {
+		t.Errorf("docker-py diff: %s", lines[0])
+	}
+	if want := `[["cat", "/usr/new/f"], {"via": "py"}, true]`; lines[2] != want {
+		t.Errorf("docker-py commit config: %s, want %s", lines[2], want)
+	}
+	if got := e.must(t, "run", "--rm", "e2e-py:1"); got != "n\n" {
+		t.Errorf("run of docker-py's commit: %q", got)
+	}
 }
