@@ -84,14 +84,19 @@ func (d *Daemon) CommitContainer(ref string, opts CommitOptions) (*image.Image, 
 		pause := c.State.Running && !c.State.Paused
 		c.Mu.Unlock()
 		if pause {
-			if err := d.setPaused(c.ID, true); err != nil {
+			err := d.setPaused(c.ID, true)
+			switch {
+			case errdefs.Is(err, errdefs.ErrConflict):
+				// Stopped or paused meanwhile: its files hold still.
+			case err != nil:
 				return nil, fmt.Errorf("pausing container %s for the commit: %w", c.ShortID(), err)
+			default:
+				defer func() {
+					if err := d.setPaused(c.ID, false); err != nil {
+						d.log.Warn("unpausing after a commit", "id", c.ID, "err", err)
+					}
+				}()
 			}
-			defer func() {
-				if err := d.setPaused(c.ID, false); err != nil {
-					d.log.Warn("unpausing after a commit", "id", c.ID, "err", err)
-				}
-			}()
 		}
 	}
 	upper, lowers, release, err := d.writableLayer(c, img)

@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 var imageIDRe = regexp.MustCompile(`^sha256:[0-9a-f]{64}\n$`)
@@ -172,8 +174,19 @@ func TestCommitPause(t *testing.T) {
 	id := strings.TrimSpace(must(t, "run", "-d", "busybox", "sh", "-c", "echo ready > /ready; exec sleep 1000"))
 	defer rmf(t, shared, id)
 	waitFor(t, 10e9, "the container to write /ready", func() bool { return berth("exec", id, "cat", "/ready").code == 0 })
+	stamp := func() string { now := time.Now(); return fmt.Sprintf("%d.%09d", now.Unix(), now.Nanosecond()) }
 	for _, pause := range []string{"--pause=true", "--pause=false"} {
+		since := stamp()
 		img := strings.TrimSpace(must(t, "commit", pause, id))
+		// The container was paused for the commit (and only with -p).
+		evs := must(t, "events", "--since", since, "--until", stamp(), "--filter", "container="+id, "--format", "{{.Action}}")
+		wantEvs := "pause\ncommit\nunpause\n" // as Docker: the unpause is deferred
+		if pause == "--pause=false" {
+			wantEvs = "commit\n"
+		}
+		if evs != wantEvs {
+			t.Errorf("events of commit %s: %q, want %q", pause, evs, wantEvs)
+		}
 		if got := must(t, "run", "--rm", img, "cat", "/ready"); got != "ready\n" {
 			t.Errorf("commit %s of a running container: /ready = %q", pause, got)
 		}
