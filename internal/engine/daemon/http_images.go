@@ -144,6 +144,20 @@ func imageInspect(img *image.Image) api.ImageInspect {
 	return in
 }
 
+// imageComment is the image config's "comment" (docker commit -m,
+// docker import -m), which ocispec.Image does not carry.
+func (d *Daemon) imageComment(img *image.Image) string {
+	b, err := d.images.ConfigBlob(img)
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Comment string `json:"comment"`
+	}
+	json.Unmarshal(b, &c)
+	return c.Comment
+}
+
 // imagesByName routes /images/{name}/json|tag|history|push and
 // DELETE /images/{name}, where name may contain slashes.
 func (d *Daemon) imagesByName(w http.ResponseWriter, r *http.Request) {
@@ -165,7 +179,9 @@ func (d *Daemon) imagesByName(w http.ResponseWriter, r *http.Request) {
 			writeError(w, noSuchImage(name, err))
 			return
 		}
-		writeJSONResponse(w, 200, imageInspect(img))
+		in := imageInspect(img)
+		in.Comment = d.imageComment(img)
+		writeJSONResponse(w, 200, in)
 	case r.Method == http.MethodGet && action == "get":
 		// docker-py's Image.save: one image, as GET /images/get?names=.
 		q := r.URL.Query()

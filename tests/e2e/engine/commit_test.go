@@ -92,6 +92,7 @@ func TestCommitAndRun(t *testing.T) {
 	for tmpl, want := range map[string]string{
 		"{{index .Config.Cmd 2}}": changeScript,
 		"{{.Author}}":             "Jo <jo@example.com>",
+		"{{.Comment}}":            "the changes",
 		"{{len .RootFS.Layers}}":  "2",
 	} {
 		if got := inspect(t, shared, tmpl, "e2e-commit:1"); got != want {
