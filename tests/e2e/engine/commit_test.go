@@ -1,10 +1,16 @@
 package engine
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -80,6 +86,12 @@ func TestCommitAndRun(t *testing.T) {
 	want := "hi\nmore\nls: /etc/group: No such file or directory\n/usr:\nnew\n\n/usr/new:\nf\nn\n/home/user/d\n/bin/busybox\n"
 	if got != want {
 		t.Errorf("the committed image's files:\n%s\nwant:\n%s", got, want)
+	}
+	// The new layer, as saved: the changes only, deletions as OCI
+	// whiteouts, the replaced /usr as an opaque directory.
+	if got, want := committedLayer(t, "e2e-commit:1"), []string{"etc/", "etc/.wh.group", "etc/passwd",
+		"home/", "home/user/", "home/user/d/", "usr/", "usr/.wh..wh..opq", "usr/new/", "usr/new/f", "x"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("the committed layer holds\n%v\nwant\n%v", got, want)
 	}
 	// A container of the new image starts with no diff of its own.
 	must(t, "run", "--name", name+"-2", "e2e-commit:1", "true")
@@ -267,5 +279,56 @@ print(json.dumps([img.attrs["Config"]["Cmd"], img.attrs["Config"]["Labels"], "FR
 	}
 	if got := e.must(t, "run", "--rm", "e2e-py:1"); got != "n\n" {
 		t.Errorf("run of docker-py's commit: %q", got)
+	}
+}
+
+// committedLayer lists the entries of an image's top layer as berth save
+// writes it.
+func committedLayer(t *testing.T, ref string) []string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "img.tar")
+	must(t, "save", "-o", out, ref)
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	files := map[string][]byte{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		files[h.Name] = b
+	}
+	var manifest []struct{ Layers []string }
+	if err := json.Unmarshal(files["manifest.json"], &manifest); err != nil || len(manifest) != 1 || len(manifest[0].Layers) == 0 {
+		t.Fatalf("manifest.json of %s: %v %s", ref, err, files["manifest.json"])
+	}
+	layer := files[manifest[0].Layers[len(manifest[0].Layers)-1]]
+	var r io.Reader = bytes.NewReader(layer)
+	if bytes.HasPrefix(layer, []byte{0x1f, 0x8b}) {
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = zr
+	}
+	var names []string
+	lr := tar.NewReader(r)
+	for {
+		h, err := lr.Next()
+		if err == io.EOF {
+			return names
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, h.Name)
 	}
 }
