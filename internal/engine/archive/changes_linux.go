@@ -133,8 +133,9 @@ func OverlayChanges(upper string, lowers []string) ([]Change, error) {
 	return changes, nil
 }
 
-// lowerStat stats rel in the top-most lower dir that has it, stopping at
-// a whiteout (the path was deleted there).
+// lowerStat stats rel in the top-most lower dir that has it. A whiteout,
+// or an opaque directory, whiteout or non-directory on the way to rel in
+// a higher lower dir, hides what the ones below have.
 func lowerStat(lowers []string, rel string) (unix.Stat_t, bool) {
 	for _, l := range lowers {
 		var st unix.Stat_t
@@ -148,8 +149,27 @@ func lowerStat(lowers []string, rel string) (unix.Stat_t, bool) {
 		if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOTDIR) {
 			return st, false
 		}
+		if hidesBelow(l, rel) {
+			return unix.Stat_t{}, false
+		}
 	}
 	return unix.Stat_t{}, false
+}
+
+// hidesBelow reports whether the lower dir l hides rel in the dirs under
+// it: an ancestor of rel in l is opaque, a whiteout or not a directory.
+func hidesBelow(l, rel string) bool {
+	for a := path.Dir(rel); a != "/" && a != "."; a = path.Dir(a) {
+		p := filepath.Join(l, a)
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) != nil {
+			continue
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR || opaqueDir(p) {
+			return true
+		}
+	}
+	return false
 }
 
 func opaqueDir(p string) bool {

@@ -102,3 +102,33 @@ func TestWriteContainerDiffSkipsPlaceholders(t *testing.T) {
 		t.Fatalf("layer entries %v, want %v", names, want)
 	}
 }
+
+// A path that a higher lower layer hides (an opaque directory, a
+// whiteout) is new when the container makes it again.
+func TestOverlayChangesHiddenBelow(t *testing.T) {
+	needRootDiff(t)
+	bottom, top, upper := t.TempDir(), t.TempDir(), t.TempDir()
+	for _, root := range []string{bottom, top, upper} {
+		os.MkdirAll(filepath.Join(root, "opt"), 0o755)
+	}
+	os.WriteFile(filepath.Join(bottom, "opt/old"), []byte("b"), 0o644)
+	os.WriteFile(filepath.Join(bottom, "gone"), []byte("b"), 0o644)
+	os.WriteFile(filepath.Join(bottom, "kept"), []byte("b"), 0o644)
+	if err := unix.Setxattr(filepath.Join(top, "opt"), OverlayOpaqueXattr, []byte("y"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mknod(filepath.Join(top, "gone"), unix.S_IFCHR, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"opt/old", "gone", "kept"} {
+		os.WriteFile(filepath.Join(upper, f), []byte("u"), 0o644)
+	}
+	got, err := OverlayChanges(upper, []string{top, bottom})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Change{{"/gone", ChangeAdd}, {"/kept", ChangeModify}, {"/opt", ChangeModify}, {"/opt/old", ChangeAdd}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("changes:\n got %v\nwant %v", got, want)
+	}
+}
