@@ -291,14 +291,12 @@ func (d *Daemon) postCommit(w http.ResponseWriter, r *http.Request) {
 	}
 	opts := CommitOptions{Author: q.Get("author"), Comment: q.Get("comment"), Changes: q["changes"],
 		Pause: q.Get("pause") == "" || boolParam(r, "pause")}
+	// As Docker: a tag without a repository is ignored.
 	if repo := q.Get("repo"); repo != "" {
 		opts.Tag = repo
 		if tag := q.Get("tag"); tag != "" {
 			opts.Tag += ":" + tag
 		}
-	} else if tag := q.Get("tag"); tag != "" {
-		writeError(w, fmt.Errorf("invalid reference format: tag %q given without a repository: %w", tag, errdefs.ErrInvalidArgument))
-		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil {

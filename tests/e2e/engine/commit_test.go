@@ -4,9 +4,12 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,6 +176,31 @@ func TestCommitBadInput(t *testing.T) {
 		r := berth(c.args...)
 		if r.code == 0 || !strings.Contains(r.stderr, c.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
 			t.Errorf("berth %s: %s\nwant one error line saying %q", strings.Join(c.args, " "), r, c.want)
+		}
+	}
+	// The API: Docker's status codes, one message naming the input.
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", shared.sock)
+	}}}
+	for _, c := range []struct {
+		query, body string
+		code        int
+		want        string
+	}{
+		{"container=e2e-no-such-ctr", "", 404, "No such container: e2e-no-such-ctr"},
+		{"container=" + name, "{not json", 400, "not a container config"},
+		{"container=" + name + "&repo=a&tag=-bad", "", 400, "invalid reference format"},
+		{"container=" + name + "&changes=ONBUILD", "", 400, "ONBUILD"},
+		{"", "", 400, "container="},
+	} {
+		resp, err := hc.Post("http://berth/v1.45/commit?"+c.query, "application/json", strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.code || !strings.Contains(string(b), c.want) {
+			t.Errorf("POST /commit?%s: %d %s, want %d saying %q", c.query, resp.StatusCode, b, c.code, c.want)
 		}
 	}
 	if got := must(t, "images", "-aq", "--no-trunc"); got != images {
