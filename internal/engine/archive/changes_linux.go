@@ -85,6 +85,9 @@ func OverlayChanges(upper string, lowers []string) ([]Change, error) {
 	changedDirs := map[string]bool{}
 	err := filepath.WalkDir(upper, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			if p != upper && errors.Is(err, fs.ErrNotExist) {
+				return nil // removed by the running container meanwhile
+			}
 			return err
 		}
 		rel, err := filepath.Rel(upper, p)
@@ -97,6 +100,9 @@ func OverlayChanges(upper string, lowers []string) ([]Change, error) {
 		name := "/" + filepath.ToSlash(rel)
 		var st unix.Stat_t
 		if err := unix.Lstat(p, &st); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				return nil
+			}
 			return err
 		}
 		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
