@@ -28,7 +28,7 @@ func containerCommands(g *globals) []*cobra.Command {
 		newRunCmd(g), newCreateCmd(g), newStartCmd(g), newStopCmd(g), newKillCmd(g), newRestartCmd(g),
 		newRmCmd(g), newPsCmd(g), newLogsCmd(g), newExecCmd(g), newInspectCmd(g), newWaitCmd(g),
 		newStatsCmd(g), newPauseCmd(g, "pause"), newPauseCmd(g, "unpause"), newRenameCmd(g), newTopCmd(g),
-		newAttachCmd(g), newCpCmd(g), newPortCmd(g), newExportCmd(g), newUpdateCmd(g),
+		newAttachCmd(g), newCpCmd(g), newPortCmd(g), newExportCmd(g), newUpdateCmd(g), newCommitCmd(g), newDiffCmd(g),
 	}
 	// `berth container ls|rm|…` mirrors `docker container …`.
 	group := &cobra.Command{Use: "container", Short: "Manage containers"}
@@ -36,7 +36,7 @@ func containerCommands(g *globals) []*cobra.Command {
 		newRestartCmd(g), newRmCmd(g), newPsCmd(g), newLogsCmd(g), newExecCmd(g), newContainerInspectCmd(g),
 		newWaitCmd(g), newStatsCmd(g), newPauseCmd(g, "pause"), newPauseCmd(g, "unpause"), newRenameCmd(g),
 		newTopCmd(g), newContainerPruneCmd(g), newAttachCmd(g), newCpCmd(g), newPortCmd(g), newExportCmd(g),
-		newUpdateCmd(g)} {
+		newUpdateCmd(g), newCommitCmd(g), newDiffCmd(g)} {
 		if c.Name() == "ps" {
 			c.Use = "ls [OPTIONS]"
 			c.Aliases = []string{"ps", "list"}

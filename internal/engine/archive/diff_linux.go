@@ -32,7 +32,17 @@ import (
 // using overlay features that have no tar form (redirect_dir, metacopy)
 // is refused.
 func WriteOverlayDiff(w io.Writer, dir string) (int64, error) {
-	d := &differ{root: dir, tw: tar.NewWriter(w), links: map[[2]uint64]string{}}
+	return writeDiff(&differ{root: dir, tw: tar.NewWriter(w), links: map[[2]uint64]string{}})
+}
+
+// WriteContainerDiff is WriteOverlayDiff for a container's writable layer
+// upper over lowers (top-most first): the runtime's MountPlaceholders are
+// left out, as OverlayChanges leaves them out.
+func WriteContainerDiff(w io.Writer, upper string, lowers []string) (int64, error) {
+	return writeDiff(&differ{root: upper, tw: tar.NewWriter(w), links: map[[2]uint64]string{}, lowers: lowers, skipPlaceholders: true})
+}
+
+func writeDiff(d *differ) (int64, error) {
 	if err := d.walk(""); err != nil {
 		return d.size, err
 	}
@@ -48,6 +58,9 @@ type differ struct {
 	size  int64
 	links map[[2]uint64]string // (dev, ino) → first name, for hard links
 	buf   []byte
+	// skipPlaceholders leaves out MountPlaceholders (lowers decide).
+	skipPlaceholders bool
+	lowers           []string
 }
 
 func (d *differ) walk(rel string) error {
@@ -143,6 +156,9 @@ func (d *differ) entry(rel string) (bool, error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(p, &st); err != nil {
 		return false, err
+	}
+	if d.skipPlaceholders && placeholderIn(d.root, "/"+rel, &st, d.lowers) {
+		return false, nil
 	}
 	hdr := &tar.Header{
 		Name:    rel,

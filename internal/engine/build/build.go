@@ -722,7 +722,7 @@ func (s *state) history(createdBy string, emptyLayer bool) {
 // cached looks key up (unless --no-cache) and, on a hit, moves the state
 // to the recorded config.
 func (j *job) cached(st *state, key digest.Digest) bool {
-	if j.opts.NoCache {
+	if j.opts.NoCache || j.b == nil {
 		return false
 	}
 	cfg := j.b.cache.get(key)
@@ -742,6 +742,9 @@ func (j *job) cached(st *state, key digest.Digest) bool {
 // record stores the step's result under key.
 func (j *job) record(st *state, key digest.Digest) {
 	st.key = key
+	if j.b == nil {
+		return // no builder, no cache: commit --change (ApplyChanges)
+	}
 	if err := j.b.cache.put(key, st.bytes()); err != nil {
 		j.b.log.Warn("writing the build cache", "err", err)
 	}

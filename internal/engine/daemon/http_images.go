@@ -7,9 +7,10 @@ import (
 	"strings"
 	"time"
 
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 
 	"github.com/berth/berth/internal/engine/api"
+	"github.com/berth/berth/internal/engine/build"
 	"github.com/berth/berth/internal/engine/image"
 	"github.com/berth/berth/internal/errdefs"
 )
@@ -143,6 +144,20 @@ func imageInspect(img *image.Image) api.ImageInspect {
 	return in
 }
 
+// imageComment is the image config's "comment" (docker commit -m,
+// docker import -m), which ocispec.Image does not carry.
+func (d *Daemon) imageComment(img *image.Image) string {
+	b, err := d.images.ConfigBlob(img)
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Comment string `json:"comment"`
+	}
+	json.Unmarshal(b, &c)
+	return c.Comment
+}
+
 // imagesByName routes /images/{name}/json|tag|history|push and
 // DELETE /images/{name}, where name may contain slashes.
 func (d *Daemon) imagesByName(w http.ResponseWriter, r *http.Request) {
@@ -164,7 +179,9 @@ func (d *Daemon) imagesByName(w http.ResponseWriter, r *http.Request) {
 			writeError(w, noSuchImage(name, err))
 			return
 		}
-		writeJSONResponse(w, 200, imageInspect(img))
+		in := imageInspect(img)
+		in.Comment = d.imageComment(img)
+		writeJSONResponse(w, 200, in)
 	case r.Method == http.MethodGet && action == "get":
 		// docker-py's Image.save: one image, as GET /images/get?names=.
 		q := r.URL.Query()
@@ -360,61 +377,20 @@ func (d *Daemon) postImagesCreate(w http.ResponseWriter, r *http.Request) {
 	if ref != "" && q.Get("tag") != "" {
 		ref += ":" + q.Get("tag")
 	}
-	var cfg ocispec.ImageConfig
-	for _, ch := range q["changes"] {
-		if err := applyChange(&cfg, ch); err != nil {
-			writeError(w, err)
-			return
-		}
+	// --change takes commit's instructions, applied by the builder.
+	var changed dockerspec.DockerOCIImage
+	if err := build.ApplyChanges(&changed, q["changes"]); err != nil {
+		writeError(w, err)
+		return
 	}
 	s := newStreamJSON(w)
-	img, err := d.images.Import(r.Body, ref, cfg)
+	img, err := d.images.Import(r.Body, ref, changed.Config.ImageConfig)
 	if err != nil {
 		s.fail(err)
 		return
 	}
 	d.events.publish("image", "import", img.ID, map[string]string{"name": ref})
 	s.send(api.JSONMessage{Status: img.ID})
-}
-
-// applyChange applies one `import --change` Dockerfile instruction.
-func applyChange(cfg *ocispec.ImageConfig, ch string) error {
-	instr, arg, _ := strings.Cut(strings.TrimSpace(ch), " ")
-	arg = strings.TrimSpace(arg)
-	list := func() []string {
-		var v []string
-		if strings.HasPrefix(arg, "[") && json.Unmarshal([]byte(arg), &v) == nil {
-			return v
-		}
-		return []string{"/bin/sh", "-c", arg}
-	}
-	switch strings.ToUpper(instr) {
-	case "CMD":
-		cfg.Cmd = list()
-	case "ENTRYPOINT":
-		cfg.Entrypoint = list()
-	case "ENV":
-		k, v, ok := strings.Cut(arg, "=")
-		if !ok {
-			k, v, _ = strings.Cut(arg, " ")
-		}
-		cfg.Env = append(cfg.Env, k+"="+strings.TrimSpace(v))
-	case "WORKDIR":
-		cfg.WorkingDir = arg
-	case "USER":
-		cfg.User = arg
-	case "STOPSIGNAL":
-		cfg.StopSignal = arg
-	case "LABEL":
-		k, v, _ := strings.Cut(arg, "=")
-		if cfg.Labels == nil {
-			cfg.Labels = map[string]string{}
-		}
-		cfg.Labels[k] = strings.Trim(v, `"`)
-	default:
-		return fmt.Errorf("invalid --change %q: supported instructions are CMD, ENTRYPOINT, ENV, WORKDIR, USER, STOPSIGNAL, LABEL: %w", ch, errdefs.ErrInvalidArgument)
-	}
-	return nil
 }
 
 func (d *Daemon) postImagesPrune(w http.ResponseWriter, r *http.Request) {

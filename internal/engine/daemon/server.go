@@ -55,6 +55,8 @@ func (d *Daemon) router() http.Handler {
 	m.HandleFunc("HEAD /containers/{id}/archive", d.getContainerArchive)
 	m.HandleFunc("PUT /containers/{id}/archive", d.putContainerArchive)
 	m.HandleFunc("GET /containers/{id}/export", d.getContainerExport)
+	m.HandleFunc("GET /containers/{id}/changes", d.getContainerChanges)
+	m.HandleFunc("POST /commit", d.postCommit)
 	m.HandleFunc("POST /containers/{id}/update", d.postContainerUpdate)
 	m.HandleFunc("DELETE /containers/{id}", d.deleteContainer)
 	m.HandleFunc("POST /containers/{id}/exec", d.postContainerExec)

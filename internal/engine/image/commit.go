@@ -71,6 +71,22 @@ func (s *Store) AddLayerDir(parent digest.Digest, dir string) (Layer, error) {
 	return l, nil
 }
 
+// AddContainerLayer stores a container's writable layer, the overlay
+// upper directory upper over lowers (its image's layer dirs, top-most
+// first), as a layer on top of the chain parent: its layer tar
+// (archive.WriteContainerDiff) is stored and unpacked as AddLayer does;
+// upper stays as it was. A failure stores nothing.
+func (s *Store) AddContainerLayer(parent digest.Digest, upper string, lowers []string) (Layer, error) {
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := archive.WriteContainerDiff(pw, upper, lowers)
+		pw.CloseWithError(err)
+	}()
+	l, err := s.AddLayer(parent, pr)
+	pr.CloseWithError(io.ErrClosedPipe) // ends the writer if AddLayer stopped early
+	return l, err
+}
+
 // AddLayer stores the uncompressed layer tar r on top of the chain parent
 // ("" for a bottom layer): as a blob and unpacked into its snapshot, doing
 // only what is missing. A failure stores nothing.
