@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"time"
@@ -175,15 +176,9 @@ func mergeCommitConfig(user *api.Config, ctr api.Config) api.Config {
 	if out.User == "" {
 		out.User = ctr.User
 	}
+	// Sets and labels are the union, the request's entries winning.
 	if len(ctr.ExposedPorts) > 0 {
-		ports := map[string]struct{}{}
-		for p := range ctr.ExposedPorts {
-			ports[p] = struct{}{}
-		}
-		for p := range out.ExposedPorts {
-			ports[p] = struct{}{}
-		}
-		out.ExposedPorts = ports
+		out.ExposedPorts = union(ctr.ExposedPorts, out.ExposedPorts)
 	}
 	if len(out.Env) == 0 {
 		out.Env = ctr.Env
@@ -205,14 +200,7 @@ func mergeCommitConfig(user *api.Config, ctr api.Config) api.Config {
 		out.Env = env
 	}
 	if len(ctr.Labels) > 0 {
-		labels := map[string]string{}
-		for k, v := range ctr.Labels {
-			labels[k] = v
-		}
-		for k, v := range out.Labels {
-			labels[k] = v
-		}
-		out.Labels = labels
+		out.Labels = union(ctr.Labels, out.Labels)
 	}
 	if len(out.Entrypoint) == 0 {
 		if len(out.Cmd) == 0 {
@@ -226,14 +214,7 @@ func mergeCommitConfig(user *api.Config, ctr api.Config) api.Config {
 		out.WorkingDir = ctr.WorkingDir
 	}
 	if len(ctr.Volumes) > 0 {
-		vols := map[string]struct{}{}
-		for v := range ctr.Volumes {
-			vols[v] = struct{}{}
-		}
-		for v := range out.Volumes {
-			vols[v] = struct{}{}
-		}
-		out.Volumes = vols
+		out.Volumes = union(ctr.Volumes, out.Volumes)
 	}
 	if out.StopSignal == "" {
 		out.StopSignal = ctr.StopSignal
@@ -327,4 +308,11 @@ func (d *Daemon) getContainerChanges(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSONResponse(w, http.StatusOK, changes)
+}
+
+// union is a new map with base's entries overridden by over's.
+func union[V any](base, over map[string]V) map[string]V {
+	m := maps.Clone(base)
+	maps.Copy(m, over)
+	return m
 }
