@@ -16,7 +16,6 @@ const (
 	cgroup2SuperMagic     = 0x63677270
 	epollIn, epollOut     = syscall.EPOLLIN, syscall.EPOLLOUT
 	epollHup, epollErr    = syscall.EPOLLHUP, syscall.EPOLLERR
-	atFdCwd               = -100
 	devNull               = "/dev/null"
 	maxRequestLine        = 64 << 10
 	maxPendingAttachBytes = 1 << 20
