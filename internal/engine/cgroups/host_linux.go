@@ -153,3 +153,22 @@ func RestoreMounts() (bool, error) {
 	}
 	return true, nil
 }
+
+// RemoveEverywhere removes the empty cgroup directory cgroupsPath from
+// every hierarchy mounted under Root: the unified one on a v2 host; each v1
+// controller's and, on a hybrid host, the unified mount's. Runtimes create
+// a container's parent directories in all of them and remove only the
+// container's own, so whoever chose the parent (a test's --cgroup-parent)
+// removes it this way. Errors (not empty, absent) are ignored.
+func RemoveEverywhere(cgroupsPath string) {
+	if Detect() {
+		os.Remove(filepath.Join(Root, cgroupsPath))
+		return
+	}
+	ents, _ := os.ReadDir(Root)
+	for _, e := range ents {
+		if e.IsDir() {
+			os.Remove(filepath.Join(Root, e.Name(), cgroupsPath))
+		}
+	}
+}

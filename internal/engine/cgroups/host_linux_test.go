@@ -3,6 +3,7 @@ package cgroups
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -52,5 +53,38 @@ func TestPrepareHostAndRealStats(t *testing.T) {
 	}
 	if oom, err := OOMKilled(p); err != nil || oom {
 		t.Errorf("OOMKilled = %v, %v; want false, nil", oom, err)
+	}
+}
+
+func TestRemoveEverywhere(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root")
+	}
+	name := "berth-test-rm-" + strconv.Itoa(os.Getpid())
+	ents, _ := os.ReadDir(Root)
+	var made []string
+	for _, e := range ents {
+		if e.IsDir() {
+			p := filepath.Join(Root, e.Name(), name)
+			if os.Mkdir(p, 0o755) == nil {
+				made = append(made, p)
+			}
+		}
+	}
+	if Detect() {
+		p := filepath.Join(Root, name)
+		if os.Mkdir(p, 0o755) == nil {
+			made = append(made, p)
+		}
+	}
+	if len(made) == 0 {
+		t.Skip("no cgroup hierarchy to write to")
+	}
+	RemoveEverywhere(name)
+	for _, p := range made {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s is still there", p)
+			os.Remove(p)
+		}
 	}
 }

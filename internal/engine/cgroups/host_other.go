@@ -18,3 +18,6 @@ func PrepareHost() error {
 
 // RestoreMounts does nothing off Linux.
 func RestoreMounts() (bool, error) { return false, nil }
+
+// RemoveEverywhere does nothing off Linux.
+func RemoveEverywhere(cgroupsPath string) {}

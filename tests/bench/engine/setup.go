@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/berth/berth/internal/engine/cgroups"
 )
 
 // cleanups runs registered undo steps in reverse order, once.
@@ -275,7 +277,9 @@ func setupBerthSpec(ctx context.Context, work, rootfs string, berth, crun *engin
 	}
 	cl.add(e.Name+" containers", func() error {
 		out, _ := output(context.Background(), nil, e.bin, "--root", e.stateRoot, "list", "-q")
-		return e.remove(context.Background(), strings.Fields(out))
+		err := e.remove(context.Background(), strings.Fields(out))
+		cgroups.RemoveEverywhere("/bbench-berth-spec") // crun removes only the container's own
+		return err
 	})
 	return e
 }

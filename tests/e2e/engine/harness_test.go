@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth/berth/internal/engine/cgroups"
 )
 
 var (
@@ -174,9 +176,7 @@ func (d *daemonProc) cleanup() {
 			c.Wait()
 		}
 	}
-	for _, h := range cgroupHierarchies() {
-		os.Remove(filepath.Join(h, d.cgroupParent))
-	}
+	cgroups.RemoveEverywhere(d.cgroupParent)
 	os.RemoveAll(d.root)
 	os.RemoveAll(d.execRoot)
 }

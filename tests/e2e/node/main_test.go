@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth/berth/internal/engine/cgroups"
 )
 
 var (
@@ -268,6 +270,7 @@ func (c *cluster) down() {
 			cl.signal(syscall.SIGTERM)
 		}
 	}
+	cgroups.RemoveEverywhere(c.cg)
 }
 
 func (c *cluster) berth(args ...string) (string, error) {
