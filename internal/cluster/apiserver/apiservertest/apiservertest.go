@@ -7,6 +7,8 @@ package apiservertest
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http/httptest"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/berth/berth/internal/cluster/apiserver"
+	"github.com/berth/berth/internal/cluster/kube"
 	"github.com/berth/berth/internal/cluster/pki"
 	"github.com/berth/berth/internal/cluster/store"
 )
@@ -56,4 +59,17 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// StartClients is Start with admin clients for a control loop (client-go
+// and an informer factory, quiet logs), shut down when the test ends.
+func StartClients(t testing.TB, ctx context.Context) (*rest.Config, *kube.Clients) {
+	t.Helper()
+	cfg := Start(t, ctx, nil)
+	c, err := kube.NewClients(cfg, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Shutdown)
+	return cfg, c
 }

@@ -3,8 +3,6 @@ package cronjob_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -15,7 +13,6 @@ import (
 
 	"github.com/berth/berth/internal/cluster/apiserver/apiservertest"
 	"github.com/berth/berth/internal/cluster/controller/cronjob"
-	"github.com/berth/berth/internal/cluster/kube"
 )
 
 // TestAgainstAPIServer drives a "*/1 * * * *" CronJob through three runs
@@ -30,12 +27,7 @@ func TestAgainstAPIServer(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cfg := apiservertest.Start(t, ctx, nil)
-	c, err := kube.NewClients(cfg, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Shutdown()
+	_, c := apiservertest.StartClients(t, ctx)
 	cs := c.Client
 
 	cj := &batchv1.CronJob{
@@ -48,7 +40,7 @@ func TestAgainstAPIServer(t *testing.T) {
 			}}}},
 		},
 	}
-	cj, err = cs.BatchV1().CronJobs("default").Create(ctx, cj, metav1.CreateOptions{})
+	cj, err := cs.BatchV1().CronJobs("default").Create(ctx, cj, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,6 @@ package localpath_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -47,12 +45,7 @@ func TestWithSchedulerAndAPIServer(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cfg := apiservertest.Start(t, ctx, nil)
-	c, err := kube.NewClients(cfg, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Shutdown()
+	_, c := apiservertest.StartClients(t, ctx)
 	cs := c.Client
 	for _, comp := range []kube.Component{localpath.Component(), scheduler.Component(scheduler.Config{InitialBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})} {
 		go func() { _ = comp.Run(ctx, c) }()
@@ -77,7 +70,7 @@ func TestWithSchedulerAndAPIServer(t *testing.T) {
 	claim := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "data", Namespace: "default"}, Spec: corev1.PersistentVolumeClaimSpec{
 		AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 		Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}}}
-	claim, err = cs.CoreV1().PersistentVolumeClaims("default").Create(ctx, claim, metav1.CreateOptions{})
+	claim, err := cs.CoreV1().PersistentVolumeClaims("default").Create(ctx, claim, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,6 @@ package podautoscaler_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -36,12 +34,7 @@ func TestAgainstAPIServer(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cfg := apiservertest.Start(t, ctx, nil)
-	c, err := kube.NewClients(cfg, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Shutdown()
+	_, c := apiservertest.StartClients(t, ctx)
 	cs := c.Client
 	metrics := &podautoscaler.FakeMetrics{}
 	var wg sync.WaitGroup
@@ -127,6 +120,7 @@ func TestAgainstAPIServer(t *testing.T) {
 	// Stable at 3: 50m each is on target. Wait for the status to show it,
 	// then check the kubectl table renders current/target.
 	var h *autoscalingv2.HorizontalPodAutoscaler
+	var err error
 	for {
 		h, err = cs.AutoscalingV2().HorizontalPodAutoscalers("default").Get(ctx, "web", metav1.GetOptions{})
 		if err != nil {

@@ -3,8 +3,6 @@ package statefulset_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,7 +21,6 @@ import (
 
 	"github.com/berth/berth/internal/cluster/apiserver/apiservertest"
 	"github.com/berth/berth/internal/cluster/controller/statefulset"
-	"github.com/berth/berth/internal/cluster/kube"
 )
 
 // agent stands in for a node agent: it binds new pods to node n1, reports
@@ -108,12 +105,7 @@ func TestAgainstAPIServer(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cfg := apiservertest.Start(t, ctx, nil)
-	c, err := kube.NewClients(cfg, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Shutdown()
+	cfg, c := apiservertest.StartClients(t, ctx)
 	cs := c.Client
 	if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
